@@ -1,0 +1,309 @@
+"""Register-blocked GEMM kernels for convolution and matmul, with fused epilogues.
+
+C[m, n] = sum_k A[m, k] * B[k, n] for a batch of problems. A is the broadcast operand (conv weights
+packed at compile time as [group][M/MR][K][MR], or a strided activation), B the vector operand:
+columns are read in panels of NR = NV vector registers, either packed at compile time (matmul
+weights, [N/NR][K][NR]) or packed per task at run time into a stack buffer (a strided copy, or
+im2col for convolution). The microkernel keeps an MR x NV tile of accumulators in registers and
+does MR*NV vector FMAs per k step. Tasks split the (batch, column panel) space statically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from llvmlite import ir
+
+from . import math_table as mt
+from .llvm_util import (F32, I32, I64, PTR, for_range, gep, lane_mask, masked_load, masked_store,
+                        splat, task_range)
+
+
+@dataclass
+class Blocking:
+    mr: int
+    nv: int
+    lanes: int
+    kc: int = 256
+
+    @property
+    def nr(self) -> int:
+        return self.nv * self.lanes
+
+
+def choose_blocking(vector_bits: int, K: int, M: int) -> Blocking:
+    lanes = max(1, vector_bits // 32)
+    if vector_bits >= 512:
+        mr, nv = 6, 4  # 24 of 32 zmm accumulators
+    elif vector_bits >= 256:
+        mr, nv = 6, 2  # 12 of 16 ymm
+    else:
+        mr, nv = 8, 3  # 24 of 32 NEON q registers (8x12)
+    if M < mr:
+        mr = max(1, M)
+    nr = nv * lanes
+    kc = max(16, min(K, (32768 // (4 * nr)) // 8 * 8))
+    return Blocking(mr, nv, lanes, kc)
+
+
+@dataclass
+class Im2col:
+    channels: int  # input channels per group
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    ph: int
+    pw: int
+    ow: int  # output width (columns are oh*ow + ow)
+
+
+@dataclass
+class GemmSpec:
+    M: int
+    N: int
+    K: int
+    images: int  # outer batch
+    groups: int  # inner batch (conv groups)
+    a_buf: int
+    a_packed: bool
+    a_strides: tuple[int, int, int, int]  # image, group, m, k (when not packed)
+    b_buf: int
+    b_kind: str  # "prepacked" | "contig" | "im2col"
+    b_strides: tuple[int, int, int]  # image, group, k (contig/im2col source)
+    c_buf: int
+    c_strides: tuple[int, int, int]  # image, group, m
+    blocking: Blocking
+    im2col: Im2col | None = None
+    # epilogue(b, acc_vec, m (i64), n0 (i64), image (i64), group (i64), mask|None) -> vec
+    epilogue: Callable | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def pack_a(w: np.ndarray, groups: int, M: int, K: int, mr: int) -> np.ndarray:
+    """[G*M, K] weights -> [G][ceil(M/MR)][K][MR], zero rows past M."""
+    mb = -(-M // mr)
+    out = np.zeros((groups, mb * mr, K), np.float32)
+    out[:, :M, :] = w.reshape(groups, M, K)
+    return np.ascontiguousarray(out.reshape(groups, mb, mr, K).transpose(0, 1, 3, 2))
+
+
+def pack_b(w: np.ndarray, nr: int) -> np.ndarray:
+    """[K, N] weights -> [ceil(N/NR)][K][NR], zero columns past N."""
+    K, N = w.shape
+    npan = -(-N // nr)
+    out = np.zeros((K, npan * nr), np.float32)
+    out[:, :N] = w
+    return np.ascontiguousarray(out.reshape(K, npan, nr).transpose(1, 0, 2))
+
+
+def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -> ir.Function:
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    if "bufs_holder" in spec.extra:  # the epilogue renders loads from these pointers
+        spec.extra["bufs_holder"][0] = bufs
+    blk = spec.blocking
+    L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
+    vt = ir.VectorType(F32, L) if L > 1 else F32
+    kc = blk.kc
+    packed_b = spec.b_kind == "prepacked"
+    panel = None
+    if not packed_b:
+        panel = b.alloca(F32, size=kc * NR, name="panel")
+        panel.align = 64
+    accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+
+    n_panels = -(-spec.N // NR)
+    units = spec.images * spec.groups * n_panels
+    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    A, B, C = bufs[spec.a_buf], bufs[spec.b_buf], bufs[spec.c_buf]
+    mblocks_full = spec.M // MR
+    m_rem = spec.M % MR
+
+    with for_range(b, lo, hi, 1, "unit") as unit:
+        p = b.srem(unit, I64(n_panels))
+        bg = b.sdiv(unit, I64(n_panels))
+        grp = b.srem(bg, I64(spec.groups))
+        img = b.sdiv(bg, I64(spec.groups))
+        n0 = b.mul(p, I64(NR))
+        left = b.sub(I64(spec.N), n0)
+        valid = b.select(b.icmp_signed("<", left, I64(NR)), left, I64(NR))
+        for kb in range(0, spec.K, kc):
+            kcur = min(kc, spec.K - kb)
+            if packed_b:
+                # [panel][K][NR]: this panel's rows kb.. start here
+                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), I64(kb * NR)), F32)
+            else:
+                _pack_panel(b, spec, B, panel, img, grp, n0, valid, kb, kcur)
+                bp = panel
+            first, last = kb == 0, kb + kc >= spec.K
+
+            def tile(mb: ir.Value, mr: int):
+                _tile(b, spec, A, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first, last, vt)
+
+            if mblocks_full:
+                with for_range(b, 0, mblocks_full * MR, MR, "mb") as mb:
+                    tile(mb, MR)
+            if m_rem:
+                tile(I64(mblocks_full * MR), m_rem)
+    b.ret(I32(0))
+    return fn
+
+
+def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb: int, kcur: int):
+    """panel[kk][v] = B(kb+kk, n0+v), zero for v >= valid."""
+    blk = spec.blocking
+    L, NR = blk.lanes, blk.nr
+    ist, gst, kst = spec.b_strides
+    base = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
+    if spec.b_kind == "contig":
+        with for_range(b, 0, kcur, 1, "pk") as kk:
+            row = b.add(base, b.add(b.mul(b.add(kk, I64(kb)), I64(kst)), n0))
+            dst_row = b.mul(kk, I64(NR))
+            full = b.icmp_signed("==", valid, I64(NR))
+            with b.if_else(full) as (then, other):
+                with then:
+                    for v in range(0, NR, L):
+                        x = b.load(gep(b, B, b.add(row, I64(v)), F32), typ=_vt(L), align=4)
+                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+                with other:
+                    for v in range(0, NR, L):
+                        m = lane_mask(b, b.sub(valid, I64(v)), L) if L > 1 else None
+                        src = gep(b, B, b.add(row, I64(v)), F32)
+                        if L > 1:
+                            x = masked_load(b, src, F32, m, ir.Constant(_vt(L), [0.0] * L))
+                        else:
+                            x = _guarded_scalar(b, src, b.icmp_signed(">", valid, I64(v)))
+                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+        return
+    ic = spec.im2col
+    assert ic is not None
+    # Per column: top-left input position of its window (oh*sh - ph, ow*sw - pw); computed on the
+    # fly from the column index, the kernel position from the row index.
+    with for_range(b, 0, kcur, 1, "pk") as kk:
+        k = b.add(kk, I64(kb))
+        kw_ = b.srem(k, I64(ic.kw))
+        t = b.sdiv(k, I64(ic.kw))
+        kh_ = b.srem(t, I64(ic.kh))
+        c = b.sdiv(t, I64(ic.kh))
+        cbase = b.add(base, b.mul(c, I64(ic.h * ic.w)))
+        dh = b.sub(b.mul(kh_, I64(ic.dh)), I64(ic.ph))
+        dw = b.sub(b.mul(kw_, I64(ic.dw)), I64(ic.pw))
+        dst_row = b.mul(kk, I64(NR))
+        with for_range(b, 0, NR, 1, "pv") as v:
+            col = b.add(n0, v)
+            oh = b.sdiv(col, I64(ic.ow))
+            ow = b.srem(col, I64(ic.ow))
+            ih = b.add(b.mul(oh, I64(ic.sh)), dh)
+            iw = b.add(b.mul(ow, I64(ic.sw)), dw)
+            ok = b.and_(b.icmp_signed("<", v, valid),
+                        b.and_(b.icmp_unsigned("<", ih, I64(ic.h)), b.icmp_unsigned("<", iw, I64(ic.w))))
+            off = b.add(cbase, b.add(b.mul(ih, I64(ic.w)), iw))
+            off = b.select(ok, off, I64(0))
+            x = b.load(gep(b, B, off, F32), typ=F32)
+            x = b.select(ok, x, ir.Constant(F32, 0.0))
+            b.store(x, gep(b, panel, b.add(dst_row, v), F32))
+
+
+def _vt(L):
+    return ir.VectorType(F32, L) if L > 1 else F32
+
+
+def _guarded_scalar(b, ptr, ok):
+    safe = b.select(ok, ptr, ptr)  # same pointer; the load happens only under ok below
+    out = b.alloca(F32)
+    b.store(ir.Constant(F32, 0.0), out)
+    with b.if_then(ok):
+        b.store(b.load(safe, typ=F32), out)
+    return b.load(out, typ=F32)
+
+
+def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb: int, kcur: int,
+          first: bool, last: bool, vt):
+    blk = spec.blocking
+    L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
+    ist, gst, mst = spec.c_strides
+    cbase = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))), n0)
+    full = b.icmp_signed("==", valid, I64(NR))
+
+    def c_ptr(r, v):
+        row = b.add(mb, I64(r))
+        return gep(b, C, b.add(cbase, b.add(b.mul(row, I64(mst)), I64(v * L))), F32)
+
+    def mask(v):
+        return lane_mask(b, b.sub(valid, I64(v * L)), L) if L > 1 else None
+
+    # init accumulators
+    zero = ir.Constant(vt, [0.0] * L) if L > 1 else ir.Constant(F32, 0.0)
+    if first:
+        for r in range(mr):
+            for v in range(NV):
+                b.store(zero, accs[r][v])
+    else:
+        with b.if_else(full) as (then, other):
+            with then:
+                for r in range(mr):
+                    for v in range(NV):
+                        b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
+            with other:
+                for r in range(mr):
+                    for v in range(NV):
+                        b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
+    # A addressing
+    if spec.a_packed:
+        mblocks = -(-spec.M // MR)
+        # [G][MB][K][MR]: element (m = mb + r, k) at ((g*MB + mb/MR)*K + k)*MR + r
+        a_base = b.mul(b.add(b.mul(grp, I64(mblocks)), b.sdiv(mb, I64(MR))), I64(spec.K * MR))
+        a_base = b.add(a_base, I64(kb * MR))
+        a_kst, a_mst = MR, 1
+    else:
+        aist, agst, a_mst, a_kst = spec.a_strides
+        a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
+                       b.add(b.mul(mb, I64(a_mst)), I64(kb * a_kst)))
+    with for_range(b, 0, kcur, 1, "k") as k:
+        bv = [b.load(gep(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), F32), typ=vt, align=4)
+              for v in range(NV)]
+        arow = b.add(a_base, b.mul(k, I64(a_kst)))
+        for r in range(mr):
+            a = b.load(gep(b, A, b.add(arow, I64(r * a_mst)), F32), typ=F32)
+            av = splat(b, a, L)
+            for v in range(NV):
+                acc = b.load(accs[r][v], typ=vt)
+                b.store(mt.fma(b, av, bv[v], acc), accs[r][v])
+    # store (with the epilogue after the last k block)
+    with b.if_else(full) as (then, other):
+        for is_full, blkctx in ((True, then), (False, other)):
+            with blkctx:
+                for r in range(mr):
+                    m = b.add(mb, I64(r))
+                    for v in range(NV):
+                        if not is_full:
+                            # columns past N: nothing to store in whole vectors beyond valid
+                            pass
+                        acc = b.load(accs[r][v], typ=vt)
+                        mk = None if is_full else mask(v)
+                        if last and spec.epilogue is not None:
+                            acc = spec.epilogue(b, acc, m, b.add(n0, I64(v * L)), img, grp, mk)
+                        if is_full:
+                            b.store(acc, c_ptr(r, v), align=4)
+                        elif L > 1:
+                            masked_store(b, acc, c_ptr(r, v), mk)
+                        else:
+                            with b.if_then(b.icmp_signed(">", valid, I64(v))):
+                                b.store(acc, c_ptr(r, v))
+
+
+def _load_masked(b, ptr, mk, L, valid, v):
+    if L > 1:
+        return masked_load(b, ptr, F32, mk, ir.Constant(ir.VectorType(F32, L), [0.0] * L))
+    return _guarded_scalar(b, ptr, b.icmp_signed(">", valid, I64(v)))

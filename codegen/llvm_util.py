@@ -1,0 +1,170 @@
+"""llvmlite helpers: types per dtype, loops, vectors, intrinsics. Kernels are built from these."""
+from __future__ import annotations
+
+import contextlib
+
+from llvmlite import ir
+
+I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+F16, F32, F64 = ir.HalfType(), ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+
+# In memory: each dtype's storage type. In registers: floats narrower than 32 bits compute in f32.
+STORAGE = {
+    "float32": F32, "float64": F64, "float16": F16, "bfloat16": I16,
+    "int8": I8, "uint8": I8, "int16": I16, "uint16": I16, "int32": I32, "uint32": I32,
+    "int64": I64, "uint64": I64, "bool": I8, "index": I64,
+}
+REGISTER = {**STORAGE, "float16": F32, "bfloat16": F32, "bool": I1}
+FLOATS = {"float32", "float64", "float16", "bfloat16"}
+UNSIGNED = {"uint8", "uint16", "uint32", "uint64", "bool"}
+
+
+def reg_type(dtype: str, lanes: int = 1) -> ir.Type:
+    t = REGISTER[dtype]
+    return t if lanes == 1 else ir.VectorType(t, lanes)
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOATS
+
+
+def const(dtype: str, value, lanes: int = 1) -> ir.Constant:
+    t = REGISTER[dtype]
+    if dtype in FLOATS:
+        v = float(value)
+    elif dtype == "bool":
+        v = int(bool(value))
+    else:
+        v = int(value)
+        bits = t.width
+        v &= (1 << bits) - 1  # two's complement for negative values and unsigned wraparound
+    c = ir.Constant(t, v)
+    return c if lanes == 1 else ir.Constant(ir.VectorType(t, lanes), [v] * lanes)
+
+
+def splat(b: ir.IRBuilder, v: ir.Value, lanes: int) -> ir.Value:
+    if lanes == 1 or isinstance(v.type, ir.VectorType):
+        return v
+    if isinstance(v, ir.Constant):
+        return ir.Constant(ir.VectorType(v.type, lanes), [v.constant] * lanes)
+    vt = ir.VectorType(v.type, lanes)
+    tmp = b.insert_element(ir.Constant(vt, ir.Undefined), v, I32(0))
+    return b.shuffle_vector(tmp, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes),
+                                                                             [0] * lanes))
+
+
+def iota(lanes: int, ty=I64) -> ir.Constant:
+    return ir.Constant(ir.VectorType(ty, lanes), list(range(lanes)))
+
+
+def declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, args), name)
+    return fn
+
+
+def suffix(t: ir.Type) -> str:
+    """LLVM intrinsic type suffix: f32, v8f32, i64, v4i32 ..."""
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{suffix(t.element)}"
+    if isinstance(t, ir.FloatType):
+        return "f32"
+    if isinstance(t, ir.DoubleType):
+        return "f64"
+    if isinstance(t, ir.HalfType):
+        return "f16"
+    if isinstance(t, ir.IntType):
+        return f"i{t.width}"
+    if isinstance(t, ir.PointerType):
+        return "p0"
+    raise TypeError(t)
+
+
+def intrinsic(b: ir.IRBuilder, name: str, args: list[ir.Value], ret: ir.Type | None = None,
+              overload: list[ir.Type] | None = None) -> ir.Value:
+    ret = ret or args[0].type
+    over = overload if overload is not None else [ret]
+    full = name + "".join("." + suffix(t) for t in over)
+    fn = declare(b.module, full, ret, [a.type for a in args])
+    return b.call(fn, args)
+
+
+@contextlib.contextmanager
+def for_range(b: ir.IRBuilder, start, stop, step=1, name: str = "i"):
+    """`for i in range(start, stop, step)` with an i64 induction variable; yields i."""
+    start = start if isinstance(start, ir.Value) else I64(start)
+    stop = stop if isinstance(stop, ir.Value) else I64(stop)
+    step_v = step if isinstance(step, ir.Value) else I64(step)
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    phi = b.phi(I64, name=name)
+    phi.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", phi, stop), body, end)
+    b.position_at_end(body)
+    yield phi
+    nxt = b.add(phi, step_v, name=f"{name}.next")
+    phi.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(end)
+
+
+def gep(b: ir.IRBuilder, ptr: ir.Value, index: ir.Value, elem: ir.Type) -> ir.Value:
+    return b.gep(ptr, [index], inbounds=True, source_etype=elem)
+
+
+def load_vec(b, ptr, elem: ir.Type, lanes: int, align: int = 4) -> ir.Value:
+    if lanes == 1:
+        return b.load(ptr, typ=elem, align=align)
+    return b.load(ptr, typ=ir.VectorType(elem, lanes), align=align)
+
+
+def store_vec(b, value, ptr, align: int = 4) -> None:
+    b.store(value, ptr, align=align)
+
+
+def masked_load(b, ptr, elem: ir.Type, mask: ir.Value, passthru: ir.Value) -> ir.Value:
+    lanes = mask.type.count
+    vt = ir.VectorType(elem, lanes)
+    return intrinsic(b, "llvm.masked.load", [ptr, I32(4), mask, passthru], ret=vt, overload=[vt, PTR])
+
+
+def masked_store(b, value, ptr, mask) -> None:
+    intrinsic(b, "llvm.masked.store", [value, ptr, I32(4), mask], ret=ir.VoidType(),
+              overload=[value.type, PTR])
+
+
+def gather(b, ptrs: ir.Value, elem: ir.Type, mask: ir.Value, passthru: ir.Value) -> ir.Value:
+    lanes = mask.type.count
+    vt = ir.VectorType(elem, lanes)
+    return intrinsic(b, "llvm.masked.gather", [ptrs, I32(4), mask, passthru], ret=vt,
+                     overload=[vt, ir.VectorType(PTR, lanes)])
+
+
+def scatter(b, value, ptrs, mask) -> None:
+    intrinsic(b, "llvm.masked.scatter", [value, ptrs, I32(4), mask], ret=ir.VoidType(),
+              overload=[value.type, ptrs.type])
+
+
+def lane_mask(b, valid: ir.Value, lanes: int) -> ir.Value:
+    """<lanes x i1>: lane l is on when l < valid (valid is i64)."""
+    return b.icmp_signed("<", iota(lanes), splat(b, valid, lanes))
+
+
+def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: int = 1):
+    """Static partition of [0, total) into ntasks contiguous chunks (multiples of grain)."""
+    total = total if isinstance(total, ir.Value) else I64(total)
+    t = b.sext(task, I64)
+    n = b.sext(ntasks, I64)
+    units = b.sdiv(b.add(total, I64(grain - 1)), I64(grain))
+    per = b.sdiv(b.add(units, b.sub(n, I64(1))), n)
+    lo = b.mul(b.mul(t, per), I64(grain))
+    hi = b.mul(b.mul(b.add(t, I64(1)), per), I64(grain))
+    lo = b.select(b.icmp_signed("<", lo, total), lo, total)
+    hi = b.select(b.icmp_signed("<", hi, total), hi, total)
+    return lo, hi

@@ -1,0 +1,245 @@
+"""Lowering a fused node to one kernel: GEMM-based for conv/matmul anchors, tensor expressions
+for everything else."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from ir import Node, Value
+from ir.ops_nn import _spatial
+
+from . import te, te_ops  # noqa: F401  (attaches computes)
+from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
+from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
+from .llvm_util import I64
+from .render import Renderer
+
+
+class LoweringError(NotImplementedError):
+    pass
+
+
+@dataclass
+class KernelInfo:
+    func: str
+    op: str  # a readable description: conv2d+add+relu
+    args: list  # Value (graph value) or ("param", name, ndarray) per buffer slot, output last
+    parallel: bool = True
+    extra_params: list = field(default_factory=list)
+
+
+def describe(node: Node) -> str:
+    body = node.attrs.get("body")
+    if body is None:
+        return node.op
+    return "+".join(n.op for n in body.nodes)
+
+
+def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+    body = node.attrs["body"]
+    anchor = node.attrs.get("anchor")
+    if anchor == "conv":
+        info = _try_conv_gemm(module, node, func, vector_bits)
+        if info is not None:
+            return info
+    if anchor == "matmul":
+        info = _try_matmul_gemm(module, node, func, vector_bits)
+        if info is not None:
+            return info
+    return _lower_te(module, node, body, func, vector_bits)
+
+
+def _lanes(vector_bits: int, dtype: str) -> int:
+    item = {"float64": 8, "int64": 8, "uint64": 8}.get(dtype, 4)
+    return max(1, vector_bits // (8 * item))
+
+
+def _lower_te(module, node, body, func, vector_bits) -> KernelInfo:
+    ext = list(node.inputs)
+    ctx = KernelContext(len(ext), consts={i: v.data for i, v in enumerate(ext) if v.is_const})
+    ins = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
+    out_t = build_body_expr(body, ctx, ins)
+    out = node.outputs[0]
+    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
+    emit_te_kernel(module, func, out.shape, out.dtype, out_t.fn, dtypes, len(dtypes) - 1,
+                   _lanes(vector_bits, out.dtype))
+    args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    return KernelInfo(func, describe(node), args + [out])
+
+
+def te_dtype(arr: np.ndarray) -> str:
+    from ir.types import dtype_name
+
+    return dtype_name(arr.dtype)
+
+
+# -- epilogues ----------------------------------------------------------------------------------
+def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelContext, out_rank: int):
+    """TE expression of the fused output given the anchor's accumulator as Var('acc')."""
+    body = node.attrs["body"]
+    first = body.nodes[0]
+    ext = list(node.inputs)
+    tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
+    env: dict[int, te.Tensor] = {id(v): t for v, t in zip(body.inputs, tensors)}
+    acc = te.Var("acc", "float32")
+
+    def anchor_fn(idx):
+        if bias_buf is not None:
+            return acc + te.Load(bias_buf, idx[1], "float32")
+        return acc
+
+    env[id(first.outputs[0])] = te.Tensor(first.outputs[0].shape, "float32", anchor_fn)
+    from ir import op_def
+
+    for n in body.nodes[1:]:
+        ins = [env[id(v)] for v in n.inputs]
+        fn = op_def(n.op).compute(n.attrs, n.outputs[0].type, ins, ctx)
+        env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
+    final = env[id(body.outputs[0])]
+    vars_ = tuple(te.Var(f"e{d}") for d in range(out_rank))
+    return final(vars_), vars_
+
+
+def _make_epilogue(expr: te.Expr, vec_var: str, bind, buf_dtypes: list[str], bufs_holder: list,
+                   limit: int, lanes: int):
+    """A GemmSpec.epilogue callback rendering `expr` per tile row with the accumulator bound."""
+    trivial = isinstance(expr, te.Var) and expr.name == "acc"
+    if trivial:
+        return None
+    masked_expr = _mask_loads(expr, vec_var)
+
+    def cb(b, acc, m, n0, img, grp, mask):
+        env = bind(b, m, n0, img, grp)
+        env["acc"] = acc
+        env[vec_var + "#base"] = n0
+        env[vec_var] = n0
+        env[vec_var + "#end"] = I64(limit)
+        r = Renderer(b, bufs_holder[0], buf_dtypes, lanes, vec_var, b.function.entry_basic_block)
+        return r.vec(r.render(masked_expr if mask is not None else expr, env))
+
+    return cb
+
+
+# -- conv ---------------------------------------------------------------------------------------
+def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+    body = node.attrs["body"]
+    conv = body.nodes[0]
+    x_b, w_b = conv.inputs[0], conv.inputs[1]
+    ext = list(node.inputs)
+    pos = {id(v): i for i, v in enumerate(body.inputs)}
+    xi, wi = pos[id(x_b)], pos[id(w_b)]
+    bi = pos[id(conv.inputs[2])] if len(conv.inputs) > 2 else None
+    w = ext[wi]
+    if (conv.outputs[0].dtype != "float32" or not w.is_const or x_b.type.rank not in (3, 4)
+            or (bi is not None and not ext[bi].is_const)):
+        return None
+    g = conv.attrs["groups"]
+    nsp = x_b.type.rank - 2
+    strides, dil, pads = _spatial(conv.attrs, nsp)
+    if nsp == 1:  # 1-D as 2-D with height 1
+        strides, dil, pads = (1,) + strides, (1,) + dil, (0, pads[0], 0, pads[1])
+    xs = x_b.shape if nsp == 2 else x_b.shape[:2] + (1,) + x_b.shape[2:]
+    ws = w.shape if nsp == 2 else w.shape[:2] + (1,) + w.shape[2:]
+    os_ = conv.outputs[0].shape if nsp == 2 else (conv.outputs[0].shape[:2] + (1,)
+                                                   + conv.outputs[0].shape[2:])
+    N_img, C, H, W = xs
+    OC, Cg, KH, KW = ws
+    OH, OW = os_[2], os_[3]
+    M, K, P = OC // g, Cg * KH * KW, OH * OW
+    if K < 4 or (M < 4 and g > 1):
+        return None  # depthwise-like: the direct tensor-expression kernel is better
+    blk = choose_blocking(vector_bits, K, M)
+    packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
+    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
+    im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
+                                         pads[0], pads[1], OW)
+    ctx = KernelContext(len(ext))
+    out_rank = len(node.outputs[0].shape)
+    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
+    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [node.outputs[0].dtype]
+    out_buf = len(dtypes) - 1
+    lanes = blk.lanes
+    bufs_holder: list = [None]
+    # epilogue index: (n, oc, [oh=0,] col) so that whole-spatial operands read contiguously
+    if out_rank == 4:
+        def bind(b, m, n0, img, grp):
+            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), "e2": I64(0)}
+        vec_var = "e3"
+    else:
+        def bind(b, m, n0, img, grp):
+            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m)}
+        vec_var = "e2"
+    epi = _make_epilogue(expr, vec_var, bind, dtypes, bufs_holder, P, lanes)
+    spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
+                    a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
+                    b_strides=(C * H * W, Cg * H * W, H * W), c_buf=out_buf,
+                    c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi)
+    _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_packed", packed)
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+
+
+def _emit_with_bufs(module, func, spec, nbufs, bufs_holder):
+    spec.extra["bufs_holder"] = bufs_holder
+    return emit_gemm_kernel(module, func, spec, nbufs)
+
+
+# -- matmul -------------------------------------------------------------------------------------
+def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+    body = node.attrs["body"]
+    mm = body.nodes[0]
+    a_b, b_b = mm.inputs
+    ext = list(node.inputs)
+    pos = {id(v): i for i, v in enumerate(body.inputs)}
+    ai, bi = pos[id(a_b)], pos[id(b_b)]
+    A, B = ext[ai], ext[bi]
+    if mm.outputs[0].dtype != "float32" or A.type.rank < 2 or B.type.rank < 2:
+        return None
+    M, K = A.shape[-2], A.shape[-1]
+    N = B.shape[-1]
+    a_batch = int(np.prod(A.shape[:-2])) if A.type.rank > 2 else 1
+    b_batch = int(np.prod(B.shape[:-2])) if B.type.rank > 2 else 1
+    out = node.outputs[0]
+    batch = int(np.prod(out.shape[:-2])) if len(out.shape) > 2 else 1
+    if b_batch not in (1, batch) or a_batch not in (1, batch):
+        return None
+    if b_batch == batch and a_batch != batch:
+        return None
+    if b_batch > 1 and B.is_const:
+        return None
+    blk = choose_blocking(vector_bits, K, M)
+    ctx = KernelContext(len(ext))
+    expr, _ = _epilogue(node, None, None, ctx, len(out.shape))
+    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
+    out_buf = len(dtypes) - 1
+    bufs_holder: list = [None]
+    rank = len(out.shape)
+    batch_shape = out.shape[:-2]
+
+    def bind(b, m, n0, img, grp):
+        env = {f"e{rank - 2}": m}
+        rem = img
+        for d in reversed(range(rank - 2)):
+            env[f"e{d}"] = b.srem(rem, I64(batch_shape[d])) if d > 0 else rem
+            rem = b.sdiv(rem, I64(batch_shape[d]))
+        return env
+
+    epi = _make_epilogue(expr, f"e{rank - 1}", bind, dtypes, bufs_holder, N, blk.lanes)
+    args: list = list(ext)
+    if B.is_const and b_batch == 1:
+        args[bi] = ("param", f"{node.name}.b_packed", pack_b(B.data.astype(np.float32)
+                                                               .reshape(K, N), blk.nr))
+        kind, bst = "prepacked", (0, 0, 0)
+    else:
+        kind, bst = "contig", (K * N if b_batch > 1 else 0, 0, N)
+    spec = GemmSpec(M=M, N=N, K=K, images=batch, groups=1, a_buf=ai, a_packed=False,
+                    a_strides=(M * K if a_batch > 1 else 0, 0, K, 1), b_buf=bi, b_kind=kind,
+                    b_strides=bst, c_buf=out_buf, c_strides=(M * N, 0, N), blocking=blk,
+                    epilogue=epi)
+    _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    return KernelInfo(func, describe(node), args + [out])

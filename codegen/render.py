@@ -1,0 +1,294 @@
+"""Renders tensor expressions into LLVM IR, scalar or `lanes`-wide along one loop variable.
+
+A rendered value is uniform (a scalar, the same in every lane) or a vector. Loads whose address is
+affine in the vector variable with unit stride become (masked) vector loads, other strides and
+non-affine addresses become gathers, and addresses that do not depend on it stay scalar.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from . import math_table as mt
+from . import te
+from .llvm_util import (F32, I1, I16, I32, I64, REGISTER, STORAGE, for_range, gather, gep, iota,
+                        masked_load, reg_type, splat)
+from .llvm_util import const as lconst
+
+IDENTITY = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
+
+
+class Renderer:
+    def __init__(self, b: ir.IRBuilder, bufs: list[ir.Value], buf_dtypes: list[str], lanes: int = 1,
+                 vec_var: str | None = None, entry: ir.Block | None = None):
+        self.b = b
+        self.bufs = bufs
+        self.buf_dtypes = buf_dtypes
+        self.lanes = lanes
+        self.vec_var = vec_var if lanes > 1 else None
+        self.entry = entry
+        self.scopes: list[dict] = [{}]
+
+    # -- conversions between storage and registers -----------------------------------------------
+    def to_register(self, v: ir.Value, dtype: str) -> ir.Value:
+        b = self.b
+        lanes = v.type.count if isinstance(v.type, ir.VectorType) else 1
+        if dtype == "float16":
+            return b.fpext(v, reg_type("float32", lanes))
+        if dtype == "bfloat16":
+            wide = b.shl(b.zext(v, reg_type("int32", lanes)), _splat_const(I32, 16, lanes))
+            return b.bitcast(wide, reg_type("float32", lanes))
+        if dtype == "bool":
+            return b.icmp_unsigned("!=", v, _splat_const(STORAGE["bool"], 0, lanes))
+        return v
+
+    def to_storage(self, v: ir.Value, dtype: str) -> ir.Value:
+        b = self.b
+        lanes = v.type.count if isinstance(v.type, ir.VectorType) else 1
+        st = STORAGE[dtype] if lanes == 1 else ir.VectorType(STORAGE[dtype], lanes)
+        if dtype == "float16":
+            return b.fptrunc(v, st)
+        if dtype == "bfloat16":
+            # round to nearest even on the upper 16 bits
+            bits = b.bitcast(v, reg_type("int32", lanes))
+            lsb = b.and_(b.lshr(bits, _splat_const(I32, 16, lanes)), _splat_const(I32, 1, lanes))
+            rounded = b.add(bits, b.add(_splat_const(I32, 0x7FFF, lanes), lsb))
+            return b.trunc(b.lshr(rounded, _splat_const(I32, 16, lanes)), st)
+        if dtype == "bool":
+            return b.zext(v, st)
+        return v
+
+    # -- CSE scopes -------------------------------------------------------------------------------
+    def _lookup(self, e):
+        for s in reversed(self.scopes):
+            if e in s:
+                return s[e]
+        return None
+
+    def vec(self, rv) -> ir.Value:
+        v, is_vec = rv
+        return v if is_vec or self.lanes == 1 else splat(self.b, v, self.lanes)
+
+    # -- rendering ----------------------------------------------------------------------------------
+    def render(self, e: te.Expr, env: dict[str, ir.Value]):
+        """Returns (value, is_vector)."""
+        hit = self._lookup(e)
+        if hit is not None:
+            return hit
+        out = self._render(e, env)
+        self.scopes[-1][e] = out
+        return out
+
+    def _render(self, e: te.Expr, env):
+        b = self.b
+        if isinstance(e, te.Const):
+            return lconst(e.dtype, e.value), False
+        if isinstance(e, te.Var):
+            base = env[e.name]
+            if isinstance(base.type, ir.VectorType):  # a value bound per lane (the accumulator)
+                return base, True
+            if e.name == self.vec_var:
+                return b.add(splat(b, base, self.lanes), iota(self.lanes)), True
+            return base, False
+        if isinstance(e, te.Bin):
+            (x, vx), (y, vy) = self.render(e.a, env), self.render(e.b, env)
+            if vx != vy:
+                x, y = self.vec((x, vx)), self.vec((y, vy))
+            return mt.binary(b, e.op, x, y, e.a.dtype), vx or vy
+        if isinstance(e, te.Cmp):
+            (x, vx), (y, vy) = self.render(e.a, env), self.render(e.b, env)
+            if vx != vy:
+                x, y = self.vec((x, vx)), self.vec((y, vy))
+            return mt.compare(b, e.op, x, y, e.a.dtype), vx or vy
+        if isinstance(e, te.Un):
+            x, vx = self.render(e.a, env)
+            return mt.unary(b, e.op, x, e.dtype, dict(e.attrs)), vx
+        if isinstance(e, te.Select):
+            c, vc = self.render(e.cond, env)
+            x, vx = self.render(e.a, env)
+            y, vy = self.render(e.b, env)
+            if vc or vx or vy:
+                c, x, y = self.vec((c, vc)), self.vec((x, vx)), self.vec((y, vy))
+            return b.select(c, x, y), vc or vx or vy
+        if isinstance(e, te.Cast):
+            x, vx = self.render(e.a, env)
+            return self.cast(x, e.a.dtype, e.dtype), vx
+        if isinstance(e, te.Load):
+            return self.load(e, env)
+        if isinstance(e, te.Reduce):
+            return self.reduce(e, env)
+        raise TypeError(f"cannot render {type(e).__name__}")
+
+    def cast(self, x: ir.Value, src: str, dst: str) -> ir.Value:
+        b = self.b
+        lanes = x.type.count if isinstance(x.type, ir.VectorType) else 1
+        rt = reg_type(dst, lanes)
+        fs, fd = src in ("float32", "float64", "float16", "bfloat16"), dst in (
+            "float32", "float64", "float16", "bfloat16")
+        if src == dst:
+            return x
+        if dst == "bool":
+            if fs:
+                return b.fcmp_unordered("!=", x, ir.Constant(x.type, None))
+            return b.icmp_unsigned("!=", x, ir.Constant(x.type, None))
+        if fs and fd:
+            if x.type == rt:
+                out = x
+            elif _width(x.type) < _width(rt):
+                out = b.fpext(x, rt)
+            else:
+                out = b.fptrunc(x, rt)
+            if dst in ("float16", "bfloat16"):  # round to the narrow type, keep f32 registers
+                out = self.to_register(self.to_storage(out, dst), dst)
+            return out
+        if fs:
+            return b.fptoui(x, rt) if dst.startswith("u") else b.fptosi(x, rt)
+        if fd:
+            out = b.uitofp(x, rt) if src.startswith("u") or src == "bool" else b.sitofp(x, rt)
+            if dst in ("float16", "bfloat16"):
+                out = self.to_register(self.to_storage(out, dst), dst)
+            return out
+        sw, dw = _width(x.type), _width(rt)
+        if sw == dw:
+            return x
+        if sw > dw:
+            return b.trunc(x, rt)
+        return b.zext(x, rt) if src.startswith("u") or src == "bool" else b.sext(x, rt)
+
+    def load(self, e: te.Load, env):
+        b = self.b
+        dt = self.buf_dtypes[e.buf]
+        st = STORAGE[dt]
+        ptr = self.bufs[e.buf]
+        depends = self.vec_var is not None and (te.uses_var(e.index, self.vec_var) or (
+            e.guard is not None and te.uses_var(e.guard, self.vec_var)))
+        fill = lconst(e.dtype, e.fill)
+        if not depends:
+            idx, _ = self.render(e.index, env)
+            if e.guard is None:
+                return self.to_register(b.load(gep(b, ptr, idx, st), typ=st), dt), False
+            g, _ = self.render(e.guard, env)
+            safe = b.select(g, idx, I64(0))
+            v = self.to_register(b.load(gep(b, ptr, safe, st), typ=st), dt)
+            return b.select(g, v, fill), False
+        lanes = self.lanes
+        vt = ir.VectorType(st, lanes)
+        mask = None
+        if e.guard is not None:
+            mask = self.vec(self.render(e.guard, env))
+        aff = te.affine(e.index)
+        if aff is not None and aff[0].get(self.vec_var, 0) == 1 and not _uses_other_vector(
+                e.index, self.vec_var):
+            base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
+            p = gep(b, ptr, base, st)
+            if mask is None:
+                v = b.load(p, typ=vt, align=_align(st))
+            else:
+                pas = ir.Constant(vt, None)
+                v = masked_load(b, p, st, mask, pas)
+            v = self.to_register(v, dt)
+        else:
+            idx = self.vec(self.render(e.index, env))
+            ptrs = vector_gep(b, ptr, idx, st)
+            m = mask if mask is not None else ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
+            v = self.to_register(gather(b, ptrs, st, m, ir.Constant(vt, None)), dt)
+        if mask is not None:
+            v = b.select(mask, v, splat(b, fill, lanes))
+        return v, True
+
+    def reduce(self, e: te.Reduce, env):
+        b = self.b
+        vec = self.vec_var is not None and te.uses_var(e.body, self.vec_var)
+        lanes = self.lanes if vec else 1
+        rt = reg_type(e.dtype, lanes)
+        init = self._identity(e.op, e.dtype, lanes)
+        # The accumulator lives in an entry-block alloca; mem2reg turns it into SSA.
+        with b.goto_block(self.entry):
+            b.position_at_start(self.entry)
+            acc = b.alloca(rt)
+        b.store(init, acc)
+        env = dict(env)
+
+        def nest(k):
+            if k == len(e.vars):
+                self.scopes.append({})
+                v, isv = self.render(e.body, env)
+                self.scopes.pop()
+                v = self.vec((v, isv)) if vec else v
+                cur = b.load(acc, typ=rt)
+                b.store(self._combine(e.op, cur, v, e.dtype), acc)
+                return
+            with for_range(b, 0, e.extents[k], name=e.vars[k]) as i:
+                env[e.vars[k]] = i
+                nest(k + 1)
+
+        self.scopes.append({})
+        nest(0)
+        self.scopes.pop()
+        return b.load(acc, typ=rt), vec
+
+    def _identity(self, op, dtype, lanes):
+        v = IDENTITY[op]
+        if dtype not in ("float32", "float64", "float16", "bfloat16"):
+            import numpy as np
+
+            info = np.iinfo(dtype) if dtype != "bool" else None
+            if op == "max":
+                v = info.min if info else 0
+            elif op == "min":
+                v = info.max if info else 1
+            else:
+                v = int(v)
+        return lconst(dtype, v, lanes)
+
+    def _combine(self, op, acc, v, dtype):
+        if op == "sum":
+            return mt.binary(self.b, "add", acc, v, dtype)
+        if op == "prod":
+            return mt.binary(self.b, "mul", acc, v, dtype)
+        return mt.binary(self.b, "maximum" if op == "max" else "minimum", acc, v, dtype)
+
+
+def vector_gep(b, ptr, idx, elem):
+    """<lanes x ptr> addresses ptr + idx[l] * sizeof(elem) (llvmlite's gep has no vector form)."""
+    lanes = idx.type.count
+    size = _width(elem) // 8
+    basei = splat(b, b.ptrtoint(ptr, I64), lanes)
+    addr = b.add(basei, b.mul(idx, ir.Constant(ir.VectorType(I64, lanes), [size] * lanes)))
+    return b.inttoptr(addr, ir.VectorType(ir.PointerType(), lanes))
+
+
+def _splat_const(t, v, lanes):
+    return ir.Constant(t, v) if lanes == 1 else ir.Constant(ir.VectorType(t, lanes), [v] * lanes)
+
+
+def _width(t):
+    t = t.element if isinstance(t, ir.VectorType) else t
+    if isinstance(t, ir.IntType):
+        return t.width
+    return {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}[type(t)]
+
+
+def _align(t):
+    return max(1, _width(t) // 8)
+
+
+def _at_lane0(e: te.Expr, var: str) -> te.Expr:
+    """e with the vector variable standing for its lane-0 value (the scalar base)."""
+    return _subst(e, var, te.Var(var + "#base"))
+
+
+def _subst(e, var, repl):
+    if isinstance(e, te.Var):
+        return repl if e.name == var else e
+    if isinstance(e, te.Bin):
+        return te.binop(e.op, _subst(e.a, var, repl), _subst(e.b, var, repl))
+    if isinstance(e, te.Const):
+        return e
+    raise TypeError("affine index expected")
+
+
+def _uses_other_vector(e, var):
+    return False
+
+
+__all__ = ["Renderer", "REGISTER", "F32", "I16"]

@@ -1,0 +1,288 @@
+"""A small tensor-expression language: what one output element of a fused kernel is.
+
+Ops describe their computation as `compute(attrs, out_shape, inputs)(index) -> Expr`, where `inputs`
+are accessors that either load from a buffer or inline a producer's expression. Index arithmetic is
+int64; `affine()` recognizes loads whose address is affine in a loop variable so the renderer can
+emit vector loads instead of gathers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+INDEX = "index"  # dtype of index arithmetic (i64)
+
+
+class Expr:
+    dtype: str
+
+    # Operator sugar keeps op computes readable: a + b, a * 3, ...
+    def __add__(self, o):
+        return binop("add", self, _lift(o, self))
+
+    def __radd__(self, o):
+        return binop("add", _lift(o, self), self)
+
+    def __sub__(self, o):
+        return binop("sub", self, _lift(o, self))
+
+    def __rsub__(self, o):
+        return binop("sub", _lift(o, self), self)
+
+    def __mul__(self, o):
+        return binop("mul", self, _lift(o, self))
+
+    def __rmul__(self, o):
+        return binop("mul", _lift(o, self), self)
+
+    def __floordiv__(self, o):
+        return binop("floordiv", self, _lift(o, self))
+
+    def __mod__(self, o):
+        return binop("mod", self, _lift(o, self))
+
+
+@dataclass(frozen=True, eq=True)
+class Const(Expr):
+    dtype: str
+    value: float | int | bool
+
+
+@dataclass(frozen=True, eq=True)
+class Var(Expr):
+    name: str
+    dtype: str = INDEX
+
+
+@dataclass(frozen=True, eq=True)
+class Bin(Expr):
+    op: str
+    a: Expr
+    b: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=True)
+class Cmp(Expr):
+    op: str  # eq ne lt le gt ge
+    a: Expr
+    b: Expr
+    dtype: str = "bool"
+
+
+@dataclass(frozen=True, eq=True)
+class Un(Expr):
+    op: str  # a name in codegen.math_table.UNARY
+    a: Expr
+    attrs: tuple
+    dtype: str
+
+
+@dataclass(frozen=True, eq=True)
+class Select(Expr):
+    cond: Expr
+    a: Expr
+    b: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=True)
+class Cast(Expr):
+    a: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=True)
+class Load(Expr):
+    """buf[index]; where `guard` is false the value is `fill` and memory is not touched."""
+
+    buf: int
+    index: Expr
+    dtype: str
+    guard: Expr | None = None
+    fill: float | int | bool = 0
+
+
+@dataclass(frozen=True, eq=True)
+class Reduce(Expr):
+    """reduce(op) over vars in ranges of `body` (sum, max, min, prod)."""
+
+    op: str
+    vars: tuple[str, ...]
+    extents: tuple[int, ...]
+    body: Expr
+    dtype: str
+
+
+def _lift(o, like: Expr) -> Expr:
+    if isinstance(o, Expr):
+        return o
+    return Const(like.dtype, o)
+
+
+def const(v, dtype: str = INDEX) -> Const:
+    return Const(dtype, v)
+
+
+def binop(op: str, a: Expr, b: Expr) -> Expr:
+    """Build a binary op, folding constants and identities (index math gets simple fast)."""
+    if isinstance(a, Const) and isinstance(b, Const) and a.dtype == INDEX:
+        x, y = a.value, b.value
+        r = {"add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
+             "floordiv": lambda: x // y, "mod": lambda: x % y, "min": lambda: min(x, y),
+             "max": lambda: max(x, y)}.get(op)
+        if r is not None:
+            return Const(INDEX, r())
+    if a.dtype == INDEX:
+        if op == "add":
+            if isinstance(a, Const) and a.value == 0:
+                return b
+            if isinstance(b, Const) and b.value == 0:
+                return a
+        elif op == "sub" and isinstance(b, Const) and b.value == 0:
+            return a
+        elif op == "mul":
+            if isinstance(a, Const) and a.value == 1:
+                return b
+            if isinstance(b, Const) and b.value == 1:
+                return a
+            if (isinstance(a, Const) and a.value == 0) or (isinstance(b, Const) and b.value == 0):
+                return Const(INDEX, 0)
+        elif op in ("floordiv",) and isinstance(b, Const) and b.value == 1:
+            return a
+        elif op == "mod" and isinstance(b, Const) and b.value == 1:
+            return Const(INDEX, 0)
+    return Bin(op, a, b, a.dtype)
+
+
+def cmp(op: str, a: Expr, b) -> Expr:
+    b = _lift(b, a)
+    if isinstance(a, Const) and isinstance(b, Const):
+        import operator
+
+        f = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+             "gt": operator.gt, "ge": operator.ge}[op]
+        return Const("bool", bool(f(a.value, b.value)))
+    return Cmp(op, a, b)
+
+
+def and_(a: Expr | None, b: Expr | None) -> Expr | None:
+    if a is None or (isinstance(a, Const) and a.value is True):
+        return b
+    if b is None or (isinstance(b, Const) and b.value is True):
+        return a
+    return Bin("and", a, b, "bool")
+
+
+def select(c: Expr, a: Expr, b: Expr) -> Expr:
+    if isinstance(c, Const):
+        return a if c.value else b
+    return Select(c, a, b, a.dtype)
+
+
+def unary(op: str, a: Expr, **attrs) -> Expr:
+    return Un(op, a, tuple(sorted(attrs.items())), a.dtype)
+
+
+def cast(a: Expr, dtype: str) -> Expr:
+    return a if a.dtype == dtype else Cast(a, dtype)
+
+
+def affine(e: Expr) -> tuple[dict[str, int], int] | None:
+    """`e` as sum(coef*var) + const, or None when it is not affine."""
+    if isinstance(e, Const):
+        return {}, int(e.value)
+    if isinstance(e, Var):
+        return {e.name: 1}, 0
+    if isinstance(e, Bin) and e.op in ("add", "sub"):
+        fa, fb = affine(e.a), affine(e.b)
+        if fa is None or fb is None:
+            return None
+        s = 1 if e.op == "add" else -1
+        coefs = dict(fa[0])
+        for k, v in fb[0].items():
+            coefs[k] = coefs.get(k, 0) + s * v
+        return {k: v for k, v in coefs.items() if v}, fa[1] + s * fb[1]
+    if isinstance(e, Bin) and e.op == "mul":
+        fa, fb = affine(e.a), affine(e.b)
+        if fa is None or fb is None:
+            return None
+        if not fa[0]:
+            return {k: v * fa[1] for k, v in fb[0].items() if v * fa[1]}, fa[1] * fb[1]
+        if not fb[0]:
+            return {k: v * fb[1] for k, v in fa[0].items() if v * fb[1]}, fa[1] * fb[1]
+    return None
+
+
+def uses_var(e: Expr, name: str) -> bool:
+    if isinstance(e, Var):
+        return e.name == name
+    if isinstance(e, Const):
+        return False
+    if isinstance(e, Reduce):
+        return name not in e.vars and uses_var(e.body, name)
+    return any(uses_var(c, name) for c in children(e))
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    if isinstance(e, (Bin, Cmp)):
+        return (e.a, e.b)
+    if isinstance(e, (Un, Cast)):
+        return (e.a,)
+    if isinstance(e, Select):
+        return (e.cond, e.a, e.b)
+    if isinstance(e, Load):
+        return (e.index,) + ((e.guard,) if e.guard is not None else ())
+    if isinstance(e, Reduce):
+        return (e.body,)
+    return ()
+
+
+# -- tensor accessors ---------------------------------------------------------------------------
+def row_major_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    st, acc = [], 1
+    for d in reversed(shape):
+        st.append(acc)
+        acc *= d
+    return tuple(reversed(st))
+
+
+@dataclass
+class Tensor:
+    """An accessor: `t(idx)` gives the element expression at a multi-index."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    fn: Callable[[tuple[Expr, ...]], Expr]
+
+    def __call__(self, idx) -> Expr:
+        idx = tuple(i if isinstance(i, Expr) else const(i) for i in idx)
+        return self.fn(idx)
+
+    def guarded(self, idx, guard: Expr | None, fill) -> Expr:
+        """Element at idx where guard holds, `fill` elsewhere (padding), never reading outside."""
+        e = self(idx)
+        if guard is None:
+            return e
+        if isinstance(e, Load) and e.guard is None:
+            return Load(e.buf, e.index, e.dtype, guard, fill)
+        return select(guard, e, Const(self.dtype, fill))
+
+
+def buffer_tensor(buf: int, shape: tuple[int, ...], dtype: str) -> Tensor:
+    strides = row_major_strides(shape)
+
+    def fn(idx):
+        flat = const(0)
+        for i, s, d in zip(idx, strides, shape):
+            if d != 1:
+                flat = flat + i * s
+        return Load(buf, flat, dtype)
+
+    return Tensor(tuple(shape), dtype, fn)
+
+
+def broadcast_index(idx: tuple[Expr, ...], in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+                    ) -> tuple[Expr, ...]:
+    off = len(out_shape) - len(in_shape)
+    return tuple(const(0) if d == 1 else idx[off + i] for i, d in enumerate(in_shape))

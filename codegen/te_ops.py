@@ -1,0 +1,412 @@
+"""Tensor-expression computes for the IR ops: `compute(attrs, out_type, inputs, ctx) -> fn(index)`.
+
+Importing this module attaches each compute to its OpDef (`op_def(name).compute`). A compute gets
+accessors for its inputs (buffer loads, or a producer's inlined expression) and returns the
+expression of one output element. `ctx.add_table(array)` adds a compile-time constant buffer.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir import op_def
+from ir.ops_elementwise import BINARY, UNARY
+from ir.ops_nn import _spatial, pool_out_dim
+from ir.ops_tensor import resize_tables
+
+from . import te
+from .te import Tensor, broadcast_index, const
+
+
+def register(name: str):
+    def deco(fn):
+        op_def(name).compute = fn
+        return fn
+
+    return deco
+
+
+# -- elementwise ----------------------------------------------------------------------------------
+def _unary_compute(name):
+    defaults = UNARY[name][1]
+
+    def compute(attrs, out, ins, ctx):
+        kw = {k: attrs[k] for k in defaults}
+        return lambda idx: te.unary(name, ins[0](idx), **kw)
+
+    return compute
+
+
+for _n in UNARY:
+    op_def(_n).compute = _unary_compute(_n)
+
+_CMP = {"equal": "eq", "less": "lt", "less_equal": "le", "greater": "gt", "greater_equal": "ge"}
+
+
+def _binary_compute(name):
+    def compute(attrs, out, ins, ctx):
+        a, b = ins
+
+        def fn(idx):
+            x = a(broadcast_index(idx, a.shape, out.shape))
+            y = b(broadcast_index(idx, b.shape, out.shape))
+            if name in _CMP:
+                return te.cmp(_CMP[name], x, y)
+            return te.Bin(name, x, y, out.dtype if name not in ("and", "or", "xor") else "bool")
+
+        return fn
+
+    return compute
+
+
+for _n in BINARY:
+    op_def(_n).compute = _binary_compute(_n)
+
+
+@register("where")
+def _where(attrs, out, ins, ctx):
+    c, a, b = ins
+    return lambda idx: te.select(c(broadcast_index(idx, c.shape, out.shape)),
+                                 a(broadcast_index(idx, a.shape, out.shape)),
+                                 b(broadcast_index(idx, b.shape, out.shape)))
+
+
+@register("cast")
+def _cast(attrs, out, ins, ctx):
+    src = ins[0].dtype
+
+    def fn(idx):
+        x = ins[0](idx)
+        if src in ("float32", "float64", "float16", "bfloat16") and out.dtype not in (
+                "float32", "float64", "float16", "bfloat16", "bool"):
+            x = te.unary("trunc_toward_zero", x) if False else x
+        return te.cast(x, out.dtype)
+
+    return fn
+
+
+@register("copy")
+def _copy(attrs, out, ins, ctx):
+    return lambda idx: ins[0](idx)
+
+
+@register("expand")
+def _expand(attrs, out, ins, ctx):
+    return lambda idx: ins[0](broadcast_index(idx, ins[0].shape, out.shape))
+
+
+@register("batch_norm")
+def _batch_norm(attrs, out, ins, ctx):
+    x, scale, bias, mean, var = ins
+    # Parameters are constants by the time codegen sees a batch_norm (or it would be decomposed).
+    s = ctx.const_of(1) / np.sqrt(ctx.const_of(4).astype(np.float64) + attrs["epsilon"])
+    sh = ctx.const_of(2) - ctx.const_of(3) * s
+    ts = ctx.add_table(s.astype(np.float32))
+    tb = ctx.add_table(sh.astype(np.float32))
+    return lambda idx: x(idx) * ts((idx[1],)) + tb((idx[1],))
+
+
+# -- data movement --------------------------------------------------------------------------------
+def _unflatten(flat: te.Expr, shape) -> tuple[te.Expr, ...]:
+    out = []
+    strides = te.row_major_strides(shape)
+    for s, d in zip(strides, shape):
+        out.append(const(0) if d == 1 else (flat // s) % d)
+    return tuple(out)
+
+
+@register("reshape")
+def _reshape(attrs, out, ins, ctx):
+    x = ins[0]
+    ost = te.row_major_strides(out.shape)
+
+    def fn(idx):
+        flat = const(0)
+        for i, s, d in zip(idx, ost, out.shape):
+            if d != 1:
+                flat = flat + i * s
+        return x(_unflatten(flat, x.shape))
+
+    return fn
+
+
+@register("transpose")
+def _transpose(attrs, out, ins, ctx):
+    perm = attrs["perm"]
+
+    def fn(idx):
+        src = [None] * len(perm)
+        for o, p in enumerate(perm):
+            src[p] = idx[o]
+        return ins[0](tuple(src))
+
+    return fn
+
+
+@register("concat")
+def _concat(attrs, out, ins, ctx):
+    ax = attrs["axis"]
+
+    def fn(idx):
+        expr = None
+        offsets = np.cumsum([0] + [t.shape[ax] for t in ins])
+        for k in reversed(range(len(ins))):
+            sub = list(idx)
+            sub[ax] = idx[ax] - int(offsets[k])
+            guard = te.and_(te.cmp("ge", idx[ax], int(offsets[k])),
+                            te.cmp("lt", idx[ax], int(offsets[k + 1])))
+            val = ins[k].guarded(tuple(sub), guard, 0)
+            expr = val if expr is None else te.select(guard, val, expr)
+        return expr
+
+    return fn
+
+
+@register("slice")
+def _slice(attrs, out, ins, ctx):
+    st, sp = attrs["starts"], attrs["steps"]
+    return lambda idx: ins[0](tuple(i * p + s for i, s, p in zip(idx, st, sp)))
+
+
+@register("pad")
+def _pad(attrs, out, ins, ctx):
+    x = ins[0]
+    r = len(x.shape)
+    pads = attrs["pads"]
+    mode = attrs["mode"]
+
+    def fn(idx):
+        src, guard = [], None
+        for i in range(r):
+            n = x.shape[i]
+            j = idx[i] - pads[i]
+            if pads[i] == 0 and pads[r + i] <= 0:
+                src.append(j)
+                continue
+            if mode == "constant":
+                guard = te.and_(guard, te.and_(te.cmp("ge", j, 0), te.cmp("lt", j, n)))
+                src.append(j)
+            elif mode == "edge":
+                src.append(te.binop("max", te.binop("min", j, const(n - 1)), const(0)))
+            elif mode == "reflect":
+                # reflect without repeating the edge: period 2(n-1)
+                per = max(2 * (n - 1), 1)
+                k = ((j % per) + per) % per
+                src.append(te.select(te.cmp("lt", k, n), k, const(per) - k) if n > 1 else const(0))
+            else:  # wrap
+                src.append(((j % n) + n) % n)
+        return x.guarded(tuple(src), guard, attrs["value"])
+
+    return fn
+
+
+@register("gather")
+def _gather(attrs, out, ins, ctx):
+    x, ind = ins
+    ax = attrs["axis"]
+    k = len(ind.shape)
+
+    def fn(idx):
+        i = te.cast(ind(idx[ax:ax + k]), "index")
+        i = te.select(te.cmp("lt", i, 0), i + x.shape[ax], i)
+        return x(idx[:ax] + (i,) + idx[ax + k:])
+
+    return fn
+
+
+@register("resize")
+def _resize(attrs, out, ins, ctx):
+    x = ins[0]
+    tabs = resize_tables(attrs, x.shape)
+    axes = []
+    for ax, tab in enumerate(tabs):
+        if tab is None:
+            continue
+        idx_t, w_t, valid = tab
+        axes.append((ax, ctx.add_table(idx_t.astype(np.int64)), ctx.add_table(w_t.astype(np.float32)),
+                     idx_t.shape[1], None if valid.all() else ctx.add_table(valid.astype(np.bool_))))
+    compute_dt = "float32" if x.dtype not in ("float64",) else x.dtype
+    nearest = attrs["mode"] == "nearest"
+
+    def fn(idx):
+        terms = [(te.Const(compute_dt, 1.0), list(idx))]
+        guard = None
+        for ax, ti, tw, taps, tv in axes:
+            new = []
+            for wexpr, sub in terms:
+                for t in range(taps):
+                    s2 = list(sub)
+                    s2[ax] = ti((idx[ax], const(t)))
+                    wt = tw((idx[ax], const(t)))
+                    new.append((wexpr if nearest else wexpr * te.cast(wt, compute_dt), s2))
+            terms = new
+            if tv is not None:
+                guard = te.and_(guard, tv((idx[ax],)))
+        if nearest:
+            val = x(tuple(terms[0][1]))
+        else:
+            val = None
+            for wexpr, sub in terms:
+                t = wexpr * te.cast(x(tuple(sub)), compute_dt)
+                val = t if val is None else val + t
+            if x.dtype not in ("float32", "float64", "float16", "bfloat16"):
+                val = te.unary("round", val)
+            val = te.cast(val, x.dtype)
+        if guard is not None:
+            val = te.select(guard, val, te.Const(x.dtype, attrs["extrapolation_value"]))
+        return val
+
+    return fn
+
+
+# -- reductions and pooling -------------------------------------------------------------------
+def _reduce(kind):
+    def compute(attrs, out, ins, ctx):
+        x = ins[0]
+        axes = tuple(attrs["axes"])
+        keep = attrs["keepdims"]
+
+        def fn(idx):
+            vars_ = tuple(f"r{ctx.fresh()}" for _ in axes)
+            src, it = [], iter(idx)
+            for d in range(len(x.shape)):
+                if d in axes:
+                    src.append(te.Var(vars_[axes.index(d)]))
+                    if keep:
+                        next(it)
+                else:
+                    src.append(next(it))
+            body = x(tuple(src))
+            if kind == "mean":
+                acc_dt = body.dtype
+                r = te.Reduce("sum", vars_, tuple(x.shape[a] for a in axes), body, acc_dt)
+                n = math.prod(x.shape[a] for a in axes)
+                return te.Bin("div", r, te.Const(acc_dt, n if acc_dt.startswith(("int", "uint"))
+                                                 else float(n)), acc_dt)
+            return te.Reduce(kind, vars_, tuple(x.shape[a] for a in axes), body, body.dtype)
+
+        return fn
+
+    return compute
+
+
+for _k in ("sum", "mean", "max", "min", "prod"):
+    op_def(f"reduce_{_k}").compute = _reduce(_k)
+
+
+def _pool(kind):
+    def compute(attrs, out, ins, ctx):
+        x = ins[0]
+        k = tuple(attrs["kernel"])
+        nsp = len(k)
+        strides, dil, pads = _spatial(attrs, nsp)
+        fill = float("-inf") if kind == "max" else 0.0
+        if kind == "max" and x.dtype not in ("float32", "float64", "float16", "bfloat16"):
+            fill = int(np.iinfo(x.dtype).min)
+
+        def fn(idx):
+            vars_ = tuple(f"k{ctx.fresh()}" for _ in range(nsp))
+            src, guard = list(idx[:2]), None
+            for i in range(nsp):
+                pos = idx[2 + i] * strides[i] + te.Var(vars_[i]) * dil[i] - pads[i]
+                src.append(pos)
+                guard = te.and_(guard, te.and_(te.cmp("ge", pos, 0),
+                                               te.cmp("lt", pos, x.shape[2 + i])))
+            body = x.guarded(tuple(src), guard, fill)
+            red = te.Reduce("max" if kind == "max" else "sum", vars_, k, body, body.dtype)
+            if kind == "max":
+                return red
+            # divisor: window positions inside the input (or inside input+pads with
+            # count_include_pad), computed per output position from the bounds.
+            cnt = None
+            for i in range(nsp):
+                n = x.shape[2 + i]
+                lo_b, hi_b = (-pads[i], n + pads[nsp + i]) if attrs["count_include_pad"] else (0, n)
+                c = _count_in(idx[2 + i] * strides[i] - pads[i], k[i], dil[i], lo_b, hi_b, ctx)
+                cnt = c if cnt is None else cnt * c
+            return te.Bin("div", red, te.cast(cnt, body.dtype), body.dtype)
+
+        return fn
+
+    return compute
+
+
+def _count_in(start, k, d, lo, hi, ctx):
+    """Number of t in [0,k) with lo <= start + t*d < hi (as an index expression)."""
+    total = const(0)
+    for t in range(k):
+        pos = start + t * d
+        inside = te.and_(te.cmp("ge", pos, lo), te.cmp("lt", pos, hi))
+        total = total + te.select(inside, const(1), const(0))
+    return total
+
+
+op_def("max_pool").compute = _pool("max")
+op_def("avg_pool").compute = _pool("avg")
+
+
+# -- convolution / matmul fallbacks (direct, for shapes the GEMM kernels do not take) ----------
+@register("conv")
+def _conv(attrs, out, ins, ctx):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    g = attrs["groups"]
+    nsp = len(x.shape) - 2
+    strides, dil, pads = _spatial(attrs, nsp)
+    cg = w.shape[1]
+    ocg = w.shape[0] // g
+
+    def fn(idx):
+        n, oc = idx[0], idx[1]
+        vars_ = tuple(f"c{ctx.fresh()}" for _ in range(nsp + (1 if cg > 1 else 0)))
+        ic_local = te.Var(vars_[-1]) if cg > 1 else const(0)
+        ic = (oc // ocg) * cg + ic_local if g > 1 else ic_local
+        src, guard, wi = [n, ic], None, [oc, ic_local]
+        for i in range(nsp):
+            kv = te.Var(vars_[i])
+            pos = idx[2 + i] * strides[i] + kv * dil[i] - pads[i]
+            src.append(pos)
+            wi.append(kv)
+            if pads[i] or pads[nsp + i] or (out.shape[2 + i] - 1) * strides[i] + (
+                    w.shape[2 + i] - 1) * dil[i] >= x.shape[2 + i]:
+                guard = te.and_(guard, te.and_(te.cmp("ge", pos, 0), te.cmp("lt", pos, x.shape[2 + i])))
+        prod = x.guarded(tuple(src), guard, 0.0) * w(tuple(wi))
+        ext = tuple(w.shape[2:]) + ((cg,) if cg > 1 else ())
+        red = te.Reduce("sum", vars_, ext, prod, out.dtype)
+        return red + bias((oc,)) if bias is not None else red
+
+    return fn
+
+
+@register("matmul")
+def _matmul(attrs, out, ins, ctx):
+    a, b = ins
+    ar, br = len(a.shape), len(b.shape)
+    K = a.shape[-1]
+
+    def fn(idx):
+        kv = te.Var(f"m{ctx.fresh()}")
+        batch = idx[:-2] if (ar > 1 and br > 1) else idx[:-1] if ar > 1 or br > 1 else ()
+        if ar == 1:
+            ai = (kv,)
+        else:
+            m = idx[-2] if br > 1 else idx[-1]
+            ai = broadcast_index(batch, a.shape[:-2], batch_shape(out.shape, ar, br)) + (m, kv)
+        if br == 1:
+            bi = (kv,)
+        else:
+            n = idx[-1]
+            bi = broadcast_index(batch, b.shape[:-2], batch_shape(out.shape, ar, br)) + (kv, n)
+        return te.Reduce("sum", (kv.name,), (K,), a(ai) * b(bi), out.dtype)
+
+    return fn
+
+
+def batch_shape(out_shape, ar, br):
+    if ar > 1 and br > 1:
+        return out_shape[:-2]
+    return out_shape[:-1] if (ar > 1 or br > 1) else ()
+
+
+_ = Tensor

@@ -1,0 +1,66 @@
+"""Graph -> Graph passes and the pipeline, a visible list per optimization level."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ir import Graph
+from ir.verify import verify
+
+from .basic import eliminate_dead_code, fold_constants, simplify
+from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv
+from .decompose import decompose_softmax
+from .fusion import fuse_operators
+
+Pass = Callable[[Graph], Graph]
+
+
+def pipeline(opt_level: int) -> list[Pass]:
+    """The passes `neo compile --opt-level N` runs, in order."""
+    if opt_level <= 0:
+        # No optimization: only what codegen requires (no BN/softmax kernels of their own; every
+        # op its own kernel).
+        return [decompose_batchnorm, decompose_softmax, eliminate_dead_code, fuse_nothing]
+    passes: list[Pass] = [fold_constants, simplify, eliminate_dead_code]
+    if opt_level >= 1:
+        passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
+                   decompose_softmax, fold_constants, simplify, eliminate_dead_code]
+    passes += [fuse_operators if opt_level >= 2 else fuse_nothing]
+    return passes
+
+
+def fuse_nothing(g: Graph) -> Graph:
+    """Each node its own kernel (opt-level 0/1): fusion with every merge disabled."""
+    from . import fusion
+
+    return fusion._build(g, {id(n): i for i, n in enumerate(g.nodes)},
+                         {i: [n] for i, n in enumerate(g.nodes)}, {
+                             i: (n if fusion._kind(n) == fusion.K.OUT_ELEMWISE_FUSABLE else None)
+                             for i, n in enumerate(g.nodes)})
+
+
+def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
+                 dump_dir: Path | None = None,
+                 log: Callable[[str, float, Graph], None] | None = None) -> Graph:
+    if debug:
+        verify(g)
+    if dump_dir is not None:
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        (dump_dir / "00_input.txt").write_text(str(g) + "\n")
+    for i, p in enumerate(pipeline(opt_level), 1):
+        t = time.perf_counter()
+        g = p(g)
+        dt = time.perf_counter() - t
+        if debug:
+            verify(g)
+        if dump_dir is not None:
+            (dump_dir / f"{i:02d}_{p.__name__}.txt").write_text(str(g) + "\n")
+        if log is not None:
+            log(p.__name__, dt, g)
+    return g
+
+
+__all__ = ["pipeline", "run_pipeline", "fold_constants", "eliminate_dead_code", "simplify",
+           "fold_batchnorm_into_conv", "decompose_batchnorm", "decompose_softmax",
+           "fuse_operators", "fuse_nothing"]

@@ -1,0 +1,145 @@
+"""Operator fusion: groups nodes into kernels (`fused` nodes holding a body graph).
+
+Rules (TVM's, by fusion kind):
+- an elementwise/broadcast consumer takes a conv/matmul producer as its epilogue (one anchor per
+  kernel; the epilogue is a chain whose other operands are whole buffers, or broadcast per channel);
+- an elementwise/broadcast consumer of the same shape takes a reduction as its epilogue;
+- a consumer rendered from tensor expressions (kind <= REDUCTION) inlines injective producers;
+- a value is inlined only into its single consumer and never when it is a graph output;
+- `reshape` is never fused: it is a view of its input's memory (see codegen memory planning).
+"""
+from __future__ import annotations
+
+from ir import FusionKind, Graph, Node, Value, op_def
+
+K = FusionKind
+
+
+def _kind(n: Node) -> FusionKind:
+    return op_def(n.op).kind
+
+
+def _coalescable(v: Value, out_shape: tuple[int, ...]) -> bool:
+    """v broadcast to out_shape is constant over all spatial dims, or varies over all of them."""
+    sh = (1,) * (len(out_shape) - v.type.rank) + v.shape
+    sp, osp = sh[2:], out_shape[2:]
+    return all(d == 1 for d in sp) or tuple(sp) == tuple(osp)
+
+
+def _matmul_epilogue_ok(v: Value, out_shape) -> bool:
+    sh = (1,) * (len(out_shape) - v.type.rank) + v.shape
+    return sh[-1] in (1, out_shape[-1])
+
+
+def fuse_operators(g: Graph) -> Graph:
+    users = g.consumers()
+    outputs = {id(v) for v in g.outputs}
+    group: dict[int, int] = {}  # node id -> group id
+    members: dict[int, list[Node]] = {}
+    anchor: dict[int, Node | None] = {}
+    has_reduce: dict[int, bool] = {}
+    for i, n in enumerate(g.nodes):
+        group[id(n)] = i
+        members[i] = [n]
+        anchor[i] = n if _kind(n) == K.OUT_ELEMWISE_FUSABLE else None
+        has_reduce[i] = _kind(n) == K.REDUCTION
+
+    def single_use_by(v: Value, c: Node) -> bool:
+        return id(v) not in outputs and all(u is c for u in users.get(v, []))
+
+    def merge(src: int, dst: int):
+        members[dst] = members[src] + members[dst]
+        for m in members[src]:
+            group[id(m)] = dst
+        anchor[dst] = anchor[dst] or anchor[src]
+        has_reduce[dst] = has_reduce[dst] or has_reduce[src]
+        del members[src]
+
+    for c in g.nodes:
+        kc = _kind(c)
+        if c.op == "reshape" or kc > K.REDUCTION or len(c.outputs) != 1:
+            continue
+        gc = group[id(c)]
+        prods = [(v, v.producer) for v in c.inputs if v.producer is not None and not v.is_const]
+        out = c.outputs[0]
+        # 1. epilogue into conv / matmul
+        if kc <= K.BROADCAST and out.dtype == "float32":
+            for v, x in prods:
+                gx = group[id(x)]
+                a = anchor[gx]
+                if a is None or gx == gc or not single_use_by(v, c) or v.shape != out.shape:
+                    continue
+                others = [u for u in c.inputs if u is not v]
+                ok = all(u.is_const or u.producer is None or group[id(u.producer)] != gx
+                         for u in others)
+                if a.op == "conv":
+                    ok = ok and len(out.shape) >= 3 and all(_coalescable(u, out.shape) for u in others)
+                else:
+                    ok = ok and all(_matmul_epilogue_ok(u, out.shape) for u in others)
+                if ok and len(members[gc]) == 1:
+                    merge(gx, gc)
+                    break
+            if anchor[gc] is not None:
+                continue
+        # 2. reduction epilogue, 3. inline injective producers
+        for v, x in prods:
+            gx = group[id(x)]
+            if gx == gc or not single_use_by(v, c) or x.op == "reshape" or len(x.outputs) != 1:
+                continue
+            if anchor[gx] is not None or anchor[gc] is not None:
+                continue
+            kx = _kind(x)
+            if has_reduce[gx]:
+                if kc <= K.BROADCAST and v.shape == out.shape and not has_reduce[gc]:
+                    merge(gx, gc)
+            elif kx <= K.INJECTIVE and x is members[gx][-1]:
+                merge(gx, gc)
+    return _build(g, group, members, anchor)
+
+
+def _build(g: Graph, group, members, anchor) -> Graph:
+    from .rewrite import Rewriter
+
+    rw = Rewriter(g)
+    order = {id(n): i for i, n in enumerate(g.nodes)}
+    for gid in members:
+        members[gid].sort(key=lambda m: order[id(m)])
+    done: set[int] = set()
+    for n in g.nodes:
+        gid = group[id(n)]
+        mem = members[gid]
+        if n is not mem[-1]:
+            continue  # groups are emitted at their root (last member in topological order)
+        if gid in done:
+            continue
+        done.add(gid)
+        if len(mem) == 1 and (n.op == "reshape" or op_def(n.op).compute is None
+                              and op_def(n.op).kind > K.OUT_ELEMWISE_FUSABLE):
+            outs = rw.copy(n)
+            for o, no in zip(n.outputs, outs):
+                rw.map[id(o)] = no
+            continue
+        inside = {id(o) for m in mem for o in m.outputs}
+        ext: list[Value] = []
+        for m in mem:
+            for v in m.inputs:
+                if id(v) not in inside and all(v is not e for e in ext):
+                    ext.append(v)
+        body = Graph(f"{n.name}")
+        bmap: dict[int, Value] = {}
+        for i, v in enumerate(ext):
+            bmap[id(v)] = body.input(f"in{i}", v.shape, v.dtype)
+        for m in mem:
+            bn = body.add(m.op, [bmap[id(v)] for v in m.inputs], m.attrs, m.name, m.origin)
+            for o, bo in zip(m.outputs, bn.outputs):
+                bmap[id(o)] = bo
+        body.outputs = [bmap[id(o)] for o in n.outputs]
+        a = anchor[gid]
+        fused = rw.new.add("fused", [rw.get(v) for v in ext],
+                           {"body": body, "anchor": a.op if a is not None else None},
+                           name=n.name, origin=n.origin, out_names=[o.name for o in n.outputs])
+        for o, no in zip(n.outputs, fused.outputs):
+            rw.map[id(o)] = no
+    rw.new.outputs = [rw.get(v) for v in g.outputs]
+    rw.new.output_names = g.out_names()
+    return rw.new
