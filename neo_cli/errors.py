@@ -100,6 +100,12 @@ class UnsupportedModelError(NeoError):
         super().__init__(f"The following {what} are not implemented: {listed}", hint)
 
 
+class NotSupportedError(NeoError):
+    """A framework, target or construct neo does not support yet (exit 4, like unsupported ops)."""
+
+    exit_code = 4
+
+
 class CompileError(NeoError):
     """Code generation or the native toolchain failed."""
 

@@ -1,0 +1,239 @@
+"""The compiler-side toolchain: zig as a cross C compiler/linker, the runtime build cache, and qemu.
+
+Zig ships clang, lld and glibc stubs for every target, so one pip package links shared objects for
+x86_64, aarch64 and armv7 Linux without a system cross toolchain. We pin glibc 2.17 so the results run
+on old boards (the armv7 and aarch64 images of the last decade) as well as here under qemu-user.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ZIG_TARGETS: dict[str, str] = {
+    "x86_64": "x86_64-linux-gnu.2.17",
+    "aarch64": "aarch64-linux-gnu.2.17",
+    "armv7": "arm-linux-gnueabihf.2.17",
+}
+# Baseline CPUs when the caller names none. zig's armv7 baseline is v7-A + VFPv3 + NEON; every board
+# we target in 32-bit mode (Raspberry Pi 2 v1.1, 3, 4: Cortex-A7/A53/A72) also has VFPv4 (fused
+# multiply-add), which qemu-arm emulates too.
+DEFAULT_CPU: dict[str, str | None] = {
+    "x86_64": None,
+    "aarch64": None,
+    "armv7": "generic+v7a+neon+vfp4",
+}
+QEMU: dict[str, tuple[str, str]] = {
+    "aarch64": ("qemu-aarch64-static", "/usr/aarch64-linux-gnu"),
+    "armv7": ("qemu-arm-static", "/usr/arm-linux-gnueabihf"),
+}
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+RUNTIME_SOURCES = ("neort.h", "neort.c", "neo_run.c")
+RUNTIME_FILES = ("libneort.so", "neort.h", "neo-run")
+# glibc 2.17 keeps these in separate libraries; newer ones merely accept the flags
+SYSTEM_LIBS = ["-lpthread", "-ldl", "-lm"]
+RUNTIME_CFLAGS = ["-std=c11", "-O2", "-g0", "-Wall", "-Wextra", "-fno-sanitize=all",
+                  "-fvisibility=hidden"]
+# zig's cached libc/compiler-rt objects carry debug info with absolute paths of the machine that built
+# them; dropping debug sections at link time keeps our outputs byte-identical across machines
+DETERMINISTIC_LDFLAGS = ["-Wl,--build-id=none", "-Wl,--strip-debug"]
+
+
+class ToolchainError(RuntimeError):
+    """A compiler or linker invocation failed, or no usable toolchain exists."""
+
+
+def host_arch() -> str:
+    """The host as one of the target arch names: x86_64, aarch64 or armv7."""
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        return "x86_64"
+    if machine in ("aarch64", "arm64"):
+        return "aarch64"
+    if machine.startswith(("armv7", "armv8l")) or machine == "armhf":
+        return "armv7"
+    raise ToolchainError(f"unsupported host architecture {platform.machine()!r}")
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ZIG_TARGETS:
+        raise ToolchainError(f"unknown arch {arch!r}; expected one of {', '.join(ZIG_TARGETS)}")
+
+
+def _have_zig() -> bool:
+    return importlib.util.find_spec("ziglang") is not None
+
+
+def zig_cc() -> list[str]:
+    """The C compiler command: zig's clang, or the system `cc` (host builds only) without ziglang."""
+    if _have_zig():
+        return [sys.executable, "-m", "ziglang", "cc"]
+    cc = shutil.which("cc")
+    if cc is None:
+        raise ToolchainError("no C compiler: install the 'ziglang' package (pip install ziglang)")
+    return [cc]
+
+
+@functools.cache
+def compiler_version() -> str:
+    """Version of the compiler behind zig_cc(), part of every cache key."""
+    if _have_zig():
+        cmd = [sys.executable, "-m", "ziglang", "version"]
+    else:
+        cmd = [*zig_cc(), "--version"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return ("zig " if _have_zig() else "cc ") + (lines[0] if lines else "unknown")
+
+
+def target_flags(arch: str, cpu: str | None = None) -> list[str]:
+    """-target/-mcpu flags for `arch`; the system-cc fallback can only build for the host."""
+    _check_arch(arch)
+    if not _have_zig():
+        if arch != host_arch():
+            raise ToolchainError(f"cross-compiling for {arch} needs the 'ziglang' package")
+        return []
+    flags = ["-target", ZIG_TARGETS[arch]]
+    cpu = cpu or DEFAULT_CPU[arch]
+    if cpu:
+        flags.append(f"-mcpu={cpu}")
+    return flags
+
+
+def cache_dir() -> Path:
+    """The user cache of neo: $XDG_CACHE_HOME/neo or ~/.cache/neo (created on demand)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    path = Path(base) / "neo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-30:])
+        raise ToolchainError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+
+
+def compile_c(source: str, arch: str, *, cpu: str | None = None,
+              flags: list[str] | tuple[str, ...] = ()) -> bytes:
+    """Compile C source text into a position-independent object file for `arch`; returns its bytes."""
+    with tempfile.TemporaryDirectory(prefix="neo-cc-") as tmp:
+        # fixed relative names keep the object independent of the temp directory
+        Path(tmp, "kernel.c").write_text(source)
+        cmd = [*zig_cc(), *target_flags(arch, cpu), "-c", "-fPIC", "-O2", "-g0", "-fno-sanitize=all",
+               *flags, "kernel.c", "-o", "kernel.o"]
+        _run(cmd, Path(tmp), f"compiling C for {arch}")
+        return Path(tmp, "kernel.o").read_bytes()
+
+
+def link_shared(objects: list[bytes], arch: str, out_path: Path, *, cpu: str | None = None) -> None:
+    """Link object files (their bytes) into the shared object `out_path` for `arch`.
+
+    The output appears atomically (temp file, then rename) and is byte-identical for identical inputs.
+    """
+    out_path = Path(out_path)
+    flags = target_flags(arch, cpu)
+    if not objects:
+        raise ToolchainError("link_shared: no object files")
+    with tempfile.TemporaryDirectory(prefix="neo-link-") as tmp:
+        names = []
+        for i, obj in enumerate(objects):
+            name = f"obj{i}.o"
+            Path(tmp, name).write_bytes(obj)
+            names.append(name)
+        cmd = [*zig_cc(), *flags, "-shared", "-fPIC", *DETERMINISTIC_LDFLAGS, *names, "-lm",
+               "-o", "out.so"]
+        _run(cmd, Path(tmp), f"linking {out_path.name} for {arch}")
+        _install(Path(tmp, "out.so"), out_path)
+
+
+def _install(src: Path, dst: Path, mode: int | None = None) -> None:
+    """Copy src to dst through a temp file in dst's directory, so dst is never half-written."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, mode if mode is not None else (src.stat().st_mode & 0o777))
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _runtime_key(arch: str, flags: list[str]) -> str:
+    h = hashlib.sha256()
+    for name in RUNTIME_SOURCES:
+        h.update(name.encode() + b"\0" + (RUNTIME_DIR / name).read_bytes() + b"\0")
+    h.update("\0".join([compiler_version(), arch, *flags, *SYSTEM_LIBS]).encode())
+    return h.hexdigest()
+
+
+def _build_runtime_into(arch: str, flags: list[str], build: Path) -> None:
+    for name in RUNTIME_SOURCES:
+        shutil.copyfile(RUNTIME_DIR / name, build / name)
+    cc = [*zig_cc(), *flags]
+    # relative source names and no -g keep the binaries free of build paths (deterministic)
+    _run([*cc, "-shared", "-fPIC", *DETERMINISTIC_LDFLAGS, "-Wl,-soname,libneort.so",
+          "neort.c", "-o", "libneort.so", *SYSTEM_LIBS], build, f"building libneort.so for {arch}")
+    _run([*cc, *DETERMINISTIC_LDFLAGS, "neo_run.c", "-o", "neo-run", "-L.", "-lneort",
+          "-Wl,-rpath,$ORIGIN", *SYSTEM_LIBS], build, f"building neo-run for {arch}")
+
+
+def build_runtime(arch: str, out_dir: Path) -> None:
+    """Place libneort.so, neort.h and neo-run for `arch` into out_dir, building them on a cache miss.
+
+    Builds are cached in cache_dir()/runtime/<key>, key = sha256(C sources, compiler version, arch,
+    flags), so only the first call per arch and runtime version pays for the compiler.
+    """
+    flags = [*target_flags(arch), *RUNTIME_CFLAGS]
+    key = _runtime_key(arch, flags)
+    root = cache_dir() / "runtime"
+    cached = root / f"{arch}-{key[:32]}"
+    if not all((cached / f).is_file() for f in RUNTIME_FILES):
+        root.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{arch}-build-", dir=root))
+        try:
+            _build_runtime_into(arch, flags, build)
+            for name in RUNTIME_SOURCES:
+                if name not in RUNTIME_FILES:
+                    (build / name).unlink()
+            try:
+                os.rename(build, cached)  # atomic publish; a concurrent builder may win the race
+            except OSError:
+                if not all((cached / f).is_file() for f in RUNTIME_FILES):
+                    shutil.rmtree(cached, ignore_errors=True)
+                    os.rename(build, cached)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _install(cached / "libneort.so", out_dir / "libneort.so", 0o755)
+    _install(cached / "neort.h", out_dir / "neort.h", 0o644)
+    _install(cached / "neo-run", out_dir / "neo-run", 0o755)
+
+
+def qemu_command(arch: str) -> list[str] | None:
+    """The command prefix that runs an `arch` Linux binary here.
+
+    [] for the host's own arch (run it directly), the qemu-user command for aarch64/armv7 when the
+    emulator is on PATH and the target's sysroot exists, None when `arch` cannot run on this host.
+    """
+    _check_arch(arch)
+    if arch == host_arch():
+        return []
+    if arch not in QEMU:
+        return None
+    exe, sysroot = QEMU[arch]
+    if shutil.which(exe) is None or not Path(sysroot).is_dir():
+        return None
+    return [exe, "-L", sysroot]

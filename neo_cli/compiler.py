@@ -1,0 +1,130 @@
+"""The compile driver: validated options in, artifact out. The CLI and the tests call `compile_model`."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .errors import (CompileError, ModelLoadError, NotSupportedError, UnsupportedModelError,
+                     UsageError)
+from .frameworks import parse_framework
+from .modelfile import resolve_model
+from .shapes import ModelInput, bind_shapes, parse_shapes
+from .targets import resolve_target
+
+
+@dataclass
+class CompileOptions:
+    """Everything `neo compile` was asked for; filled by the CLI, nothing read from the environment."""
+
+    framework: str
+    shape: str | None
+    target: str | None = None
+    target_platform: str | None = None
+    compiler_options: str | None = None
+    output: Path = Path("out")
+    model: str | None = None
+    opt_level: int = 3
+    debug: bool = False
+    dump_ir: Path | None = None
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+def _frontend(name: str):
+    from frontends import FRONTENDS
+
+    fe = FRONTENDS.get(name)
+    if fe is None:
+        supported = ", ".join(sorted(FRONTENDS))
+        raise NotSupportedError(
+            f"--framework {name}: not supported yet (its frontend is not written); the input "
+            "shapes were valid", hint=f"frameworks supported now: {supported}")
+    return fe
+
+
+def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None) -> dict:
+    say = log or (lambda s: None)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    fw = parse_framework(opts.framework)
+    if not 0 <= opts.opt_level <= 3:
+        raise UsageError(f"--opt-level must be 0, 1, 2 or 3, got {opts.opt_level}")
+    target, copts = resolve_target(opts.target, opts.target_platform, opts.compiler_options)
+    spec = parse_shapes(fw.name, opts.shape)
+    fe = _frontend(fw.name)
+    t = time.perf_counter()
+    with resolve_model(opts.model, fw.name, opts.workdir) as src:
+        model_path = src.path
+        try:
+            declared = [ModelInput(n, s, d) for n, s, d in fe.inputs(model_path)]
+        except (UsageError, ModelLoadError, UnsupportedModelError):
+            raise
+        shapes = bind_shapes(fw.name, spec, declared)
+        for note in getattr(shapes, "notes", []):
+            say(f"note: {note}")
+        say(f"loading {model_path.name} ({fw.name})")
+        graph = fe.load(model_path, dict(shapes))
+        timings["frontend"] = time.perf_counter() - t
+    say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
+    from ir.graph import IRError
+    from passes import run_pipeline
+
+    t = time.perf_counter()
+
+    def pass_log(name, dt, g):
+        say(f"pass {name}: {len(g.nodes)} nodes, {dt * 1000:.1f} ms")
+
+    try:
+        graph = run_pipeline(graph, opts.opt_level, debug=opts.debug, dump_dir=opts.dump_ir,
+                             log=pass_log)
+    except IRError as e:
+        raise CompileError(f"{model_path.name}: optimization produced an invalid graph: {e}") from e
+    timings["passes"] = time.perf_counter() - t
+    from codegen.build import CodegenError, build_artifact
+    from codegen.toolchain import ToolchainError
+
+    meta = {
+        "compiler": f"neo {__version__}",
+        "framework": fw.name,
+        "model": model_path.name,
+        "target": {"name": target.name, "arch": target.arch, "triple": target.triple,
+                   "cpu": target.cpu, "features": target.features},
+        "inputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)} for v in graph.inputs],
+        "outputs": [{"name": n, "dtype": v.dtype, "shape": list(v.shape)}
+                    for n, v in zip(graph.out_names(), graph.outputs)],
+        "options": {"opt_level": opts.opt_level,
+                    "compiler_options": _jsonable(asdict(copts)) if copts else {}},
+    }
+    t = time.perf_counter()
+    try:
+        res = build_artifact(graph, target, Path(opts.output), meta, opts.opt_level, progress=say)
+    except CodegenError as e:
+        raise NotSupportedError(f"{model_path.name}: {e}") from e
+    except ToolchainError as e:
+        raise CompileError(f"linking for {target.name} failed: {e}",
+                           hint="is the ziglang package installed? pip install ziglang") from e
+    timings["codegen"] = time.perf_counter() - t
+    for k, v in res.timings.items():
+        timings[f"codegen.{k}"] = v
+    timings["total"] = time.perf_counter() - t_all
+    return {
+        "status": "ok",
+        "output": str(Path(opts.output)),
+        "model": str(model_path),
+        "framework": fw.name,
+        "target": meta["target"],
+        "inputs": meta["inputs"],
+        "outputs": meta["outputs"],
+        "kernels": res.kernels,
+        "workspace_nbytes": res.workspace_nbytes,
+        "params_nbytes": res.params_nbytes,
+        "object_cached": res.cached_object,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
+
+
+def _jsonable(d):
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else list(v)
+                if isinstance(v, tuple) else str(v)) for k, v in d.items()}

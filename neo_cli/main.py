@@ -1,0 +1,255 @@
+"""`neo`: compile models to native code for CPUs, run and inspect them.
+
+Exit codes: 0 ok, 1 internal error (a bug), 2 usage or bad input, 3 model load error,
+4 unsupported operator/framework/target feature, 5 compile or toolchain failure, 6 runtime failure.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import NeoError, UsageError, exit_code_for, format_error
+
+
+class Ctx:
+    def __init__(self, json_out: bool, verbose: bool, debug: bool):
+        self.json = json_out
+        self.verbose = verbose
+        self.debug = debug
+
+    def log(self, msg: str) -> None:
+        if self.verbose or self.debug:
+            click.echo(msg, err=True)
+
+
+def _emit(ctx: Ctx, result: dict, human: str) -> None:
+    if ctx.json:
+        click.echo(json.dumps(result, indent=1))
+    elif human:
+        click.echo(human)
+
+
+def _guard(fn):
+    """Run a command body: NeoErrors become one line on stderr and their exit code."""
+
+    def wrapper(*args, **kwargs):
+        c = click.get_current_context()
+        ctx: Ctx = c.obj
+        try:
+            return fn(*args, **kwargs)
+        except NeoError as e:
+            _fail(ctx, e)
+        except click.exceptions.Exit:
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # a bug: say so, show the traceback only with --debug
+            if ctx.debug:
+                traceback.print_exc()
+            _fail(ctx, e)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _fail(ctx: Ctx, e: BaseException):
+    code = exit_code_for(e)
+    msg = format_error(e)
+    if ctx.json:
+        click.echo(json.dumps({"status": "error", "exit_code": code, "error": msg.splitlines()[0],
+                               "hint": getattr(e, "hint", None)}, indent=1))
+    click.echo(msg, err=True)
+    sys.exit(code)
+
+
+def _common(f):
+    f = click.option("--json", "json_out", is_flag=True, help="Print the result as JSON on stdout.")(f)
+    f = click.option("--verbose", "-v", is_flag=True, help="Print each phase and its time on stderr.")(f)
+    f = click.option("--debug", is_flag=True, help="Verify the IR after every pass; tracebacks.")(f)
+    return f
+
+
+def _setup(json_out, verbose, debug) -> Ctx:
+    c = click.get_current_context()
+    c.obj = Ctx(json_out, verbose, debug)
+    return c.obj
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neo")
+def cli():
+    """neo: compile trained models into native shared objects for CPUs (x86_64, arm64, armv7)."""
+
+
+@cli.command("compile")
+@click.argument("model_arg", required=False, metavar="MODEL")
+@click.option("--model", "model_opt", help="The model file, directory or .tar.gz (or the argument).")
+@click.option("--framework", "-f", required=True,
+              help="tensorflow, keras, mxnet, onnx, pytorch, xgboost or tflite (any case).")
+@click.option("--shape", "--input-shape", "shape", help="Input shapes as JSON, Neo's DataInputConfig.")
+@click.option("--target", "-t", help="x86_64, host, arm64, armv7 or a Neo device (neo targets).")
+@click.option("--target-platform", help="Neo's TargetPlatform, e.g. os=LINUX,arch=ARM64.")
+@click.option("--compiler-options", help='JSON, e.g. {"mcpu": "cortex-a72", "mattr": ["+neon"]}.')
+@click.option("--output", "-o", default="out", show_default=True, type=click.Path(path_type=Path),
+              help="Directory to write the artifact into.")
+@click.option("--opt-level", "-O", default=3, show_default=True, type=int, help="0..3")
+@click.option("--dump-ir", type=click.Path(path_type=Path), help="Write the graph after each pass here.")
+@_common
+@_guard
+def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
+                output, opt_level, dump_ir, json_out, verbose, debug):
+    """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
+    compiled.meta and the target's runtime)."""
+    ctx = _setup(json_out, verbose, debug)
+    from .compiler import CompileOptions, compile_model
+
+    if model_arg and model_opt and model_arg != model_opt:
+        raise UsageError(f"two models given: {model_arg} and --model {model_opt}; give one")
+    if target is None and target_platform is None:
+        raise UsageError("--target is required (or --target-platform); e.g. --target x86_64, "
+                         "--target arm64 or --target rasp4b; `neo targets` lists them")
+    opts = CompileOptions(framework=framework, shape=shape, target=target,
+                          target_platform=target_platform, compiler_options=compiler_options,
+                          output=output, model=model_arg or model_opt, opt_level=opt_level,
+                          debug=debug, dump_ir=dump_ir)
+    res = compile_model(opts, ctx.log)
+    t = res["timings"]
+    ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
+    _emit(ctx, res, "" if not verbose else f"wrote {res['output']} ({res['kernels']} kernels, "
+          f"{res['params_nbytes']} bytes of params) in {t['total']:.1f}s")
+
+
+@cli.command("run")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--input", "-i", "inputs", multiple=True, help="NAME=FILE.npy (or FILE.npy for one input).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write outputs to this .npz.")
+@click.option("--threads", type=int, help="Threads for the kernels (default: all cores).")
+@_common
+@_guard
+def run_cmd(artifact, inputs, output, threads, json_out, verbose, debug):
+    """Run a compiled ARTIFACT directory on .npy inputs; outputs go to an .npz keyed by name."""
+    ctx = _setup(json_out, verbose, debug)
+    import numpy as np
+
+    from .run import parse_inputs, read_meta, run_artifact
+
+    meta = read_meta(artifact)
+    feeds = parse_inputs(inputs, meta)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    names, outs, info = run_artifact(artifact, feeds, threads)
+    if info.get("emulated"):
+        ctx.log(f"running the {info['arch']} artifact under {info.get('emulator')}")
+    if output is not None:
+        if output.suffix != ".npz":
+            raise UsageError(f"--output {output}: must end in .npz")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp.npz")
+        np.savez(tmp, **dict(zip(names, outs)))
+        tmp.replace(output)
+    res = {"status": "ok", "artifact": str(artifact), **info,
+           "outputs": [{"name": n, "dtype": o.dtype.name, "shape": list(o.shape)}
+                       for n, o in zip(names, outs)]}
+    if output is not None:
+        res["written"] = str(output)
+    human = "\n".join(f"{n}: {o.dtype.name}{list(o.shape)} argmax={int(o.argmax()) if o.size else '-'}"
+                      for n, o in zip(names, outs)) if output is None or verbose else ""
+    _emit(ctx, res, human)
+
+
+@cli.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--framework", "-f", help="The model's framework (default: from the file name).")
+@_common
+@_guard
+def inspect_cmd(model, framework, json_out, verbose, debug):
+    """Show a model's inputs, outputs, op histogram and the ops neo does not support."""
+    ctx = _setup(json_out, verbose, debug)
+    from .frameworks import parse_framework
+    from .modelfile import resolve_model
+
+    if framework is None:
+        framework = {".onnx": "onnx", ".pt": "pytorch", ".pth": "pytorch", ".pt2": "pytorch",
+                     ".tflite": "tflite", ".h5": "keras", ".keras": "keras"}.get(model.suffix.lower())
+        if framework is None:
+            raise UsageError(f"{model}: cannot tell the framework from the name; pass --framework")
+    fw = parse_framework(framework)
+    from .compiler import _frontend
+
+    fe = _frontend(fw.name)
+    with resolve_model(str(model), fw.name, Path.cwd()) as src:
+        info = fe.inspect(src.path)
+    info = {"status": "ok", "model": str(model), "framework": fw.name, **info}
+    _emit(ctx, info, _format_inspect(info))
+
+
+def _format_inspect(info: dict) -> str:
+    lines = [f"model: {info['model']} ({info['framework']})"]
+    for key in ("inputs", "outputs"):
+        lines.append(f"{key}:")
+        for i in info.get(key, []):
+            shape = i.get("shape")
+            lines.append(f"  {i.get('name')}: {i.get('dtype')} {shape}")
+    hist = info.get("op_histogram") or info.get("ops") or {}
+    lines.append(f"ops ({sum(hist.values())} nodes, {len(hist)} types):")
+    for op, n in hist.items():
+        lines.append(f"  {op:<28} {n}")
+    uns = info.get("unsupported") or []
+    if uns:
+        lines.append("not supported:")
+        for u in uns:
+            if isinstance(u, dict):
+                lines.append(f"  {u.get('op_type')} x{u.get('count')}: "
+                             f"{', '.join(u.get('first_nodes', u.get('nodes', [])))}")
+            else:
+                lines.append(f"  {u}")
+    else:
+        lines.append("every op is supported")
+    return "\n".join(lines)
+
+
+@cli.command("targets")
+@_common
+@_guard
+def targets_cmd(json_out, verbose, debug):
+    """List every target and Neo device neo can compile for."""
+    ctx = _setup(json_out, verbose, debug)
+    from .targets import UNSUPPORTED_TARGETS, all_targets
+
+    ts = all_targets()
+    res = {"status": "ok", "targets": [{"name": t.name, "arch": t.arch, "triple": t.triple,
+                                        "cpu": t.cpu, "features": t.features,
+                                        "vector_bits": t.vector_bits,
+                                        "description": t.description} for t in ts],
+           "refused": sorted(UNSUPPORTED_TARGETS)}
+    human = "\n".join(f"{t.name:<16} {t.arch:<8} {t.cpu:<18} {t.vector_bits:>3}-bit  {t.description}"
+                      for t in ts)
+    _emit(ctx, res, human)
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="neo", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        # usage errors from click itself: one line, exit 2
+        click.echo(f"error: {e.format_message()}", err=True)
+        if "--json" in (argv if argv is not None else sys.argv):
+            click.echo(json.dumps({"status": "error", "exit_code": 2, "error": e.format_message()}))
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

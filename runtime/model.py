@@ -1,0 +1,296 @@
+"""The Python runtime: run a compiled artifact through its own libneort.so (ctypes), DLR style.
+
+Stands alone on purpose: only the standard library and numpy, so a device needs just this package and
+the artifact directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from .params import numpy_dtype
+
+_c_int64_p = ctypes.POINTER(ctypes.c_int64)
+
+
+class ArtifactError(RuntimeError):
+    """The artifact directory is missing files, corrupt, or built for another machine."""
+
+
+def _host_arch() -> str:
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        return "x86_64"
+    if machine in ("aarch64", "arm64"):
+        return "aarch64"
+    if machine.startswith(("armv7", "armv8l")) or machine == "armhf":
+        return "armv7"
+    return machine
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    """Declare the C signatures once per library so ctypes converts and checks arguments."""
+    i, p, sz, cs = ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
+    info = [p, i, ctypes.POINTER(cs), ctypes.POINTER(cs), ctypes.POINTER(i),
+            ctypes.POINTER(_c_int64_p)]
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "neo_runtime_version": (cs, []),
+        "neo_last_error": (cs, []),
+        "neo_model_load": (i, [cs, i, ctypes.POINTER(p)]),
+        "neo_model_free": (None, [p]),
+        "neo_model_num_inputs": (i, [p]),
+        "neo_model_num_outputs": (i, [p]),
+        "neo_model_input_info": (i, info),
+        "neo_model_output_info": (i, info),
+        "neo_model_set_input_index": (i, [p, i, p, sz]),
+        "neo_model_run": (i, [p]),
+        "neo_model_get_output": (i, [p, i, p, sz]),
+        "neo_model_set_num_threads": (i, [p, i]),
+        "neo_model_num_threads": (i, [p]),
+        "neo_model_profile": (i, [p, i, ctypes.POINTER(ctypes.c_double)]),
+        "neo_model_num_nodes": (i, [p]),
+        "neo_model_node_name": (cs, [p, i]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+class Model:
+    """A compiled model loaded from an artifact directory.
+
+    `Model(path).run(x)` returns the outputs as a list of new arrays. A Model serializes its own
+    calls, so it can be shared between Python threads; the native code runs without the GIL.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
+        self._handle: ctypes.c_void_p | None = None
+        self._lock = threading.Lock()
+        self.path = Path(path)
+        graph_path = self.path / "compiled_model.json"
+        if not self.path.is_dir():
+            raise ArtifactError(f"compiled artifact directory {self.path} does not exist")
+        if not graph_path.is_file():
+            raise ArtifactError(f"compiled artifact {self.path} is missing compiled_model.json")
+        try:
+            arch = json.loads(graph_path.read_text()).get("arch")
+        except (ValueError, AttributeError):
+            arch = None  # the native loader reports malformed graphs, with the line
+        host = _host_arch()
+        if isinstance(arch, str) and arch != host:
+            raise ArtifactError(
+                f"compiled artifact {self.path} is built for {arch}, this machine is {host}: "
+                f"use `neo run` (which runs it under qemu) or run it on the device"
+            )
+        lib_path = self.path / "libneort.so"
+        if not lib_path.is_file():
+            raise ArtifactError(f"compiled artifact {self.path} is missing libneort.so")
+        try:
+            # RTLD_LOCAL: artifacts of different runtime versions can be loaded side by side
+            self._lib = ctypes.CDLL(str(lib_path.resolve()), mode=os.RTLD_NOW | os.RTLD_LOCAL)
+            _bind(self._lib)
+        except (OSError, AttributeError) as e:
+            raise ArtifactError(f"cannot load {lib_path}: {e}") from None
+
+        handle = ctypes.c_void_p()
+        threads = 0 if num_threads is None else int(num_threads)
+        if self._lib.neo_model_load(os.fsencode(self.path), threads, ctypes.byref(handle)) != 0:
+            raise ArtifactError(self._error())
+        self._handle = handle
+
+        self._inputs = [self._io_info(self._lib.neo_model_input_info, i)
+                        for i in range(self._lib.neo_model_num_inputs(handle))]
+        self._outputs = [self._io_info(self._lib.neo_model_output_info, i)
+                         for i in range(self._lib.neo_model_num_outputs(handle))]
+        self._node_names = [self._lib.neo_model_node_name(handle, i).decode()
+                            for i in range(self._lib.neo_model_num_nodes(handle))]
+        meta_path = self.path / "compiled.meta"
+        self._metadata: dict[str, Any] | None = None
+        if meta_path.is_file():
+            try:
+                self._metadata = json.loads(meta_path.read_text())
+            except ValueError as e:
+                raise ArtifactError(f"{meta_path}: invalid JSON: {e}") from None
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _error(self) -> str:
+        return (self._lib.neo_last_error() or b"unknown error").decode(errors="replace")
+
+    def _io_info(self, fn: Any, i: int) -> tuple[str, str, tuple[int, ...], np.dtype]:
+        name, dtype = ctypes.c_char_p(), ctypes.c_char_p()
+        ndim, shape = ctypes.c_int(), _c_int64_p()
+        if fn(self._handle, i, ctypes.byref(name), ctypes.byref(dtype), ctypes.byref(ndim),
+              ctypes.byref(shape)) != 0:
+            raise ArtifactError(self._error())
+        dims = tuple(int(shape[d]) for d in range(ndim.value))
+        dname = dtype.value.decode()
+        return name.value.decode(), dname, dims, numpy_dtype(dname)
+
+    def _live(self) -> ctypes.c_void_p:
+        if self._handle is None:
+            raise RuntimeError(f"model {self.path} is closed")
+        return self._handle
+
+    def _arrange(self, data: Any) -> list[Any]:
+        """Put run()'s argument into input order, checking the names."""
+        names = self.input_names
+        if isinstance(data, Mapping):
+            unknown = [k for k in data if k not in names]
+            missing = [n for n in names if n not in data]
+            if unknown or missing:
+                parts = []
+                if unknown:
+                    parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
+                if missing:
+                    parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+                raise ValueError(f"{'; '.join(parts)}; the model's inputs are "
+                                 f"{', '.join(map(repr, names))}")
+            return [data[n] for n in names]
+        if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+            if len(data) != len(names):
+                raise ValueError(f"got {len(data)} inputs, the model takes {len(names)}: "
+                                 f"{', '.join(map(repr, names))}")
+            return list(data)
+        if len(names) != 1:
+            raise ValueError(f"the model takes {len(names)} inputs "
+                             f"({', '.join(map(repr, names))}); pass a list or a dict")
+        return [data]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, data: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+            ) -> list[np.ndarray]:
+        """Run on one array (single-input models), a list in input order, or a dict by name."""
+        arrays = []
+        for value, (name, dname, shape, dtype) in zip(self._arrange(data), self._inputs):
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            if arr.dtype != dtype:
+                raise TypeError(f"input {name!r} has dtype {arr.dtype}, expected {dname}; "
+                                f"convert it explicitly (e.g. x.astype(np.{dname}))")
+            if arr.shape != shape:
+                raise ValueError(f"input {name!r} has shape {arr.shape}, expected {shape}")
+            arrays.append(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr))
+        with self._lock:
+            handle = self._live()
+            for i, arr in enumerate(arrays):
+                if self._lib.neo_model_set_input_index(handle, i, arr.ctypes.data, arr.nbytes):
+                    raise ValueError(self._error())
+            if self._lib.neo_model_run(handle) != 0:
+                raise RuntimeError(self._error())
+            outputs = []
+            for i, (_, _, shape, dtype) in enumerate(self._outputs):
+                out = np.empty(shape, dtype=dtype)
+                if self._lib.neo_model_get_output(handle, i, out.ctypes.data, out.nbytes) != 0:
+                    raise RuntimeError(self._error())
+                outputs.append(out)
+        return outputs
+
+    def profile(self, repeat: int = 10) -> list[tuple[str, float]]:
+        """Mean seconds per node over `repeat` runs on the current inputs (run() sets them)."""
+        if repeat <= 0:
+            raise ValueError(f"repeat must be positive, got {repeat}")
+        seconds = (ctypes.c_double * max(1, len(self._node_names)))()
+        with self._lock:
+            if self._lib.neo_model_profile(self._live(), int(repeat), seconds) != 0:
+                raise RuntimeError(self._error())
+        return [(name, float(seconds[i])) for i, name in enumerate(self._node_names)]
+
+    @property
+    def num_threads(self) -> int:
+        with self._lock:
+            return int(self._lib.neo_model_num_threads(self._live()))
+
+    def set_num_threads(self, n: int | None) -> None:
+        """Resize the thread pool; None or n <= 0 uses all CPUs."""
+        with self._lock:
+            if self._lib.neo_model_set_num_threads(self._live(), 0 if n is None else int(n)):
+                raise RuntimeError(self._error())
+
+    def close(self) -> None:
+        """Free the native model; further calls raise. Safe to call twice."""
+        with self._lock:
+            if self._handle is not None:
+                self._lib.neo_model_free(self._handle)
+                self._handle = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            # at interpreter shutdown ctypes or our attributes may already be torn down
+            with contextlib.suppress(AttributeError, TypeError):
+                self.close()
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, inputs={self.input_names}, outputs={self.output_names})"
+
+    # -- description ---------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [io[0] for io in self._inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [io[0] for io in self._outputs]
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [io[2] for io in self._inputs]
+
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [io[2] for io in self._outputs]
+
+    @property
+    def input_dtypes(self) -> list[str]:
+        return [io[1] for io in self._inputs]
+
+    @property
+    def output_dtypes(self) -> list[str]:
+        return [io[1] for io in self._outputs]
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self._node_names)
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The parsed compiled.meta, or None when the artifact has none."""
+        return self._metadata
+
+    # DLR-compatible spellings
+    def get_input_names(self) -> list[str]:
+        return self.input_names
+
+    def get_output_names(self) -> list[str]:
+        return self.output_names
+
+    def get_input_dtypes(self) -> list[str]:
+        return self.input_dtypes
+
+    def get_output_dtypes(self) -> list[str]:
+        return self.output_dtypes
+
+    def get_version(self) -> str:
+        """Version of the native runtime library shipped in the artifact."""
+        return self._lib.neo_runtime_version().decode()
+
+    def has_metadata(self) -> bool:
+        return self._metadata is not None
