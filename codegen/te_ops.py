@@ -410,3 +410,37 @@ def batch_shape(out_shape, ar, br):
 
 
 _ = Tensor
+
+
+@register("conv_transpose")
+def _conv_transpose(attrs, out, ins, ctx):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    g = attrs["groups"]
+    nsp = len(x.shape) - 2
+    strides, dil, pads = _spatial(attrs, nsp)
+    cin_g = x.shape[1] // g
+    ocg = w.shape[1]
+
+    def fn(idx):
+        n, oc = idx[0], idx[1]
+        vars_ = tuple(f"t{ctx.fresh()}" for _ in range(nsp + 1))
+        icl = te.Var(vars_[-1])
+        grp = oc // ocg if g > 1 else const(0)
+        ic = grp * cin_g + icl if g > 1 else icl
+        src, guard, wi = [n, ic], None, [ic, oc % ocg if g > 1 else oc]
+        for i in range(nsp):
+            kv = te.Var(vars_[i])
+            t = idx[2 + i] + pads[i] - kv * dil[i]
+            pos = t // strides[i] if strides[i] > 1 else t
+            ok = te.and_(te.cmp("ge", t, 0), te.cmp("lt", pos, x.shape[2 + i]))
+            if strides[i] > 1:
+                ok = te.and_(ok, te.cmp("eq", t % strides[i], 0))
+            guard = te.and_(guard, ok)
+            src.append(pos)
+            wi.append(kv)
+        prod = x.guarded(tuple(src), guard, 0.0) * w(tuple(wi))
+        red = te.Reduce("sum", vars_, tuple(w.shape[2:]) + (cin_g,), prod, out.dtype)
+        return red + bias((oc,)) if bias is not None else red
+
+    return fn

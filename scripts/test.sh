@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install what the tests need (onnxruntime, onnx's conformance cases, PyTorch for the model zoo,
+# qemu-user for arm64/armv7) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-system.sh
+python3 -m pip install -q -e '.[test]' torch==2.14.1 torchvision==0.29.1 scikit-learn
+python3 -m pytest -q "$@"

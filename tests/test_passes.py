@@ -1,0 +1,202 @@
+"""Each pass on a before graph against the expected graph (structure) and the interpreter (numbers)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx.parser
+import pytest
+
+from frontends.onnx import import_onnx
+from ir import Graph
+from ir.interpreter import interpret
+from ir.verify import verify
+from passes import (decompose_softmax, eliminate_dead_code, fold_batchnorm_into_conv,
+                    fold_constants, fuse_operators, pipeline, run_pipeline, simplify)
+
+
+def parse(text: str, **inits) -> Graph:
+    """An IR graph from ONNX text syntax; keyword arrays become initializers."""
+    m = onnx.parser.parse_model(text)
+    for name, arr in inits.items():
+        m.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(arr), name))
+    return import_onnx(m)
+
+
+def ops(g: Graph) -> list:
+    """The graph's structure: op names, with fused nodes as (anchor, [body ops])."""
+    out = []
+    for n in g.nodes:
+        if n.op == "fused":
+            out.append(("fused", [m.op for m in n.attrs["body"].nodes]))
+        else:
+            out.append(n.op)
+    return out
+
+
+def same_numbers(a: Graph, b: Graph, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    feeds = {v.name: rng.normal(size=v.shape).astype(v.dtype) for v in a.inputs}
+    for x, y in zip(interpret(a, feeds), interpret(b, feeds)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
+
+
+def test_fold_constants_evaluates_constant_subgraphs():
+    # add(c1, c2) -> const; the graph keeps only mul(x, const)
+    g = parse(HEADER + """
+      g (float[2] x) => (float[2] y) {
+        c1 = Constant <value = float[2] {1.0, 2.0}> ()
+        c2 = Constant <value = float[2] {3.0, 4.0}> ()
+        s = Add(c1, c2)
+        y = Mul(x, s)
+      }""")
+    out = eliminate_dead_code(fold_constants(g))
+    verify(out)
+    assert ops(out) == ["mul"]
+    np.testing.assert_array_equal(out.nodes[0].inputs[1].data, [4.0, 6.0])
+
+
+def test_dead_code_is_removed():
+    g = parse(HEADER + """
+      g (float[4] x) => (float[4] y) {
+        unused = Exp(x)
+        y = Relu(x)
+      }""")
+    assert ops(eliminate_dead_code(g)) == ["relu"]
+
+
+def test_simplify_merges_reshapes_and_cancels_transposes():
+    g = parse(HEADER + """
+      g (float[2,3,4] x) => (float[4,3,2] y) {
+        s1 = Constant <value = int64[2] {6, 4}> ()
+        s2 = Constant <value = int64[3] {4, 3, 2}> ()
+        a = Reshape(x, s1)
+        b = Reshape(a, s2)
+        t1 = Transpose <perm = [2, 0, 1]> (b)
+        y = Transpose <perm = [1, 2, 0]> (t1)
+      }""")
+    out = eliminate_dead_code(simplify(fold_constants(g)))
+    verify(out)
+    assert ops(out) == ["reshape"]  # reshape(reshape(x)) -> reshape(x); transposes cancel
+    same_numbers(g, out)
+
+
+def test_batchnorm_folds_into_the_conv_before_it():
+    rng = np.random.default_rng(1)
+    g = parse(HEADER + """
+      g (float[1,3,8,8] x) => (float[1,4,8,8] y) {
+        c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+        y = BatchNormalization <epsilon = 0.001> (c, s, t, m, v)
+      }""", w=rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+        b=rng.normal(size=4).astype(np.float32), s=rng.uniform(0.5, 2, 4).astype(np.float32),
+        t=rng.normal(size=4).astype(np.float32), m=rng.normal(size=4).astype(np.float32),
+        v=rng.uniform(0.5, 2, 4).astype(np.float32))
+    out = eliminate_dead_code(fold_batchnorm_into_conv(g))
+    verify(out)
+    assert ops(out) == ["conv"]
+    same_numbers(g, out)
+
+
+def test_softmax_decomposes_into_reductions():
+    g = parse(HEADER + """
+      g (float[2,5] x) => (float[2,5] y) {
+        y = Softmax <axis = -1> (x)
+      }""")
+    out = decompose_softmax(g)
+    assert ops(out) == ["reduce_max", "sub", "exp", "reduce_sum", "div"]
+    same_numbers(g, out)
+
+
+def test_conv_bias_residual_relu_is_one_kernel():
+    rng = np.random.default_rng(2)
+    g = parse(HEADER + """
+      g (float[1,4,8,8] x) => (float[1,4,8,8] y) {
+        c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+        r = Add(c, x)
+        y = Relu(r)
+      }""", w=rng.normal(size=(4, 4, 3, 3)).astype(np.float32), b=np.zeros(4, np.float32))
+    out = fuse_operators(g)
+    verify(out)
+    assert ops(out) == [("fused", ["conv", "add", "relu"])]
+    assert out.nodes[0].attrs["anchor"] == "conv"
+    same_numbers(g, out)
+
+
+def test_one_anchor_per_kernel():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(4, 4, 1, 1)).astype(np.float32)
+    g = parse(HEADER + """
+      g (float[1,4,8,8] x) => (float[1,4,8,8] y) {
+        a = Conv(x, w)
+        b = Conv(x, w)
+        s = Add(a, b)
+        y = Relu(s)
+      }""", w=w)
+    out = fuse_operators(g)
+    assert ops(out) == [("fused", ["conv"]), ("fused", ["conv", "add", "relu"])]
+    same_numbers(g, out)
+
+
+def test_reduction_takes_its_elementwise_epilogue_and_injective_producers_inline():
+    g = parse(HEADER + """
+      g (float[2,3,4] x) => (float[2,4] y) {
+        t = Transpose <perm = [0, 2, 1]> (x)
+        e = Exp(t)
+        s = ReduceSum <keepdims = 0> (e, axes)
+        y = Sqrt(s)
+      }""", axes=np.array([2], np.int64))
+    out = fuse_operators(fold_constants(g))
+    assert ops(out) == [("fused", ["transpose", "exp", "reduce_sum", "sqrt"])]
+    same_numbers(g, out)
+
+
+def test_reshape_is_never_fused_and_graph_outputs_are_materialized():
+    g = parse(HEADER + """
+      g (float[2,6] x) => (float[3,4] y, float[2,6] e) {
+        e = Exp(x)
+        s = Constant <value = int64[2] {3, 4}> ()
+        r = Reshape(e, s)
+        y = Relu(r)
+      }""")
+    out = fuse_operators(fold_constants(g))
+    assert ops(out) == [("fused", ["exp"]), "reshape", ("fused", ["relu"])]
+
+
+def test_pipeline_is_a_visible_list():
+    names = [p.__name__ for p in pipeline(3)]
+    assert names[0] == "fold_constants" and names[-1] == "fuse_operators"
+    assert "fold_batchnorm_into_conv" in names
+    assert [p.__name__ for p in pipeline(0)][-1] == "fuse_nothing"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_pipeline_keeps_the_numbers(level, tmp_path):
+    rng = np.random.default_rng(4)
+    g = parse(HEADER + """
+      g (float[1,3,8,8] x) => (float[1,5] y) {
+        c = Conv <pads = [1, 1, 1, 1], strides = [2, 2]> (x, w)
+        n = BatchNormalization (c, s, t, m, v)
+        r = Relu(n)
+        p = GlobalAveragePool(r)
+        f = Flatten(p)
+        z = Gemm <transB = 1> (f, fw, fb)
+        y = Softmax <axis = 1> (z)
+      }""", w=rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+        s=rng.uniform(0.5, 2, 4).astype(np.float32), t=rng.normal(size=4).astype(np.float32),
+        m=rng.normal(size=4).astype(np.float32), v=rng.uniform(0.5, 2, 4).astype(np.float32),
+        fw=rng.normal(size=(5, 4)).astype(np.float32), fb=rng.normal(size=5).astype(np.float32))
+    out = run_pipeline(g, level, debug=True, dump_dir=tmp_path)
+    same_numbers(g, out)
+    assert len(list(tmp_path.iterdir())) == len(pipeline(level)) + 1
+
+
+def test_memory_plan_shares_storage_between_non_overlapping_lifetimes():
+    from codegen.memory import plan_memory
+
+    # a -> b -> c -> d, each 1000 bytes: two storages suffice (ping-pong)
+    steps = [([0], [1]), ([1], [2]), ([2], [3]), ([3], [4])]
+    plan = plan_memory(steps, {k: 1000 for k in range(5)}, {}, pinned={0, 4})
+    assert len(plan.sizes) == 2
+    assert plan.storage_of[1] == plan.storage_of[3] != plan.storage_of[2]
+    assert plan.workspace_nbytes == 2 * 1024  # 64-byte aligned
