@@ -119,6 +119,9 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
         panel = b.alloca(F32, size=kc * NR, name="panel")
         panel.align = 64
     accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    if spec.b_kind == "im2col":
+        spec.extra["colpos"] = (b.alloca(I64, size=NR, name="pos_h"), b.alloca(I64, size=NR,
+                                                                               name="pos_w"))
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
@@ -138,18 +141,22 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
         n0 = b.mul(p, I64(NR))
         left = b.sub(I64(spec.N), n0)
         valid = b.select(b.icmp_signed("<", left, I64(NR)), left, I64(NR))
-        for kb in range(0, spec.K, kc):
-            kcur = min(kc, spec.K - kb)
+        # K blocks: a runtime loop (code size stays one tile whatever K is)
+        with for_range(b, 0, spec.K, kc, "kb") as kb:
+            rest = b.sub(I64(spec.K), kb)
+            kcur = b.select(b.icmp_signed("<", rest, I64(kc)), rest, I64(kc))
             if packed_b:
                 # [panel][K][NR]: this panel's rows kb.. start here
-                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), I64(kb * NR)), F32)
+                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), b.mul(kb, I64(NR))), F32)
             else:
                 _pack_panel(b, spec, B, panel, img, grp, n0, valid, kb, kcur)
                 bp = panel
-            first, last = kb == 0, kb + kc >= spec.K
+            first = b.icmp_signed("==", kb, I64(0))
+            last = b.icmp_signed(">=", b.add(kb, I64(kc)), I64(spec.K))
 
             def tile(mb: ir.Value, mr: int):
-                _tile(b, spec, A, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first, last, vt)
+                _tile(b, spec, A, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first, last,
+                      vt)
 
             if mblocks_full:
                 with for_range(b, 0, mblocks_full * MR, MR, "mb") as mb:
@@ -160,7 +167,7 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     return fn
 
 
-def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb: int, kcur: int):
+def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
     """panel[kk][v] = B(kb+kk, n0+v), zero for v >= valid."""
     blk = spec.blocking
     L, NR = blk.lanes, blk.nr
@@ -168,7 +175,7 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb: int, kcur:
     base = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
     if spec.b_kind == "contig":
         with for_range(b, 0, kcur, 1, "pk") as kk:
-            row = b.add(base, b.add(b.mul(b.add(kk, I64(kb)), I64(kst)), n0))
+            row = b.add(base, b.add(b.mul(b.add(kk, kb), I64(kst)), n0))
             dst_row = b.mul(kk, I64(NR))
             full = b.icmp_signed("==", valid, I64(NR))
             with b.if_else(full) as (then, other):
@@ -188,26 +195,32 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb: int, kcur:
         return
     ic = spec.im2col
     assert ic is not None
-    # Per column: top-left input position of its window (oh*sh - ph, ow*sw - pw); computed on the
-    # fly from the column index, the kernel position from the row index.
+    # Per column: the top-left input position of its window, computed once per panel (no division
+    # in the inner loop); columns past N get a position that fails the bounds check (zeros).
+    pos_h, pos_w = spec.extra["colpos"]
+    with for_range(b, 0, NR, 1, "pc") as v:
+        col = b.add(n0, v)
+        oh = b.sdiv(col, I64(ic.ow))
+        ow = b.srem(col, I64(ic.ow))
+        inside = b.icmp_signed("<", v, valid)
+        far = I64(-(1 << 40))
+        b.store(b.select(inside, b.sub(b.mul(oh, I64(ic.sh)), I64(ic.ph)), far),
+                gep(b, pos_h, v, I64))
+        b.store(b.sub(b.mul(ow, I64(ic.sw)), I64(ic.pw)), gep(b, pos_w, v, I64))
     with for_range(b, 0, kcur, 1, "pk") as kk:
-        k = b.add(kk, I64(kb))
+        k = b.add(kk, kb)
         kw_ = b.srem(k, I64(ic.kw))
         t = b.sdiv(k, I64(ic.kw))
         kh_ = b.srem(t, I64(ic.kh))
         c = b.sdiv(t, I64(ic.kh))
         cbase = b.add(base, b.mul(c, I64(ic.h * ic.w)))
-        dh = b.sub(b.mul(kh_, I64(ic.dh)), I64(ic.ph))
-        dw = b.sub(b.mul(kw_, I64(ic.dw)), I64(ic.pw))
+        dh = b.mul(kh_, I64(ic.dh))
+        dw = b.mul(kw_, I64(ic.dw))
         dst_row = b.mul(kk, I64(NR))
         with for_range(b, 0, NR, 1, "pv") as v:
-            col = b.add(n0, v)
-            oh = b.sdiv(col, I64(ic.ow))
-            ow = b.srem(col, I64(ic.ow))
-            ih = b.add(b.mul(oh, I64(ic.sh)), dh)
-            iw = b.add(b.mul(ow, I64(ic.sw)), dw)
-            ok = b.and_(b.icmp_signed("<", v, valid),
-                        b.and_(b.icmp_unsigned("<", ih, I64(ic.h)), b.icmp_unsigned("<", iw, I64(ic.w))))
+            ih = b.add(b.load(gep(b, pos_h, v, I64), typ=I64), dh)
+            iw = b.add(b.load(gep(b, pos_w, v, I64), typ=I64), dw)
+            ok = b.and_(b.icmp_unsigned("<", ih, I64(ic.h)), b.icmp_unsigned("<", iw, I64(ic.w)))
             off = b.add(cbase, b.add(b.mul(ih, I64(ic.w)), iw))
             off = b.select(ok, off, I64(0))
             x = b.load(gep(b, B, off, F32), typ=F32)
@@ -228,8 +241,8 @@ def _guarded_scalar(b, ptr, ok):
     return b.load(out, typ=F32)
 
 
-def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb: int, kcur: int,
-          first: bool, last: bool, vt):
+def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb, kcur, first,
+          last, vt):
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
     ist, gst, mst = spec.c_strides
@@ -243,33 +256,34 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
     def mask(v):
         return lane_mask(b, b.sub(valid, I64(v * L)), L) if L > 1 else None
 
-    # init accumulators
+    # init accumulators: zero for the first K block, the partial sums in C after that
     zero = ir.Constant(vt, [0.0] * L) if L > 1 else ir.Constant(F32, 0.0)
-    if first:
-        for r in range(mr):
-            for v in range(NV):
-                b.store(zero, accs[r][v])
-    else:
-        with b.if_else(full) as (then, other):
-            with then:
-                for r in range(mr):
-                    for v in range(NV):
-                        b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
-            with other:
-                for r in range(mr):
-                    for v in range(NV):
-                        b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
+    with b.if_else(first) as (then, other):
+        with then:
+            for r in range(mr):
+                for v in range(NV):
+                    b.store(zero, accs[r][v])
+        with other:
+            with b.if_else(full) as (then2, other2):
+                with then2:
+                    for r in range(mr):
+                        for v in range(NV):
+                            b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
+                with other2:
+                    for r in range(mr):
+                        for v in range(NV):
+                            b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
     # A addressing
     if spec.a_packed:
         mblocks = -(-spec.M // MR)
         # [G][MB][K][MR]: element (m = mb + r, k) at ((g*MB + mb/MR)*K + k)*MR + r
         a_base = b.mul(b.add(b.mul(grp, I64(mblocks)), b.sdiv(mb, I64(MR))), I64(spec.K * MR))
-        a_base = b.add(a_base, I64(kb * MR))
+        a_base = b.add(a_base, b.mul(kb, I64(MR)))
         a_kst, a_mst = MR, 1
     else:
         aist, agst, a_mst, a_kst = spec.a_strides
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
-                       b.add(b.mul(mb, I64(a_mst)), I64(kb * a_kst)))
+                       b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
     with for_range(b, 0, kcur, 1, "k") as k:
         bv = [b.load(gep(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), F32), typ=vt, align=4)
               for v in range(NV)]
@@ -280,27 +294,34 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
             for v in range(NV):
                 acc = b.load(accs[r][v], typ=vt)
                 b.store(mt.fma(b, av, bv[v], acc), accs[r][v])
-    # store (with the epilogue after the last k block)
-    with b.if_else(full) as (then, other):
-        for is_full, blkctx in ((True, then), (False, other)):
-            with blkctx:
-                for r in range(mr):
-                    m = b.add(mb, I64(r))
-                    for v in range(NV):
-                        if not is_full:
-                            # columns past N: nothing to store in whole vectors beyond valid
-                            pass
-                        acc = b.load(accs[r][v], typ=vt)
-                        mk = None if is_full else mask(v)
-                        if last and spec.epilogue is not None:
-                            acc = spec.epilogue(b, acc, m, b.add(n0, I64(v * L)), img, grp, mk)
-                        if is_full:
-                            b.store(acc, c_ptr(r, v), align=4)
-                        elif L > 1:
-                            masked_store(b, acc, c_ptr(r, v), mk)
-                        else:
-                            with b.if_then(b.icmp_signed(">", valid, I64(v))):
-                                b.store(acc, c_ptr(r, v))
+    # store: raw partial sums, or after the last K block through the epilogue
+    def store_all(with_epilogue: bool):
+        with b.if_else(full) as (then, other):
+            for is_full, blkctx in ((True, then), (False, other)):
+                with blkctx:
+                    for r in range(mr):
+                        m = b.add(mb, I64(r))
+                        for v in range(NV):
+                            acc = b.load(accs[r][v], typ=vt)
+                            mk = None if is_full else mask(v)
+                            if with_epilogue:
+                                acc = spec.epilogue(b, acc, m, b.add(n0, I64(v * L)), img, grp, mk)
+                            if is_full:
+                                b.store(acc, c_ptr(r, v), align=4)
+                            elif L > 1:
+                                masked_store(b, acc, c_ptr(r, v), mk)
+                            else:
+                                with b.if_then(b.icmp_signed(">", valid, I64(v))):
+                                    b.store(acc, c_ptr(r, v))
+
+    if spec.epilogue is None:
+        store_all(False)
+    else:
+        with b.if_else(last) as (then, other):
+            with then:
+                store_all(True)
+            with other:
+                store_all(False)
 
 
 def _load_masked(b, ptr, mk, L, valid, v):
