@@ -102,7 +102,8 @@ class Graph:
             from .types import np_dtype
 
             arr = arr.astype(np_dtype(dtype))
-        arr = np.ascontiguousarray(arr)
+        if not arr.flags.c_contiguous:  # (np.ascontiguousarray would make rank-0 arrays 1-D)
+            arr = arr.copy()
         arr.setflags(write=False)
         return Value(self.unique(name), TensorType(tuple(arr.shape), dtype_name(arr.dtype)), data=arr)
 

@@ -14,6 +14,11 @@ from .registry import FusionKind, define_op
 from .types import TensorType
 
 
+def _contig(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else a.copy()
+
+
 def _reshape_infer(attrs, types):
     x = types[0]
     shape = tuple(attrs["shape"])
@@ -35,7 +40,7 @@ def _transpose_infer(attrs, types):
 
 
 define_op("transpose", FusionKind.INJECTIVE, _transpose_infer,
-          lambda attrs, x: np.ascontiguousarray(np.transpose(x, attrs["perm"])), attrs={"perm": None})
+          lambda attrs, x: _contig(np.transpose(x, attrs["perm"])), attrs={"perm": None})
 
 
 def _concat_infer(attrs, types):
@@ -74,7 +79,7 @@ def _slice_infer(attrs, types):
 def _slice_ref(attrs, x):
     idx = tuple(slice(a, (b if b >= 0 else None), c)
                 for a, b, c in zip(attrs["starts"], attrs["ends"], attrs["steps"]))
-    return np.ascontiguousarray(x[idx])
+    return _contig(x[idx])
 
 
 define_op("slice", FusionKind.INJECTIVE, _slice_infer, _slice_ref,
@@ -136,7 +141,7 @@ def _expand_infer(attrs, types):
 
 
 define_op("expand", FusionKind.BROADCAST, _expand_infer,
-          lambda attrs, x: np.ascontiguousarray(
+          lambda attrs, x: _contig(
               np.broadcast_to(x, broadcast_shapes(x.shape, tuple(attrs["shape"])))),
           attrs={"shape": None})
 

@@ -38,8 +38,8 @@ def _guard(fn):
     """Run a command body: NeoErrors become one line on stderr and their exit code."""
 
     def wrapper(*args, **kwargs):
-        c = click.get_current_context()
-        ctx: Ctx = c.obj
+        ctx = _setup(kwargs.get("json_out", False), kwargs.get("verbose", False),
+                     kwargs.get("debug", False))
         try:
             return fn(*args, **kwargs)
         except NeoError as e:
@@ -162,6 +162,25 @@ def run_cmd(artifact, inputs, output, threads, json_out, verbose, debug):
     human = "\n".join(f"{n}: {o.dtype.name}{list(o.shape)} argmax={int(o.argmax()) if o.size else '-'}"
                       for n, o in zip(names, outs)) if output is None or verbose else ""
     _emit(ctx, res, human)
+
+
+@cli.command("bench")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--threads", type=int, help="Threads (default: all cores).")
+@click.option("--repeat", default=50, show_default=True, type=int, help="Timed runs.")
+@click.option("--warmup", default=5, show_default=True, type=int, help="Untimed runs first.")
+@click.option("--per-op", is_flag=True, help="Time per graph node (kernel): where the time goes.")
+@_common
+@_guard
+def bench_cmd(artifact, threads, repeat, warmup, per_op, json_out, verbose, debug):
+    """Latency (median, p90), throughput and an optional per-kernel profile of ARTIFACT."""
+    ctx = _setup(json_out, verbose, debug)
+    from .bench import bench_artifact, format_bench
+
+    if repeat < 1 or warmup < 0 or (threads is not None and threads < 1):
+        raise UsageError("--repeat must be >= 1, --warmup >= 0 and --threads >= 1")
+    res = bench_artifact(artifact, threads, repeat, warmup, per_op)
+    _emit(ctx, {"status": "ok", **res}, format_bench(res))
 
 
 @cli.command("inspect")

@@ -24,9 +24,14 @@ def read_meta(art: Path) -> dict:
         raise NeoRuntimeError(f"compiled artifact {art} is missing compiled.meta",
                               hint="recompile with neo compile")
     try:
-        return json.loads(p.read_text())
+        meta = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise NeoRuntimeError(f"{p}: corrupt metadata ({e.msg if hasattr(e, 'msg') else e})") from e
+    missing = [k for k in ("target", "inputs", "outputs") if k not in meta]
+    if missing or not isinstance(meta.get("target"), dict) or "arch" not in meta["target"]:
+        raise NeoRuntimeError(f"{p}: corrupt metadata (missing {', '.join(missing) or 'target.arch'})",
+                              hint="recompile with neo compile")
+    return meta
 
 
 def parse_inputs(specs: tuple[str, ...], meta: dict) -> dict[str, np.ndarray]:

@@ -1,0 +1,46 @@
+"""Model frontends: each turns one framework's model files into an `ir.Graph`.
+
+`FRONTENDS` maps a framework name (as in `neo_cli.frameworks`) to its loader. A framework without an
+entry is not supported yet. Loaders import their framework packages only when used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import ir
+
+InputSpec = tuple[str, "tuple[int | None, ...] | None", str]
+
+
+class Frontend(Protocol):
+    def inputs(self, path: str | Path) -> list[InputSpec]:
+        """The model's inputs: (name, shape with None for dynamic dims, dtype name)."""
+
+    def load(self, path: str | Path, shapes: dict[str, tuple[int, ...]] | None) -> ir.Graph:
+        """The model as an IR graph with the given static input shapes."""
+
+    def inspect(self, path: str | Path) -> dict:
+        """A summary for `neo inspect`: inputs, outputs, op histogram, unsupported ops."""
+
+
+class OnnxFrontend:
+    name = "onnx"
+
+    def inputs(self, path):
+        from .onnx import onnx_model_inputs
+
+        return onnx_model_inputs(path)
+
+    def load(self, path, shapes=None, *, model_name: str = ""):
+        from .onnx import import_onnx
+
+        return import_onnx(path, shapes, model_name=model_name)
+
+    def inspect(self, path):
+        from .onnx import inspect_onnx
+
+        return inspect_onnx(path)
+
+
+FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend()}

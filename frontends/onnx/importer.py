@@ -1,0 +1,323 @@
+"""Loading ONNX files, checking them for unsupported ops, and the conversion driver."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.checker
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+import ir
+from neo_cli.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
+
+from . import registry
+from .context import AttributeNotImplemented, NodeContext, attribute_value, make_const, onnx_dtype
+
+ModelLike = str | Path | onnx.ModelProto
+MAX_NAMES = 3  # node names shown per unsupported op
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def load_model(model: ModelLike, *, external_data: bool = True) -> onnx.ModelProto:
+    """The ModelProto of `model` (a path or a proto); `ModelLoadError` if it is not usable ONNX."""
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+        where = "the given ModelProto"
+    else:
+        path = Path(model)
+        where = str(path)
+        if not path.is_file():
+            raise ModelLoadError(f"ONNX model file {path} does not exist or is not a file")
+        try:
+            proto = onnx.load(str(path), load_external_data=external_data)
+        except (DecodeError, OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as e:
+            # not protobuf, unreadable, missing or unsafe external data files
+            raise ModelLoadError(f"cannot read {path} as an ONNX model: {type(e).__name__}: {e}",
+                                 hint="the file must be an ONNX ModelProto (.onnx); external "
+                                      "data files must sit beside it") from None
+    # Protobuf parses many non-ONNX byte strings (an empty file, say) into an empty message.
+    if proto.ir_version <= 0 or not proto.HasField("graph") or not proto.graph.output:
+        raise ModelLoadError(f"{where} is not an ONNX model (no IR version or no graph outputs)")
+    if proto.functions:
+        from onnx import inliner
+
+        proto = inliner.inline_local_functions(proto)
+    return proto
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in registry.DEFAULT_DOMAINS:
+            return int(imp.version)
+    return 1 if not model.opset_import else registry.MIN_OPSET  # only other domains imported
+
+
+def _check_opset(opset: int) -> None:
+    if opset < registry.MIN_OPSET:
+        raise UnsupportedModelError(
+            [UnsupportedOp(f"ai.onnx opset {opset}", 1, [],
+                           reason=f"Neo converts opset {registry.MIN_OPSET} and newer")],
+            hint="upgrade the model with onnx.version_converter.convert_version(model, 13)",
+            what="opset versions")
+
+
+# -- model queries ---------------------------------------------------------------------------------
+def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
+
+
+def _dtype_text(value_info: onnx.ValueInfoProto) -> str:
+    t = value_info.type
+    if not t.HasField("tensor_type"):
+        return t.WhichOneof("value") or "unknown"
+    try:
+        return onnx_dtype(t.tensor_type.elem_type)
+    except TypeError:
+        return onnx.TensorProto.DataType.Name(t.tensor_type.elem_type).lower()
+
+
+def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Graph inputs that are not initializers (old models list their weights as inputs too)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [v for v in model.graph.input if v.name not in inits]
+
+
+def model_inputs(model: ModelLike) -> list[tuple[str, tuple[int | None, ...] | None, str]]:
+    proto = load_model(model, external_data=False)
+    return [(v.name, _dims(v), _dtype_text(v)) for v in real_inputs(proto)]
+
+
+def iter_nodes(graph: onnx.GraphProto, prefix: str = ""
+               ) -> Iterator[tuple[str, onnx.NodeProto]]:
+    """(origin, node) for every node of `graph`, including those in subgraphs (If branches, Loop
+    bodies); unnamed nested nodes are named by their path, e.g. `If#3/then_branch/Relu#0`."""
+    for index, node in enumerate(graph.node):
+        origin = node.name or prefix + origin_of(node, index)
+        yield origin, node
+        for attr in node.attribute:
+            subgraphs = ([attr.g] if attr.type == onnx.AttributeProto.GRAPH
+                         else attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else [])
+            for sub in subgraphs:
+                yield from iter_nodes(sub, f"{origin}/{attr.name}/")
+
+
+def origin_of(node: onnx.NodeProto, index: int) -> str:
+    """How messages name a node: its name, or `OpType#index` in its graph when it has none."""
+    return node.name or f"{node.op_type}#{index}"
+
+
+def _op_key(node: onnx.NodeProto) -> str:
+    if node.domain in registry.DEFAULT_DOMAINS:
+        return node.op_type
+    return f"{node.domain}.{node.op_type}"
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[UnsupportedOp]:
+    """Every op type of the model without a converter at its opset, with counts and node names."""
+    registry._load_converters()
+    opset = default_opset(model)
+    counts: Counter[str] = Counter()
+    names: dict[str, list[str]] = {}
+    for origin, node in iter_nodes(model.graph):
+        if registry.lookup(node.op_type, opset, node.domain) is None:
+            key = _op_key(node)
+            counts[key] += 1
+            if len(names.setdefault(key, [])) < MAX_NAMES:
+                names[key].append(origin)
+    return [UnsupportedOp(op, n, names[op]) for op, n in counts.most_common()]
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    _check_opset(default_opset(model))
+    missing = unsupported_ops(model)
+    if missing:
+        raise UnsupportedModelError(missing, hint=f"opset {default_opset(model)}; "
+                                    "`neo inspect` lists the ops of a model")
+
+
+def inspect_model(model: ModelLike) -> dict:
+    proto = load_model(model, external_data=False)
+    registry._load_converters()
+    hist = Counter(_op_key(n) for _, n in iter_nodes(proto.graph))
+
+    def info(v):
+        return {"name": v.name, "shape": _dims(v), "dtype": _dtype_text(v)}
+
+    return {
+        "inputs": [info(v) for v in real_inputs(proto)],
+        "outputs": [info(v) for v in proto.graph.output],
+        "opset": default_opset(proto),
+        "ir_version": proto.ir_version,
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "num_initializers": len(proto.graph.initializer),
+        "ops": dict(hist.most_common()),
+        "unsupported": [{"op_type": u.op_type, "count": u.count, "nodes": list(u.first_node_names)}
+                        for u in unsupported_ops(proto)],
+    }
+
+
+# -- conversion ------------------------------------------------------------------------------------
+def _input_shape(v: onnx.ValueInfoProto, given: dict) -> tuple[int, ...]:
+    dims = _dims(v)
+    if v.name in given:
+        shape = tuple(int(d) for d in given[v.name])
+        if dims is not None and len(dims) != len(shape):
+            raise UsageError(f"input {v.name!r} has rank {len(dims)} in the model, but the given "
+                             f"shape {list(shape)} has rank {len(shape)}")
+        return shape
+    if dims is None or any(d is None for d in dims):
+        shown = "unknown rank" if dims is None else "[" + ", ".join(
+            "?" if d is None else str(d) for d in dims) + "]"
+        raise UsageError(f"input {v.name!r} has a dynamic shape ({shown}); give its static shape",
+                         hint='e.g. --shape \'{"' + v.name + '": [1, 3, 224, 224]}\'')
+    return tuple(dims)
+
+
+class _Driver:
+    """Converts the nodes of one graph in order; collects attribute problems from all of them."""
+
+    def __init__(self, g: ir.Graph, opset: int):
+        self.g = g
+        self.opset = opset
+        self.env: dict[str, ir.Value] = {}
+        self.failed: set[str] = set()  # outputs of nodes that could not be converted
+        self.problems: dict[tuple[str, str], list[str]] = {}
+
+    def run(self, nodes) -> None:
+        for index, node in enumerate(nodes):
+            origin = origin_of(node, index)
+            if any(name in self.failed for name in node.input):
+                self.failed.update(o for o in node.output if o)
+                continue
+            try:
+                outs = self.convert(node, origin)
+            except AttributeNotImplemented as e:
+                self.problems.setdefault((node.op_type, e.reason), []).append(origin)
+                self.failed.update(o for o in node.output if o)
+                continue
+            except (ir.IRError, ValueError) as e:  # an inconsistent model or wrong input shapes
+                raise ModelLoadError(f"cannot convert ONNX node {origin} ({node.op_type}): {e}",
+                                     hint="check that the input shapes match the model") from e
+            for name, value in zip(node.output, outs):
+                if name:
+                    self.env[name] = value
+
+    def convert(self, node: onnx.NodeProto, origin: str) -> list[ir.Value]:
+        conv = registry.lookup(node.op_type, self.opset, node.domain)
+        assert conv is not None, "check_supported runs first"
+        cx = NodeContext(self.g, node, origin, self.opset)
+        inputs = [self.env[name] if name else None for name in node.input]
+        missing = [name for name in node.input if name and name not in self.env]
+        if missing:
+            raise ValueError(f"input {missing[0]!r} is not produced by any earlier node")
+        if len(inputs) > conv.num_inputs and not conv.variadic:
+            if any(v is not None for v in inputs[conv.num_inputs:]):
+                cx.unsupported(f"input #{conv.num_inputs + 1} is not implemented")
+            inputs = inputs[:conv.num_inputs]
+        result = conv.fn(cx, *inputs, **self.attributes(node, conv, cx))
+        outs = [result] if isinstance(result, ir.Value) else list(result)
+        for i, name in enumerate(node.output):
+            if name and (i >= len(outs) or outs[i] is None):
+                cx.unsupported(f"output #{i + 1} ({name!r}) is not implemented")
+        return outs
+
+    def attributes(self, node: onnx.NodeProto, conv: registry.Converter, cx: NodeContext) -> dict:
+        schema = registry.schema(node.op_type, self.opset)
+        defaults = {}
+        for name, a in schema.attributes.items():
+            if a.default_value.type != onnx.AttributeProto.UNDEFINED:
+                defaults[name] = attribute_value(a.default_value)
+        given = {a.name: attribute_value(a) for a in node.attribute}
+        for name, value in given.items():
+            if name not in conv.attributes and (name not in defaults or
+                                                 not _same(defaults[name], value)):
+                cx.unsupported(f"attribute {name}={_short(value)} is not implemented")
+        return {name: given.get(name, defaults.get(name)) for name in conv.attributes}
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):  # graphs and other protos
+        return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name: str) -> ir.Graph:
+    opset = default_opset(proto)
+    check_supported(proto)
+    graph = proto.graph
+    g = ir.Graph(name=model_name or graph.name or "main")
+    given = dict(input_shapes or {})
+    inputs = real_inputs(proto)
+    unknown = sorted(set(given) - {v.name for v in inputs})
+    if unknown:
+        raise UsageError(f"input shapes name {', '.join(map(repr, unknown))}, which the model does "
+                         f"not have; its inputs: {', '.join(v.name for v in inputs)}")
+    # Graph output names are kept for the outputs themselves: reserve them before anything else.
+    input_names = {v.name for v in inputs}
+    for out in graph.output:
+        if out.name not in input_names:
+            g.unique(out.name)
+    driver = _Driver(g, opset)
+    driver.env.update(_initializers(g, graph))
+    for v in inputs:
+        try:
+            dtype = onnx_dtype(v.type.tensor_type.elem_type)
+        except TypeError as e:
+            raise UnsupportedModelError([UnsupportedOp(f"input {v.name}", 1, [], reason=str(e))],
+                                        what="input types") from None
+        driver.env[v.name] = g.input(v.name, _input_shape(v, given), dtype)
+    driver.run(graph.node)
+    if driver.problems:
+        raise UnsupportedModelError(
+            [UnsupportedOp(op, len(origins), origins[:MAX_NAMES], reason=reason)
+             for (op, reason), origins in driver.problems.items()],
+            what="operator attributes")
+    for o in graph.output:
+        if o.name not in driver.env:
+            raise ModelLoadError(f"graph output {o.name!r} is not produced by any node")
+        g.outputs.append(_named_output(g, driver.env[o.name], o.name))
+    return g
+
+
+def _initializers(g: ir.Graph, graph: onnx.GraphProto) -> dict[str, ir.Value]:
+    consts, bad = {}, []
+    for t in graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL and not t.raw_data:
+            raise ModelLoadError(f"initializer {t.name!r} keeps its data in an external file that "
+                                 "was not loaded", hint="pass the model's path, not a ModelProto "
+                                 "loaded without its external data")
+        try:
+            onnx_dtype(t.data_type)
+        except TypeError as e:
+            bad.append(UnsupportedOp(f"initializer {t.name}", 1, [], reason=str(e)))
+            continue
+        consts[t.name] = make_const(g, numpy_helper.to_array(t), t.name)
+    if bad:
+        raise UnsupportedModelError(bad, what="initializer types")
+    return consts
+
+
+def _named_output(g: ir.Graph, v: ir.Value, name: str) -> ir.Value:
+    """`v` under the ONNX output name: renamed when it is free to take it, else through a copy."""
+    if v.name == name:
+        return v
+    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
+    if not taken and (v.is_const or v.producer is not None):
+        v.name = name  # reserved in convert_model, so no other value has it
+        return v
+    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
+    out.name = name
+    return out

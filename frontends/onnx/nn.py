@@ -1,0 +1,268 @@
+"""Converters for neural-network ops: convolution, Gemm/MatMul, pooling, normalization, softmax and
+the activations that take attributes."""
+from __future__ import annotations
+
+import math
+
+from ir import Value
+
+from .context import NodeContext, normalize_axis
+from .registry import converter
+
+
+# -- padding ---------------------------------------------------------------------------------------
+def auto_pads(cx: NodeContext, auto_pad: str, in_sp, kernel, strides, dilations, pads
+              ) -> list[int]:
+    """Explicit (begin..., end...) pads for ONNX `auto_pad` on a conv or pool window.
+
+    A window smaller than the stride would need negative SAME pads; like convolutions in
+    onnxruntime and TensorFlow's SAME, they are clamped to zero (onnxruntime's pools are not
+    consistent there: they fail or crop).
+    """
+    nsp = len(in_sp)
+    if auto_pad in ("NOTSET", ""):
+        return list(pads) if pads else [0] * (2 * nsp)
+    if auto_pad == "VALID":
+        return [0] * (2 * nsp)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        cx.unsupported_attribute("auto_pad", auto_pad, "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    begin, end = [], []
+    for i in range(nsp):
+        out = -(-in_sp[i] // strides[i])
+        total = max(0, (out - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - in_sp[i])
+        # SAME_UPPER puts the odd pixel at the end, SAME_LOWER at the beginning.
+        head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        begin.append(head)
+        end.append(total - head)
+    return begin + end
+
+
+def _window(nsp: int, strides, dilations) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tuple(strides or (1,) * nsp), tuple(dilations or (1,) * nsp)
+
+
+# -- convolution -----------------------------------------------------------------------------------
+@converter("Conv", since=1)
+def Conv(cx: NodeContext, X: Value, W: Value, B: Value | None = None, *, auto_pad, dilations, group,
+         kernel_shape, pads, strides) -> Value:
+    nsp = X.type.rank - 2
+    kernel = W.shape[2:]
+    if kernel_shape and tuple(kernel_shape) != kernel:
+        raise ValueError(f"kernel_shape {kernel_shape} differs from the weight shape {W.shape}")
+    strides, dilations = _window(nsp, strides, dilations)
+    pads = auto_pads(cx, auto_pad, X.shape[2:], kernel, strides, dilations, pads)
+    inputs = (X, W) if B is None else (X, W, B)
+    return cx.op("conv", *inputs, strides=strides, pads=tuple(pads), dilations=dilations,
+                 groups=group)
+
+
+@converter("ConvTranspose", since=1)
+def ConvTranspose(cx: NodeContext, X: Value, W: Value, B: Value | None = None, *, auto_pad,
+                  dilations, group, kernel_shape, output_padding, output_shape, pads, strides
+                  ) -> Value:
+    nsp = X.type.rank - 2
+    kernel = W.shape[2:]
+    strides, dilations = _window(nsp, strides, dilations)
+    out_pad = tuple(output_padding or (0,) * nsp)
+    in_sp = X.shape[2:]
+    if output_shape or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # The spec's total padding for a requested output size; SAME wants in * stride.
+        target = (tuple(output_shape)[-nsp:] if output_shape
+                  else tuple(d * s for d, s in zip(in_sp, strides)))
+        begin, end = [], []
+        for i in range(nsp):
+            total = (strides[i] * (in_sp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+                     - target[i])
+            if total < 0:
+                what = (f"output_shape={tuple(output_shape)}" if output_shape
+                        else f"auto_pad={auto_pad} with a kernel smaller than the stride")
+                cx.unsupported(f"{what} asks for an output larger than the unpadded result; "
+                               "not implemented")
+            if auto_pad == "SAME_UPPER":
+                begin.append(total // 2)
+                end.append(total - total // 2)
+            else:
+                begin.append(total - total // 2)
+                end.append(total // 2)
+        pads = begin + end
+    elif auto_pad in ("NOTSET", "", "VALID"):
+        pads = list(pads) if pads and auto_pad != "VALID" else [0] * (2 * nsp)
+    else:
+        cx.unsupported_attribute("auto_pad", auto_pad, "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    inputs = (X, W) if B is None else (X, W, B)
+    return cx.op("conv_transpose", *inputs, strides=strides, pads=tuple(pads),
+                 dilations=dilations, groups=group, output_padding=out_pad)
+
+
+# -- matrix products -------------------------------------------------------------------------------
+@converter("MatMul", since=1)
+def MatMul(cx: NodeContext, A: Value, B: Value) -> Value:
+    return cx.op("matmul", A, B)
+
+
+@converter("Gemm", since=7)
+def Gemm(cx: NodeContext, A: Value, B: Value, C: Value | None = None, *, alpha, beta, transA,
+         transB) -> Value:
+    # Y = alpha * op(A) @ op(B) + beta * C; transposes and scalings of constants fold right away.
+    if transA:
+        A = cx.op("transpose", A, perm=(1, 0))
+    if transB:
+        B = cx.op("transpose", B, perm=(1, 0))
+    scale_b = alpha != 1.0 and B.is_const
+    if scale_b:
+        B = cx.op("mul", B, cx.scalar(alpha, B.dtype))
+    y = cx.op("matmul", A, B)
+    if alpha != 1.0 and not scale_b:
+        y = cx.op("mul", y, cx.scalar(alpha, y.dtype))
+    if C is not None and beta != 0.0:
+        if beta != 1.0:
+            C = cx.op("mul", C, cx.scalar(beta, C.dtype))
+        y = cx.op("add", y, C)
+    return y
+
+
+# -- pooling ---------------------------------------------------------------------------------------
+def _pool(cx: NodeContext, kind: str, X: Value, auto_pad, ceil_mode, count_include_pad,
+          dilations, kernel_shape, pads, strides) -> Value:
+    nsp = len(kernel_shape)
+    strides, dilations = _window(nsp, strides, dilations)
+    pads = auto_pads(cx, auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
+    return cx.op(kind, X, kernel=tuple(kernel_shape), strides=strides, pads=tuple(pads),
+                 dilations=dilations, ceil_mode=int(ceil_mode or 0),
+                 count_include_pad=int(count_include_pad or 0))
+
+
+@converter("MaxPool", since=1)
+def MaxPool(cx: NodeContext, X: Value, *, auto_pad, ceil_mode, dilations, kernel_shape, pads,
+            storage_order, strides) -> Value:
+    # storage_order only orders the Indices output, which Neo does not produce (the driver reports
+    # a model that asks for it), so any value is fine here.
+    return _pool(cx, "max_pool", X, auto_pad, ceil_mode, 0, dilations, kernel_shape, pads, strides)
+
+
+@converter("AveragePool", since=1)
+def AveragePool(cx: NodeContext, X: Value, *, auto_pad, ceil_mode, count_include_pad, dilations,
+                kernel_shape, pads, strides) -> Value:
+    return _pool(cx, "avg_pool", X, auto_pad, ceil_mode, count_include_pad, dilations,
+                 kernel_shape, pads, strides)
+
+
+@converter("GlobalAveragePool", since=1)
+def GlobalAveragePool(cx: NodeContext, X: Value) -> Value:
+    return cx.op("reduce_mean", X, axes=tuple(range(2, X.type.rank)), keepdims=1)
+
+
+@converter("GlobalMaxPool", since=1)
+def GlobalMaxPool(cx: NodeContext, X: Value) -> Value:
+    return cx.op("reduce_max", X, axes=tuple(range(2, X.type.rank)), keepdims=1)
+
+
+# -- normalization ---------------------------------------------------------------------------------
+@converter("BatchNormalization", since=7)
+def BatchNormalization(cx: NodeContext, X: Value, scale: Value, B: Value, input_mean: Value,
+                       input_var: Value, *, epsilon, momentum, spatial, training_mode) -> Value:
+    # `momentum` only updates running statistics in training; inference ignores it.
+    if spatial == 0:
+        cx.unsupported_attribute("spatial", spatial, "1 (per-channel statistics)")
+    if training_mode:
+        cx.unsupported_attribute("training_mode", training_mode, "0 (inference)")
+    params = [cx.cast(v, X.dtype) for v in (scale, B, input_mean, input_var)]
+    return cx.op("batch_norm", X, *params, epsilon=float(epsilon))
+
+
+def _normalize(cx: NodeContext, x: Value, axes: tuple[int, ...], epsilon: float) -> Value:
+    # (x - mean) / sqrt(var + eps), with var the mean of squared deviations
+    mean = cx.op("reduce_mean", x, axes=axes, keepdims=1)
+    d = cx.op("sub", x, mean)
+    var = cx.op("reduce_mean", cx.op("mul", d, d), axes=axes, keepdims=1)
+    std = cx.op("sqrt", cx.op("add", var, cx.scalar(epsilon, x.dtype)))
+    return cx.op("div", d, std)
+
+
+@converter("InstanceNormalization", since=1)
+def InstanceNormalization(cx: NodeContext, input: Value, scale: Value, B: Value, *, epsilon
+                          ) -> Value:
+    y = _normalize(cx, input, tuple(range(2, input.type.rank)), epsilon)
+    per_channel = (-1,) + (1,) * (input.type.rank - 2)
+    y = cx.op("mul", y, cx.reshape(scale, (scale.shape[0],) + per_channel[1:]))
+    return cx.op("add", y, cx.reshape(B, (B.shape[0],) + per_channel[1:]))
+
+
+@converter("LayerNormalization", since=17)
+def LayerNormalization(cx: NodeContext, X: Value, Scale: Value, B: Value | None = None, *, axis,
+                       epsilon, stash_type) -> Value:
+    # stash_type picks the precision of the statistics; Neo keeps them in X's dtype.
+    first = normalize_axis(axis, X.type.rank)
+    y = cx.op("mul", _normalize(cx, X, tuple(range(first, X.type.rank)), epsilon), Scale)
+    return y if B is None else cx.op("add", y, B)
+
+
+# -- softmax ---------------------------------------------------------------------------------------
+def _softmax_flattened(cx: NodeContext, op: str, x: Value, axis: int) -> Value:
+    # Before opset 13 the input is coerced to 2-D at `axis` and normalized over the second dim.
+    axis = normalize_axis(axis, x.type.rank)
+    if axis == x.type.rank - 1:
+        return cx.op(op, x, axis=axis)
+    flat = cx.reshape(x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
+    return cx.reshape(cx.op(op, flat, axis=1), x.shape)
+
+
+@converter("Softmax", since=1)
+def Softmax(cx: NodeContext, input: Value, *, axis) -> Value:
+    return _softmax_flattened(cx, "softmax", input, axis)
+
+
+@converter("Softmax", since=13)
+def Softmax_13(cx: NodeContext, input: Value, *, axis) -> Value:
+    return cx.op("softmax", input, axis=normalize_axis(axis, input.type.rank))
+
+
+@converter("LogSoftmax", since=1)
+def LogSoftmax(cx: NodeContext, input: Value, *, axis) -> Value:
+    return _softmax_flattened(cx, "log_softmax", input, axis)
+
+
+@converter("LogSoftmax", since=13)
+def LogSoftmax_13(cx: NodeContext, input: Value, *, axis) -> Value:
+    return cx.op("log_softmax", input, axis=normalize_axis(axis, input.type.rank))
+
+
+# -- activations with attributes -------------------------------------------------------------------
+@converter("LeakyRelu", since=1)
+def LeakyRelu(cx: NodeContext, X: Value, *, alpha) -> Value:
+    return cx.op("leaky_relu", X, alpha=float(alpha))
+
+
+@converter("HardSigmoid", since=1)
+def HardSigmoid(cx: NodeContext, X: Value, *, alpha, beta) -> Value:
+    return cx.op("hard_sigmoid", X, alpha=float(alpha), beta=float(beta))
+
+
+@converter("Gelu", since=20)
+def Gelu(cx: NodeContext, X: Value, *, approximate) -> Value:
+    if approximate not in ("none", "tanh"):
+        cx.unsupported_attribute("approximate", approximate, "none, tanh")
+    return cx.op("gelu", X, approximate=approximate)
+
+
+@converter("Elu", since=1)
+def Elu(cx: NodeContext, X: Value, *, alpha) -> Value:
+    return cx.op("elu", X, alpha=float(alpha))
+
+
+@converter("Selu", since=1)
+def Selu(cx: NodeContext, X: Value, *, alpha, gamma) -> Value:
+    return cx.op("mul", cx.op("elu", X, alpha=float(alpha)), cx.scalar(gamma, X.dtype))
+
+
+@converter("PRelu", since=1)
+def PRelu(cx: NodeContext, X: Value, slope: Value) -> Value:
+    # x >= 0 ? x : slope * x
+    negative = cx.op("mul", X, cx.cast(slope, X.dtype))
+    return cx.op("where", cx.op("greater_equal", X, cx.scalar(0, X.dtype)), X, negative)
+
+
+@converter("Mish", since=18)
+def Mish(cx: NodeContext, X: Value) -> Value:
+    # x * tanh(softplus(x))
+    return cx.op("mul", X, cx.op("tanh", cx.op("softplus", X)))
