@@ -116,8 +116,10 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     packed_b = spec.b_kind == "prepacked"
     panel = None
     if not packed_b:
-        panel = b.alloca(F32, size=kc * NR, name="panel")
-        panel.align = 64
+        raw = b.alloca(F32, size=kc * NR, name="panel")
+        raw.align = 64
+        panel = b.bitcast(raw, PTR)  # opaque: rows are stored as vectors and as scalars
+        panel.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
     accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
     if spec.b_kind == "im2col":
         spec.extra["colpos"] = (b.alloca(I64, size=NR, name="pos_h"), b.alloca(I64, size=NR,
