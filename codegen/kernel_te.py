@@ -75,11 +75,12 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
     bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR, name=f"buf{i}")
             for i in range(len(buf_dtypes))]
     shape = tuple(out_shape) if out_shape else (1,)
+    vars_ = [te.Var(f"i{d}") for d in range(len(shape))]
+    expr = expr_of(tuple(vars_)) if out_shape else expr_of(())
+    expr, shape = coalesce(expr, shape)
     rank = len(shape)
     inner = shape[-1]
     rows = int(np.prod(shape[:-1])) if rank > 1 else 1
-    vars_ = [te.Var(f"i{d}") for d in range(rank)]
-    expr = expr_of(tuple(vars_)) if out_shape else expr_of(())
     st = STORAGE[out_dtype]
     lanes = vector_lanes if inner >= vector_lanes and vector_lanes > 1 else 1
     outp = bufs[out_buf]
@@ -126,6 +127,20 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
         emit_row(I64(0), lo, hi)
     b.ret(I32(0))
     return fn
+
+
+def coalesce(expr: te.Expr, shape: tuple[int, ...]) -> tuple[te.Expr, tuple[int, ...]]:
+    """Merge trailing loop dimensions while every load reads them contiguously (e.g. the H and W
+    of a channel concat), so rows are long and vectorize; the output is row-major either way."""
+    shape = list(shape)
+    while len(shape) > 1:
+        r = len(shape)
+        outer, inner = f"i{r - 2}", f"i{r - 1}"
+        if not te.mergeable(expr, outer, inner, shape[-1]):
+            break
+        expr = te.substitute(expr, {outer: te.const(0), inner: te.Var(outer)})
+        shape[-2:] = [shape[-2] * shape[-1]]
+    return expr, tuple(shape)
 
 
 def _mask_loads(expr: te.Expr, var: str) -> te.Expr:

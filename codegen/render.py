@@ -173,11 +173,28 @@ class Renderer:
         lanes = self.lanes
         vt = ir.VectorType(st, lanes)
         mask = None
+        aff = te.affine(e.index)
+        contiguous = aff is not None and aff[0].get(self.vec_var, 0) == 1
+        if e.guard is not None and contiguous and not te.uses_var(e.guard, self.vec_var):
+            # A guard that is the same for every lane (concat's input ranges, padding rows):
+            # branch on it instead of masking; LLVM unswitches the loop on it.
+            g, _ = self.render(e.guard, env)
+            base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
+            p = gep(b, ptr, base, st)
+            fillv = splat(b, fill, lanes)
+            with b.if_else(g) as (then, other):
+                with then:
+                    v1 = self.to_register(b.load(p, typ=vt, align=_align(st)), dt)
+                    bt = b.block
+                with other:
+                    bo = b.block
+            phi = b.phi(v1.type)
+            phi.add_incoming(v1, bt)
+            phi.add_incoming(fillv, bo)
+            return phi, True
         if e.guard is not None:
             mask = self.vec(self.render(e.guard, env))
-        aff = te.affine(e.index)
-        if aff is not None and aff[0].get(self.vec_var, 0) == 1 and not _uses_other_vector(
-                e.index, self.vec_var):
+        if contiguous:
             base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
             p = gep(b, ptr, base, st)
             if mask is None:
@@ -285,10 +302,6 @@ def _subst(e, var, repl):
     if isinstance(e, te.Const):
         return e
     raise TypeError("affine index expected")
-
-
-def _uses_other_vector(e, var):
-    return False
 
 
 __all__ = ["Renderer", "REGISTER", "F32", "I16"]

@@ -286,3 +286,47 @@ def broadcast_index(idx: tuple[Expr, ...], in_shape: tuple[int, ...], out_shape:
                     ) -> tuple[Expr, ...]:
     off = len(out_shape) - len(in_shape)
     return tuple(const(0) if d == 1 else idx[off + i] for i, d in enumerate(in_shape))
+
+
+def substitute(e: Expr, env: dict[str, Expr]) -> Expr:
+    """e with variables replaced (index math re-folded)."""
+    if isinstance(e, Var):
+        return env.get(e.name, e)
+    if isinstance(e, Const):
+        return e
+    if isinstance(e, Bin):
+        return binop(e.op, substitute(e.a, env), substitute(e.b, env)) if e.dtype == INDEX else \
+            Bin(e.op, substitute(e.a, env), substitute(e.b, env), e.dtype)
+    if isinstance(e, Cmp):
+        return cmp(e.op, substitute(e.a, env), substitute(e.b, env))
+    if isinstance(e, Un):
+        return Un(e.op, substitute(e.a, env), e.attrs, e.dtype)
+    if isinstance(e, Select):
+        return select(substitute(e.cond, env), substitute(e.a, env), substitute(e.b, env))
+    if isinstance(e, Cast):
+        return Cast(substitute(e.a, env), e.dtype)
+    if isinstance(e, Load):
+        return Load(e.buf, substitute(e.index, env), e.dtype,
+                    substitute(e.guard, env) if e.guard is not None else None, e.fill)
+    if isinstance(e, Reduce):
+        inner = {k: v for k, v in env.items() if k not in e.vars}
+        return Reduce(e.op, e.vars, e.extents, substitute(e.body, inner), e.dtype)
+    raise TypeError(type(e).__name__)
+
+
+def mergeable(e: Expr, outer: str, inner: str, inner_extent: int) -> bool:
+    """True when (outer, inner) appear only in affine load addresses as c*(outer*extent + inner),
+    so the two loops can run as one of outer_extent*inner_extent iterations."""
+    if isinstance(e, Load):
+        if e.guard is not None and (uses_var(e.guard, outer) or uses_var(e.guard, inner)):
+            return False
+        if not (uses_var(e.index, outer) or uses_var(e.index, inner)):
+            return True
+        aff = affine(e.index)
+        if aff is None:
+            return False
+        co, ci = aff[0].get(outer, 0), aff[0].get(inner, 0)
+        return co == ci * inner_extent
+    if isinstance(e, Var):
+        return e.name not in (outer, inner)
+    return all(mergeable(c, outer, inner, inner_extent) for c in children(e))
