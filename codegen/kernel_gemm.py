@@ -209,6 +209,9 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
         b.store(b.select(inside, b.sub(b.mul(oh, I64(ic.sh)), I64(ic.ph)), far),
                 gep(b, pos_h, v, I64))
         b.store(b.sub(b.mul(ow, I64(ic.sw)), I64(ic.pw)), gep(b, pos_w, v, I64))
+    # all NR columns valid and in one output row (ow0 + NR <= OW)
+    same_row = b.and_(b.icmp_signed("==", valid, I64(NR)),
+                      b.icmp_signed("<=", b.add(b.srem(n0, I64(ic.ow)), I64(NR)), I64(ic.ow)))
     with for_range(b, 0, kcur, 1, "pk") as kk:
         k = b.add(kk, kb)
         kw_ = b.srem(k, I64(ic.kw))
@@ -219,15 +222,38 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
         dh = b.mul(kh_, I64(ic.dh))
         dw = b.mul(kw_, I64(ic.dw))
         dst_row = b.mul(kk, I64(NR))
-        with for_range(b, 0, NR, 1, "pv") as v:
-            ih = b.add(b.load(gep(b, pos_h, v, I64), typ=I64), dh)
-            iw = b.add(b.load(gep(b, pos_w, v, I64), typ=I64), dw)
-            ok = b.and_(b.icmp_unsigned("<", ih, I64(ic.h)), b.icmp_unsigned("<", iw, I64(ic.w)))
-            off = b.add(cbase, b.add(b.mul(ih, I64(ic.w)), iw))
-            off = b.select(ok, off, I64(0))
-            x = b.load(gep(b, B, off, F32), typ=F32)
-            x = b.select(ok, x, ir.Constant(F32, 0.0))
-            b.store(x, gep(b, panel, b.add(dst_row, v), F32))
+
+        def scalar_row():
+            with for_range(b, 0, NR, 1, "pv") as v:
+                ih = b.add(b.load(gep(b, pos_h, v, I64), typ=I64), dh)
+                iw = b.add(b.load(gep(b, pos_w, v, I64), typ=I64), dw)
+                ok = b.and_(b.icmp_unsigned("<", ih, I64(ic.h)),
+                            b.icmp_unsigned("<", iw, I64(ic.w)))
+                off = b.add(cbase, b.add(b.mul(ih, I64(ic.w)), iw))
+                off = b.select(ok, off, I64(0))
+                x = b.load(gep(b, B, off, F32), typ=F32)
+                x = b.select(ok, x, ir.Constant(F32, 0.0))
+                b.store(x, gep(b, panel, b.add(dst_row, v), F32))
+
+        if ic.sw != 1 or L == 1:
+            scalar_row()
+        else:
+            # Fast path (stride-1 width): the panel's columns lie in one output row and the window
+            # row is inside the input, so the row is NR contiguous input elements: vector copies.
+            ih0 = b.add(b.load(gep(b, pos_h, I64(0), I64), typ=I64), dh)
+            iw0 = b.add(b.load(gep(b, pos_w, I64(0), I64), typ=I64), dw)
+            fast = b.and_(same_row, b.and_(
+                b.icmp_unsigned("<", ih0, I64(ic.h)),
+                b.and_(b.icmp_signed(">=", iw0, I64(0)),
+                       b.icmp_signed("<=", b.add(iw0, I64(NR)), I64(ic.w)))))
+            with b.if_else(fast) as (then, other):
+                with then:
+                    src = b.add(cbase, b.add(b.mul(ih0, I64(ic.w)), iw0))
+                    for v in range(0, NR, L):
+                        x = b.load(gep(b, B, b.add(src, I64(v)), F32), typ=_vt(L), align=4)
+                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+                with other:
+                    scalar_row()
 
 
 def _vt(L):
