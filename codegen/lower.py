@@ -152,6 +152,10 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
         return None  # depthwise-like: the direct tensor-expression kernel is better
     blk = choose_blocking(vector_bits, K, M)
     packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
+    if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
+            and dil[1] == 1 and OW >= 2 * blk.lanes):
+        return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
+                            (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
     direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
     im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
                                          pads[0], pads[1], OW)
@@ -180,6 +184,43 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+
+
+def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, strides, dil, g,
+                 M, K) -> KernelInfo:
+    from .kernel_direct import DirectConvSpec, emit_direct_conv_kernel, kernel_offsets
+
+    N_img, C, H, W = xs
+    OC, Cg, KH, KW = ws
+    OH, OW = os_
+    koff = kernel_offsets(Cg, KH, KW, H, W, dil[0], dil[1])
+    ctx = KernelContext(len(ext))
+    out_rank = len(node.outputs[0].shape)
+    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
+    tables = list(ctx.tables) + [koff]
+    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in tables] + [node.outputs[0].dtype]
+    koff_buf = len(ext) + len(ctx.tables)
+    bufs_holder: list = [None]
+    P = OH * OW
+    if out_rank == 4:
+        def bind(b, m, n0, img, grp):
+            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), "e2": I64(0)}
+        vec_var = "e3"
+    else:
+        def bind(b, m, n0, img, grp):
+            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m)}
+        vec_var = "e2"
+    epi = _make_epilogue(expr, vec_var, bind, dtypes, bufs_holder, P, blk.lanes)
+    spec = DirectConvSpec(M=M, K=K, images=N_img, groups=g, OH=OH, OW=OW, Wp=W, sh=strides[0],
+                          x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
+                          a_buf=wi, x_buf=xi, koff_buf=koff_buf, c_buf=len(dtypes) - 1,
+                          blocking=blk, epilogue=epi, extra={"bufs_holder": bufs_holder})
+    emit_direct_conv_kernel(module, func, spec, len(dtypes))
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_packed", packed)
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    args += [("param", f"{node.name}.koff", koff)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]])
 
 

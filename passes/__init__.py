@@ -10,6 +10,7 @@ from ir.verify import verify
 
 from .basic import eliminate_dead_code, fold_constants, simplify
 from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv
+from .conv_padding import make_conv_padding_explicit
 from .decompose import decompose_softmax
 from .fusion import fuse_operators
 
@@ -26,7 +27,10 @@ def pipeline(opt_level: int) -> list[Pass]:
     if opt_level >= 1:
         passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
-    passes += [fuse_operators if opt_level >= 2 else fuse_nothing]
+    if opt_level >= 2:
+        passes += [make_conv_padding_explicit, fuse_operators]
+    else:
+        passes += [fuse_nothing]
     return passes
 
 
@@ -63,4 +67,4 @@ def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
 
 __all__ = ["pipeline", "run_pipeline", "fold_constants", "eliminate_dead_code", "simplify",
            "fold_batchnorm_into_conv", "decompose_batchnorm", "decompose_softmax",
-           "fuse_operators", "fuse_nothing"]
+           "fuse_operators", "fuse_nothing", "make_conv_padding_explicit"]

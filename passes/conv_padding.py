@@ -1,0 +1,27 @@
+"""Convolution padding as its own `pad` node for convs the direct kernels run (stride 1 in width,
+kernel wider than 1x1): the conv then reads a padded buffer without bounds checks."""
+from __future__ import annotations
+
+from ir import Graph, Node
+
+from .rewrite import Rewriter, rewrite
+
+
+def make_conv_padding_explicit(g: Graph) -> Graph:
+    """conv(x; pads=p) -> conv(pad(x, p); pads=0) for 2-D float32 convs with stride 1 in width."""
+
+    def emit(rw: Rewriter, n: Node):
+        if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
+            return None
+        pads = tuple(n.attrs["pads"] or (0, 0, 0, 0))
+        strides = tuple(n.attrs["strides"] or (1, 1))
+        kh, kw = n.inputs[1].shape[2:]
+        if not any(pads) or strides[1] != 1 or kh * kw == 1:
+            return None
+        x = rw.get(n.inputs[0])
+        padded = rw.new.op("pad", x, pads=(0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]),
+                           mode="constant", value=0.0, name=f"{n.name}.pad", origin=n.origin)
+        ins = [padded] + [rw.get(v) for v in n.inputs[1:]]
+        return rw.copy(n, ins, {**n.attrs, "pads": (0, 0, 0, 0)})
+
+    return rewrite(g, emit)
