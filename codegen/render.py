@@ -203,6 +203,37 @@ class Renderer:
                 pas = ir.Constant(vt, None)
                 v = masked_load(b, p, st, mask, pas)
             v = self.to_register(v, dt)
+        elif (mask is None and aff is not None and 2 <= aff[0].get(self.vec_var, 0) <= 4
+              and lanes >= 4):
+            # Small constant stride (stride-2 convs and pools): load the covering span as
+            # `stride` vectors and pick every stride-th element, instead of a gather. The last
+            # vector is masked to the elements actually needed, so nothing past them is read.
+            c = aff[0][self.vec_var]
+            base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
+            parts = []
+            for j in range(c):
+                pj = gep(b, ptr, b.add(base, I64(j * lanes)), st)
+                if j == c - 1:
+                    need = c * (lanes - 1) + 1 - j * lanes
+                    mk = ir.Constant(ir.VectorType(I1, lanes), [1] * need + [0] * (lanes - need))
+                    parts.append(masked_load(b, pj, st, mk, ir.Constant(vt, None)))
+                else:
+                    parts.append(b.load(pj, typ=vt, align=_align(st)))
+            wide = parts[0]
+            for j in range(1, c):  # concatenate pairwise into one c*lanes vector
+                n = wide.type.count
+                idx = list(range(n + lanes))
+                if n != lanes:
+                    ext = b.shuffle_vector(parts[j], ir.Constant(vt, None), ir.Constant(
+                        ir.VectorType(I32, n), list(range(lanes)) + [lanes] * (n - lanes)))
+                    wide = b.shuffle_vector(wide, ext, ir.Constant(ir.VectorType(I32, n + lanes),
+                                                                   list(range(n)) + list(range(n, n + lanes))))
+                else:
+                    wide = b.shuffle_vector(wide, parts[j], ir.Constant(ir.VectorType(I32, n + lanes),
+                                                                        idx))
+            v = b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
+                ir.VectorType(I32, lanes), [c * i for i in range(lanes)]))
+            v = self.to_register(v, dt)
         else:
             idx = self.vec(self.render(e.index, env))
             ptrs = vector_gep(b, ptr, idx, st)

@@ -19,6 +19,8 @@ CASES = [
     (16, 32, 7, 7, 3, 1, 1, 1, 1),  # narrow rows: im2col on the padded input
     (4, 12, 17, 17, 3, 1, 1, 1, 2),  # grouped
     (8, 8, 20, 20, 3, 1, 1, 1, 8),  # depthwise: tensor expressions
+    (8, 8, 21, 37, 3, 2, 1, 1, 8),  # depthwise stride 2: strided vector loads
+    (8, 8, 21, 37, 5, 3, 2, 1, 8),  # depthwise stride 3
     (8, 16, 20, 20, 5, 1, 2, 2, 1),  # dilated: im2col
     (3, 16, 32, 32, 7, 2, 3, 1, 1),  # stem conv, stride 2
     (8, 16, 15, 15, 3, 2, 1, 1, 1),  # stride 2
