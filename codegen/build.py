@@ -81,10 +81,15 @@ def generate_kernels(g: Graph, target, progress: Callable[[str], None] | None = 
     module = lir.Module(name="neo_model")
     module.triple = target.triple
     kernels: list[tuple[Node, KernelInfo | None]] = []
+    graph_io = {id(v) for v in [*g.inputs, *g.outputs]}
     for i, n in enumerate(g.nodes):
-        if n.op == "reshape":
+        if n.op == "reshape" and id(n.inputs[0]) not in graph_io:
             kernels.append((n, None))
             continue
+        if n.op == "reshape":
+            # The runtime binds each graph input and output to exactly one tensor, so a view of
+            # one cannot be expressed in the artifact: copy it instead.
+            n = _reshape_copy_kernel(n)
         if n.op != "fused":
             raise CodegenError(f"node {n.origin or n.name} (op {n.op}): no kernel lowering for "
                                f"{n.op}; it is not supported by codegen yet")
@@ -95,6 +100,14 @@ def generate_kernels(g: Graph, target, progress: Callable[[str], None] | None = 
             raise CodegenError(f"node {n.origin or n.name} ({describe(n)}): {e}") from None
         kernels.append((n, info))
     return module, kernels
+
+
+def _reshape_copy_kernel(n: Node) -> Node:
+    """A fused node computing reshape `n` into its own buffer (same input and output values)."""
+    body = Graph(n.name)
+    x = body.input("in0", n.inputs[0].shape, n.inputs[0].dtype)
+    body.outputs = [body.op("reshape", x, name=n.name, shape=n.attrs["shape"])]
+    return Node("fused", n.inputs, {"body": body, "anchor": None}, n.outputs, n.name, n.origin)
 
 
 def compile_module(module: lir.Module, target, opt_level: int) -> tuple[bytes, bool]:

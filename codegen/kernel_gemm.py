@@ -16,8 +16,8 @@ import numpy as np
 from llvmlite import ir
 
 from . import math_table as mt
-from .llvm_util import (F32, I32, I64, PTR, for_range, gep, lane_mask, masked_load, masked_store,
-                        splat, task_range)
+from .llvm_util import (F32, I32, I64, PTR, for_range, gep, lane_mask, load_strided, masked_load,
+                        masked_store, splat, task_range)
 
 
 @dataclass
@@ -235,22 +235,24 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
                 x = b.select(ok, x, ir.Constant(F32, 0.0))
                 b.store(x, gep(b, panel, b.add(dst_row, v), F32))
 
-        if ic.sw != 1 or L == 1:
+        if ic.sw > 4 or L == 1:
             scalar_row()
         else:
-            # Fast path (stride-1 width): the panel's columns lie in one output row and the window
-            # row is inside the input, so the row is NR contiguous input elements: vector copies.
+            # Fast path: the panel's columns lie in one output row and the window row is inside the
+            # input, so the row is NR input elements at stride sw: vector (or strided) copies.
             ih0 = b.add(b.load(gep(b, pos_h, I64(0), I64), typ=I64), dh)
             iw0 = b.add(b.load(gep(b, pos_w, I64(0), I64), typ=I64), dw)
             fast = b.and_(same_row, b.and_(
                 b.icmp_unsigned("<", ih0, I64(ic.h)),
                 b.and_(b.icmp_signed(">=", iw0, I64(0)),
-                       b.icmp_signed("<=", b.add(iw0, I64(NR)), I64(ic.w)))))
+                       b.icmp_signed("<", b.add(iw0, I64(ic.sw * (NR - 1))), I64(ic.w)))))
             with b.if_else(fast) as (then, other):
                 with then:
                     src = b.add(cbase, b.add(b.mul(ih0, I64(ic.w)), iw0))
                     for v in range(0, NR, L):
-                        x = b.load(gep(b, B, b.add(src, I64(v)), F32), typ=_vt(L), align=4)
+                        at = b.add(src, I64(v * ic.sw))
+                        x = (b.load(gep(b, B, at, F32), typ=_vt(L), align=4) if ic.sw == 1
+                             else load_strided(b, B, at, ic.sw, L, F32))
                         b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
                 with other:
                     scalar_row()

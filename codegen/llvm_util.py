@@ -168,3 +168,37 @@ def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: 
     lo = b.select(b.icmp_signed("<", lo, total), lo, total)
     hi = b.select(b.icmp_signed("<", hi, total), hi, total)
     return lo, hi
+
+
+def load_strided(b: ir.IRBuilder, ptr: ir.Value, base: ir.Value, stride: int, lanes: int,
+                 elem: ir.Type) -> ir.Value:
+    """<ptr[base], ptr[base+stride], ...> as `stride` contiguous vector loads and a shuffle; the
+    last load is masked to the elements needed, so nothing past ptr[base+stride*(lanes-1)] is read.
+    """
+    vt = ir.VectorType(elem, lanes)
+    parts = []
+    for j in range(stride):
+        pj = gep(b, ptr, b.add(base, I64(j * lanes)), elem)
+        if j == stride - 1:
+            need = stride * (lanes - 1) + 1 - j * lanes
+            mk = ir.Constant(ir.VectorType(I1, lanes), [1] * need + [0] * (lanes - need))
+            parts.append(masked_load(b, pj, elem, mk, ir.Constant(vt, None)))
+        else:
+            parts.append(b.load(pj, typ=vt, align=max(1, _bits(elem) // 8)))
+    wide = parts[0]
+    for j in range(1, stride):  # concatenate into one stride*lanes vector
+        n = wide.type.count
+        part = parts[j]
+        if n != lanes:  # widen the new part to n lanes first (shufflevector needs equal types)
+            part = b.shuffle_vector(part, ir.Constant(vt, None), ir.Constant(
+                ir.VectorType(I32, n), list(range(lanes)) + [lanes] * (n - lanes)))
+        wide = b.shuffle_vector(wide, part, ir.Constant(ir.VectorType(I32, n + lanes),
+                                                        list(range(n)) + list(range(n, n + lanes))))
+    return b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
+        ir.VectorType(I32, lanes), [stride * i for i in range(lanes)]))
+
+
+def _bits(t: ir.Type) -> int:
+    if isinstance(t, ir.IntType):
+        return t.width
+    return {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}[type(t)]

@@ -241,7 +241,13 @@ def binary(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, dtype: str) -> ir
     if op == "pow":
         if f:
             return intrinsic(b, "llvm.pow", [x, y])
-        raise NotImplementedError("integer pow")
+        # Integer pow through float64 (exact while the result fits in 53 bits), as numpy's
+        # reference computes it; truncates back to the integer type.
+        lanes = x.type.count if isinstance(x.type, ir.VectorType) else None
+        dt = ir.DoubleType() if lanes is None else ir.VectorType(ir.DoubleType(), lanes)
+        to_f = b.sitofp if signed else b.uitofp
+        r = intrinsic(b, "llvm.pow", [to_f(x, dt), to_f(y, dt)])
+        return b.fptosi(r, x.type) if signed else b.fptoui(r, x.type)
     if op == "and":
         return b.and_(x, y)
     if op == "or":

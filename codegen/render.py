@@ -11,7 +11,7 @@ from llvmlite import ir
 from . import math_table as mt
 from . import te
 from .llvm_util import (F32, I1, I16, I32, I64, REGISTER, STORAGE, for_range, gather, gep, iota,
-                        masked_load, reg_type, splat)
+                        load_strided, masked_load, reg_type, splat)
 from .llvm_util import const as lconst
 
 IDENTITY = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
@@ -210,29 +210,7 @@ class Renderer:
             # vector is masked to the elements actually needed, so nothing past them is read.
             c = aff[0][self.vec_var]
             base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
-            parts = []
-            for j in range(c):
-                pj = gep(b, ptr, b.add(base, I64(j * lanes)), st)
-                if j == c - 1:
-                    need = c * (lanes - 1) + 1 - j * lanes
-                    mk = ir.Constant(ir.VectorType(I1, lanes), [1] * need + [0] * (lanes - need))
-                    parts.append(masked_load(b, pj, st, mk, ir.Constant(vt, None)))
-                else:
-                    parts.append(b.load(pj, typ=vt, align=_align(st)))
-            wide = parts[0]
-            for j in range(1, c):  # concatenate pairwise into one c*lanes vector
-                n = wide.type.count
-                idx = list(range(n + lanes))
-                if n != lanes:
-                    ext = b.shuffle_vector(parts[j], ir.Constant(vt, None), ir.Constant(
-                        ir.VectorType(I32, n), list(range(lanes)) + [lanes] * (n - lanes)))
-                    wide = b.shuffle_vector(wide, ext, ir.Constant(ir.VectorType(I32, n + lanes),
-                                                                   list(range(n)) + list(range(n, n + lanes))))
-                else:
-                    wide = b.shuffle_vector(wide, parts[j], ir.Constant(ir.VectorType(I32, n + lanes),
-                                                                        idx))
-            v = b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
-                ir.VectorType(I32, lanes), [c * i for i in range(lanes)]))
+            v = load_strided(b, ptr, base, c, lanes, st)
             v = self.to_register(v, dt)
         else:
             idx = self.vec(self.render(e.index, env))

@@ -379,6 +379,41 @@ def _conv(attrs, out, ins, ctx):
     return fn
 
 
+@register("conv_transpose")
+def _conv_transpose(attrs, out, ins, ctx):
+    # out[n, oc, o] = sum_{ic, k} x[n, ic, i] * w[ic, oc % ocg, k] over the i with
+    # o = i * stride + k * dilation - pad_begin (a gather formulation: no scatter, no atomics).
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    g = attrs["groups"]
+    nsp = len(x.shape) - 2
+    strides, dil, pads = _spatial(attrs, nsp)
+    cg = x.shape[1] // g  # input channels per group
+    ocg = w.shape[1]  # output channels per group
+
+    def fn(idx):
+        n, oc = idx[0], idx[1]
+        vars_ = tuple(f"t{ctx.fresh()}" for _ in range(nsp + 1))
+        ic_local = te.Var(vars_[-1])
+        ic = (oc // ocg) * cg + ic_local if g > 1 else ic_local
+        src, wi, guard = [n, ic], [ic, oc % ocg if g > 1 else oc], None
+        for i in range(nsp):
+            kv = te.Var(vars_[i])
+            t = idx[2 + i] + pads[i] - kv * dil[i]
+            q = t
+            if strides[i] > 1:
+                q = t // strides[i]
+                guard = te.and_(guard, te.cmp("eq", t % strides[i], 0))
+            guard = te.and_(guard, te.and_(te.cmp("ge", t, 0), te.cmp("lt", q, x.shape[2 + i])))
+            src.append(q)
+            wi.append(kv)
+        prod = x.guarded(tuple(src), guard, 0.0) * w(tuple(wi))
+        red = te.Reduce("sum", vars_, tuple(w.shape[2:]) + (cg,), prod, out.dtype)
+        return red + bias((oc,)) if bias is not None else red
+
+    return fn
+
+
 @register("matmul")
 def _matmul(attrs, out, ins, ctx):
     a, b = ins
