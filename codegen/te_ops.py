@@ -311,8 +311,10 @@ def _pool(kind):
             for i in range(nsp):
                 pos = idx[2 + i] * strides[i] + te.Var(vars_[i]) * dil[i] - pads[i]
                 src.append(pos)
-                guard = te.and_(guard, te.and_(te.cmp("ge", pos, 0),
-                                               te.cmp("lt", pos, x.shape[2 + i])))
+                if pads[i] or (out.shape[2 + i] - 1) * strides[i] + (k[i] - 1) * dil[i] >= (
+                        x.shape[2 + i] + pads[i]):  # windows can leave the input: bounds checks
+                    guard = te.and_(guard, te.and_(te.cmp("ge", pos, 0),
+                                                   te.cmp("lt", pos, x.shape[2 + i])))
             body = x.guarded(tuple(src), guard, fill)
             red = te.Reduce("max" if kind == "max" else "sum", vars_, k, body, body.dtype)
             if kind == "max":
