@@ -122,8 +122,9 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
     res = compile_model(opts, ctx.log)
     t = res["timings"]
     ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
-    _emit(ctx, res, "" if not verbose else f"wrote {res['output']} ({res['kernels']} kernels, "
-          f"{res['params_nbytes']} bytes of params) in {t['total']:.1f}s")
+    ctx.log(f"wrote {res['output']} ({res['kernels']} kernels, {res['params_nbytes']} bytes of "
+            f"params, workspace {res['workspace_nbytes']} bytes) in {t['total']:.1f}s")
+    _emit(ctx, res, "")  # quiet by default: the artifact is the result
 
 
 @cli.command("run")
