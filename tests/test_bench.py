@@ -1,0 +1,145 @@
+"""Smoke tests of `neo bench` and of the benchmark harness scripts/bench.py.
+
+They check what the tools report and how they fail, never how fast anything is.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+from onnx_helpers import make_model
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_SCRIPT = REPO_ROOT / "scripts" / "bench.py"
+
+
+def neo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neo_cli.main", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory, compile_cached) -> Path:
+    """Conv(3->4, 3x3, pad 1) + Relu + Flatten + Gemm(256->5), compiled for the host."""
+    import onnx
+
+    r = np.random.default_rng(3)
+    weights = {
+        "conv.weight": (r.standard_normal((4, 3, 3, 3)) * 0.5).astype(np.float32),
+        "conv.bias": (r.standard_normal(4) * 0.1).astype(np.float32),
+        "fc.weight": (r.standard_normal((5, 4 * 8 * 8)) * 0.1).astype(np.float32),
+        "fc.bias": (r.standard_normal(5) * 0.1).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["conv"], name="conv",
+                         pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("Flatten", ["relu"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc",
+                         transB=1),
+    ]
+    model = make_model(nodes, [("input", np.float32, [1, 3, 8, 8])],
+                       [("logits", np.float32, [1, 5])], weights, name="tiny_conv_gemm")
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
+    onnx.save(model, str(path))
+    return compile_cached(path, "host")
+
+
+def test_bench_json_reports_latency_and_per_kernel_profile(tiny_artifact):
+    r = neo("bench", str(tiny_artifact), "--json", "--repeat", "5", "--warmup", "1",
+            "--threads", "1", "--per-op")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["status"] == "ok" and res["threads"] == 1 and res["runs"] == 5
+    assert 0 < res["min_ms"] <= res["median_ms"] <= res["p90_ms"]
+    assert res["throughput_per_s"] == pytest.approx(1000.0 / res["median_ms"])  # batch 1
+
+    graph = json.loads((tiny_artifact / "compiled_model.json").read_text())
+    kernels = {n["name"]: n for n in graph["nodes"]}
+    rows = res["per_op"]
+    # one row per kernel call, named and labelled as the artifact's graph names them
+    assert sorted(row["node"] for row in rows) == sorted(kernels)
+    for row in rows:
+        node = kernels[row["node"]]
+        assert row["op"] == node["op"]
+        assert node["func"].endswith(row["op"].replace("+", "_")), (row, node["func"])
+        assert row["ms"] >= 0 and row["output_shape"] == graph["tensors"][node["args"][-1]]["shape"]
+    assert sum(row["percent"] for row in rows) == pytest.approx(100.0)
+    assert [row["ms"] for row in rows] == sorted((row["ms"] for row in rows), reverse=True)
+    ops = " ".join(row["op"] for row in rows)
+    assert "conv" in ops and "relu" in ops and ("matmul" in ops or "gemm" in ops), ops
+
+
+def test_bench_refuses_an_arm64_artifact_with_exit_2(tiny_artifact, tmp_path):
+    # An arm64 artifact as `neo bench` sees it: the same files with the arm64 target recorded.
+    # (Building a real one costs 15-50 s the first time zig makes its aarch64 libc stubs.)
+    art = tmp_path / "arm64"
+    shutil.copytree(tiny_artifact, art)
+    meta = json.loads((art / "compiled.meta").read_text())
+    meta["target"].update(name="arm64", arch="aarch64", triple="aarch64-unknown-linux-gnu")
+    (art / "compiled.meta").write_text(json.dumps(meta))
+    graph = json.loads((art / "compiled_model.json").read_text())
+    graph["arch"] = "aarch64"
+    (art / "compiled_model.json").write_text(json.dumps(graph))
+
+    r = neo("bench", str(art), "--json")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    err = json.loads(r.stdout)
+    assert err["status"] == "error" and err["exit_code"] == 2
+    assert "aarch64" in err["error"]
+
+
+def _load_bench_script():
+    spec = importlib.util.spec_from_file_location("neo_bench_script", BENCH_SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_script_reads_the_ops_from_neos_unsupported_error():
+    from neo_cli.errors import UnsupportedModelError, UnsupportedOp
+
+    bench = _load_bench_script()
+    err = UnsupportedModelError([UnsupportedOp("Einsum", 2, ["e1", "e2"]),
+                                 UnsupportedOp("Resize", 1, ["r"], reason="mode='cubic'; nope")])
+    assert bench.unsupported_ops(str(err)) == "Einsum, Resize"
+    assert bench.unsupported_ops("linking failed") is None
+
+
+def test_bench_script_quick_mlp_writes_report(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "report" / "BENCH.md"
+    r = subprocess.run([sys.executable, str(BENCH_SCRIPT), "--quick", "--models", "mlp",
+                        "--rounds", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = out.read_text()
+    assert "| model | ours ms (median / p90) | onnxruntime ms |" in text
+    assert "## 1 thread" in text and "## 2 threads" in text and "Where we stand" in text
+    assert "--quick --models mlp" in text  # the exact command
+    rows = [line for line in text.splitlines() if line.startswith("| mlp |")]
+    assert len(rows) == 2, text
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == 11 and cells[10] == "yes" and "FLAG" not in cells[9]
+
+    report = json.loads((out.parent / "benchmarks.json").read_text())
+    row = report["results"][0]
+    assert row["model"] == "mlp" and row["status"] == "ok"
+    assert row["compile_cold"]["neo"]["object_cached"] is False
+    assert row["compile_warm"]["neo"]["object_cached"] is True
+    assert row["compile_cold"]["peak_rss_mb"] > 0 and row["artifact_bytes"] > 0
+    assert row["accuracy"]["max_rel_err"] <= 1e-4 and not row["accuracy"]["flag"]
+    for n in ("1", "2"):
+        res = row["threads"][n]
+        assert {"ours", "onnxruntime", "pytorch"} <= res.keys()
+        assert res["ours_over_ort"] > 0 and set(res["rss_mb"]) == {"ours", "onnxruntime"}
