@@ -29,6 +29,7 @@ class CompileOptions:
     opt_level: int = 3
     debug: bool = False
     dump_ir: Path | None = None
+    use_cache: bool = True  # reuse the artifact of an unchanged model (neo_cli/artifact_cache.py)
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -64,8 +65,28 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         shapes = bind_shapes(fw.name, spec, declared)
         for note in getattr(shapes, "notes", []):
             say(f"note: {note}")
+        use_cache = opts.use_cache and not (opts.debug or opts.dump_ir)
+        if use_cache:
+            from . import artifact_cache
+
+            key = artifact_cache.cache_key(
+                [src.path, *src.files],
+                {"framework": fw.name, "shapes": {k: list(v) for k, v in shapes.items()},
+                 "target": [target.name, target.triple, target.cpu, target.features],
+                 "compiler_options": opts.compiler_options, "opt_level": opts.opt_level})
+            hit = artifact_cache.lookup(key)
+            if hit is not None:
+                entry, cached = hit
+                artifact_cache.restore(entry, cached["files"], Path(opts.output))
+                say(f"unchanged model: artifact copied from the cache ({entry})")
+                res = {k: v for k, v in cached.items() if k != "files"}
+                res.update(output=str(Path(opts.output)), model=str(model_path),
+                           artifact_cached=True,
+                           timings={"total": round(time.perf_counter() - t_all, 4)})
+                return res
         say(f"loading {model_path.name} ({fw.name})")
-        graph = fe.load(model_path, dict(shapes))
+        graph = fe.load(model_path, dict(shapes),
+                        **({"options": copts} if getattr(fe, "takes_options", False) else {}))
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
     from ir.graph import IRError
@@ -109,7 +130,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     for k, v in res.timings.items():
         timings[f"codegen.{k}"] = v
     timings["total"] = time.perf_counter() - t_all
-    return {
+    result = {
         "status": "ok",
         "output": str(Path(opts.output)),
         "model": str(model_path),
@@ -122,7 +143,11 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         "params_nbytes": res.params_nbytes,
         "object_cached": res.cached_object,
         "timings": {k: round(v, 4) for k, v in timings.items()},
+        "artifact_cached": False,
     }
+    if use_cache:
+        artifact_cache.store(key, Path(opts.output), result)
+    return result
 
 
 def _jsonable(d):

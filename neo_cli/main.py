@@ -101,10 +101,12 @@ def cli():
               help="Directory to write the artifact into.")
 @click.option("--opt-level", "-O", default=3, show_default=True, type=int, help="0..3")
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write the graph after each pass here.")
+@click.option("--no-cache", is_flag=True,
+              help="Compile even if this model was compiled before with the same options.")
 @_common
 @_guard
 def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
-                output, opt_level, dump_ir, json_out, verbose, debug):
+                output, opt_level, dump_ir, no_cache, json_out, verbose, debug):
     """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
     compiled.meta and the target's runtime)."""
     ctx = _setup(json_out, verbose, debug)
@@ -118,7 +120,7 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
     opts = CompileOptions(framework=framework, shape=shape, target=target,
                           target_platform=target_platform, compiler_options=compiler_options,
                           output=output, model=model_arg or model_opt, opt_level=opt_level,
-                          debug=debug, dump_ir=dump_ir)
+                          debug=debug, dump_ir=dump_ir, use_cache=not no_cache)
     res = compile_model(opts, ctx.log)
     t = res["timings"]
     ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))

@@ -222,8 +222,9 @@ def test_targets_json():
 
 
 def test_verbose_prints_pass_timings_on_stderr_only(small_cnn, tmp_path):
+    # --no-cache: this model was compiled before in the session; a cache hit runs no passes
     proc = neo(*compile_args(small_cnn.path, tmp_path / "out", shape=small_cnn.shape_json,
-                             extra=["--verbose"]))
+                             extra=["--verbose", "--no-cache"]))
     assert_ok(proc)
     assert re.search(r"^pass fuse_operators: .*\d+(\.\d+)? ms", proc.stderr, re.MULTILINE), proc.stderr
     assert re.search(r"timings: .*total \d", proc.stderr), proc.stderr
@@ -353,9 +354,8 @@ def test_missing_model_file(tmp_path):
 
 
 @pytest.mark.parametrize(("framework", "shape"), [
-    ("pytorch", "[[1,3,32,32]]"),
-    ("PyTorch", '{"input0":[1,3,32,32]}'),
-    ("tflite", '{"input":[1,32,32,3]}'),
+    ("XGBoost", "{}"),
+    ("TFLite", '{"input":[1,32,32,3]}'),
     ("tensorflow", '{"input":[1,32,32,3]}'),
     ("keras", '{"input_1":[1,3,32,32]}'),
     ("mxnet", '{"data":[1,3,32,32]}'),
@@ -412,3 +412,19 @@ def test_run_with_params_missing(compiled, small_cnn, tmp_path):
                tmp_path / "o.npz")
     assert_error(proc, 6, "compiled.params")
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_recompiling_an_unchanged_model_reuses_the_artifact(small_cnn, tmp_path):
+    first = neo(*compile_args(small_cnn.path, tmp_path / "a", shape=small_cnn.shape_json,
+                              extra=["--json"]))
+    assert_ok(first)
+    second = neo(*compile_args(small_cnn.path, tmp_path / "b", shape=small_cnn.shape_json,
+                               extra=["--json"]))
+    assert_ok(second)
+    assert json.loads(second.stdout)["artifact_cached"] is True
+    for f in ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    third = neo(*compile_args(small_cnn.path, tmp_path / "c", shape=small_cnn.shape_json,
+                              extra=["--json", "--no-cache", "--opt-level", "1"]))
+    assert_ok(third)
+    assert json.loads(third.stdout)["artifact_cached"] is False
