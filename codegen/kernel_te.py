@@ -3,8 +3,8 @@ outer rows statically partitioned across tasks."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from llvmlite import ir
@@ -72,6 +72,9 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
     fn.args[0].name, fn.args[1].name, fn.args[2].name = "args", "task", "ntasks"
     entry = fn.append_basic_block("entry")
     b = ir.IRBuilder(entry)
+    if 0 in tuple(out_shape):  # an empty tensor: nothing to compute (and nothing to write)
+        b.ret(I32(0))
+        return fn
     bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR, name=f"buf{i}")
             for i in range(len(buf_dtypes))]
     shape = tuple(out_shape) if out_shape else (1,)
@@ -82,7 +85,7 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
     inner = shape[-1]
     rows = int(np.prod(shape[:-1])) if rank > 1 else 1
     st = STORAGE[out_dtype]
-    lanes = vector_lanes if inner >= vector_lanes and vector_lanes > 1 else 1
+    lanes = vector_lanes if inner >= vector_lanes > 1 else 1
     outp = bufs[out_buf]
     body_start = b.append_basic_block("body")
     b.branch(body_start)

@@ -49,6 +49,21 @@ def fma(b, x, y, z):
     return intrinsic(b, "llvm.fma", [x, y, z])
 
 
+def max_keep_nan(b, x, c):
+    """max(x, c) that passes a NaN x through (maxnum would return c); one maxps on x86."""
+    return b.select(b.fcmp_ordered("<", x, c), c, x)
+
+
+def min_keep_nan(b, x, c):
+    """min(x, c) that passes a NaN x through."""
+    return b.select(b.fcmp_ordered(">", x, c), c, x)
+
+
+def _nan_through(b, x, y):
+    """y, except where x is NaN: x (for results computed from clamped or compared inputs)."""
+    return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+
 def is_f32(v) -> bool:
     t = v.type.element if isinstance(v.type, ir.VectorType) else v.type
     return isinstance(t, ir.FloatType)
@@ -56,6 +71,7 @@ def is_f32(v) -> bool:
 
 def exp_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Cephes-style expf: range reduction by ln2, degree-6 polynomial, scale by 2^n (~1 ulp)."""
+    x_in = x
     x = fmin(b, fmax(b, x, _c(x, -87.3365447505531)), _c(x, 88.72283935546875))
     n = intrinsic(b, "llvm.rint", [b.fmul(x, _c(x, 1.4426950408889634))])
     r = fma(b, n, _c(x, -0.693359375), x)
@@ -71,7 +87,8 @@ def exp_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     h = b.ashr(ni, _ci(ni, 1))
     s1 = b.bitcast(b.shl(b.add(h, _ci(ni, 127)), _ci(ni, 23)), x.type)
     s2 = b.bitcast(b.shl(b.add(b.sub(ni, h), _ci(ni, 127)), _ci(ni, 23)), x.type)
-    return b.fmul(b.fmul(y, s1), s2)
+    # the clamp above turns NaN into a bound: exp(NaN) must stay NaN (softmax, sigmoid, ...)
+    return _nan_through(b, x_in, b.fmul(b.fmul(y, s1), s2))
 
 
 def exp(b, x):
@@ -129,7 +146,7 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
     f = is_float(dtype)
     zero = _c(x, 0.0) if f else _ci(x, 0)
     if op == "relu":
-        return fmax(b, x, zero) if f else b.select(b.icmp_signed(">", x, zero), x, zero)
+        return max_keep_nan(b, x, zero) if f else b.select(b.icmp_signed(">", x, zero), x, zero)
     if op == "neg":
         return b.fneg(x) if f else b.sub(zero, x)
     if op == "abs":
@@ -143,7 +160,7 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
             one = _c(x, 1.0)
             pos = b.uitofp(b.fcmp_ordered(">", x, zero), x.type)
             neg = b.uitofp(b.fcmp_ordered("<", x, zero), x.type)
-            return b.fmul(b.fsub(pos, neg), one)
+            return _nan_through(b, x, b.fmul(b.fsub(pos, neg), one))
         pos = b.zext(b.icmp_signed(">", x, zero), x.type)
         neg = b.zext(b.icmp_signed("<", x, zero), x.type)
         return b.sub(pos, neg)
@@ -151,11 +168,11 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
         return b.not_(x)
     if op == "clip":
         lo, hi = attrs.get("min"), attrs.get("max")
-        if f:
+        if f:  # NaN stays NaN, as onnxruntime
             if lo is not None:
-                x = fmax(b, x, _c(x, lo))
+                x = max_keep_nan(b, x, _c(x, lo))
             if hi is not None:
-                x = fmin(b, x, _c(x, hi))
+                x = min_keep_nan(b, x, _c(x, hi))
             return x
         signed = not dtype.startswith("u")
         cmp = b.icmp_signed if signed else b.icmp_unsigned
@@ -209,10 +226,10 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
         return b.select(b.fcmp_ordered(">=", x, zero), x, neg)
     if op == "hard_sigmoid":
         y = fma(b, x, _c(x, attrs["alpha"]), _c(x, attrs["beta"]))
-        return fmin(b, fmax(b, y, zero), _c(x, 1.0))
+        return min_keep_nan(b, max_keep_nan(b, y, zero), _c(x, 1.0))
     if op == "hard_swish":
         y = fma(b, x, _c(x, 1 / 6), _c(x, 0.5))
-        return b.fmul(x, fmin(b, fmax(b, y, zero), _c(x, 1.0)))
+        return b.fmul(x, min_keep_nan(b, max_keep_nan(b, y, zero), _c(x, 1.0)))
     raise NotImplementedError(f"unary op {op} has no lowering")
 
 
@@ -287,4 +304,4 @@ def compare(b, op: str, x, y, dtype: str):
     return (b.icmp_signed if signed else b.icmp_unsigned)(CMP[op], x, y)
 
 
-__all__ = ["unary", "binary", "compare", "exp", "fma", "fmax", "fmin", "splat"]
+__all__ = ["binary", "compare", "exp", "fma", "fmax", "fmin", "splat", "unary"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ir import op_def
 from ir.ops_elementwise import BINARY, UNARY
-from ir.ops_nn import _spatial, pool_out_dim
+from ir.ops_nn import _spatial
 from ir.ops_tensor import resize_tables
 
 from . import te
@@ -74,16 +74,8 @@ def _where(attrs, out, ins, ctx):
 
 @register("cast")
 def _cast(attrs, out, ins, ctx):
-    src = ins[0].dtype
-
-    def fn(idx):
-        x = ins[0](idx)
-        if src in ("float32", "float64", "float16", "bfloat16") and out.dtype not in (
-                "float32", "float64", "float16", "bfloat16", "bool"):
-            x = te.unary("trunc_toward_zero", x) if False else x
-        return te.cast(x, out.dtype)
-
-    return fn
+    # float -> int truncates toward zero (fptosi), as C, numpy and onnxruntime do
+    return lambda idx: te.cast(ins[0](idx), out.dtype)
 
 
 @register("copy")
@@ -98,13 +90,18 @@ def _expand(attrs, out, ins, ctx):
 
 @register("batch_norm")
 def _batch_norm(attrs, out, ins, ctx):
+    # (x - mean) * scale / sqrt(var + eps) + bias per channel (dim 1). The pipelines decompose
+    # batch_norm before codegen; this keeps a batch_norm that reaches a kernel correct whatever
+    # its parameters are (constant tables or run-time buffers).
     x, scale, bias, mean, var = ins
-    # Parameters are constants by the time codegen sees a batch_norm (or it would be decomposed).
-    s = ctx.const_of(1) / np.sqrt(ctx.const_of(4).astype(np.float64) + attrs["epsilon"])
-    sh = ctx.const_of(2) - ctx.const_of(3) * s
-    ts = ctx.add_table(s.astype(np.float32))
-    tb = ctx.add_table(sh.astype(np.float32))
-    return lambda idx: x(idx) * ts((idx[1],)) + tb((idx[1],))
+    dt = out.dtype
+
+    def fn(idx):
+        c = (idx[1],)
+        std = te.unary("sqrt", var(c) + te.Const(dt, float(attrs["epsilon"])))
+        return te.Bin("div", (x(idx) - mean(c)) * scale(c), std, dt) + bias(c)
+
+    return fn
 
 
 # -- data movement --------------------------------------------------------------------------------
@@ -210,6 +207,9 @@ def _gather(attrs, out, ins, ctx):
     def fn(idx):
         i = te.cast(ind(idx[ax:ax + k]), "index")
         i = te.select(te.cmp("lt", i, 0), i + x.shape[ax], i)
+        # Out-of-range indices are an error in ONNX; clamp them so that bad run-time data can
+        # never read outside the tensor.
+        i = te.binop("max", te.binop("min", i, const(x.shape[ax] - 1)), const(0))
         return x(idx[:ax] + (i,) + idx[ax + k:])
 
     return fn
@@ -219,14 +219,17 @@ def _gather(attrs, out, ins, ctx):
 def _resize(attrs, out, ins, ctx):
     x = ins[0]
     tabs = resize_tables(attrs, x.shape)
+    # float64 where float32 cannot hold every value of the input dtype exactly
+    compute_dt = "float64" if x.dtype in ("float64", "int32", "uint32", "int64", "uint64") \
+        else "float32"
     axes = []
     for ax, tab in enumerate(tabs):
         if tab is None:
             continue
         idx_t, w_t, valid = tab
-        axes.append((ax, ctx.add_table(idx_t.astype(np.int64)), ctx.add_table(w_t.astype(np.float32)),
-                     idx_t.shape[1], None if valid.all() else ctx.add_table(valid.astype(np.bool_))))
-    compute_dt = "float32" if x.dtype not in ("float64",) else x.dtype
+        axes.append((ax, ctx.add_table(idx_t.astype(np.int64)),
+                     ctx.add_table(w_t.astype(np.dtype(compute_dt))), idx_t.shape[1],
+                     None if valid.all() else ctx.add_table(valid.astype(np.bool_))))
     nearest = attrs["mode"] == "nearest"
 
     def fn(idx):
@@ -251,7 +254,10 @@ def _resize(attrs, out, ins, ctx):
                 t = wexpr * te.cast(x(tuple(sub)), compute_dt)
                 val = t if val is None else val + t
             if x.dtype not in ("float32", "float64", "float16", "bfloat16"):
-                val = te.unary("round", val)
+                # round half to even and saturate, as the ONNX reference (cubic overshoots)
+                info = np.iinfo(x.dtype)
+                val = te.unary("clip", te.unary("round", val), min=float(info.min),
+                               max=float(info.max))
             val = te.cast(val, x.dtype)
         if guard is not None:
             val = te.select(guard, val, te.Const(x.dtype, attrs["extrapolation_value"]))

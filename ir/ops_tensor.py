@@ -250,8 +250,9 @@ def _resize_ref(attrs, x):
         vshape[ax] = -1
         mask = mask & valid.reshape(vshape)
     out = np.where(mask, out, attrs["extrapolation_value"])
-    if x.dtype.kind in "iu":
-        out = np.round(out)
+    if x.dtype.kind in "iu":  # round half to even and saturate, as the ONNX reference
+        info = np.iinfo(x.dtype)
+        out = np.clip(np.round(out), info.min, info.max)
     return out.astype(x.dtype)
 
 

@@ -46,12 +46,15 @@ def decompose_batchnorm(g: Graph) -> Graph:
     """batch_norm(x) -> x * s + t with per-channel constants (what is left after folding)."""
 
     def emit(rw: Rewriter, n: Node):
-        if n.op != "batch_norm" or not all(v.is_const for v in n.inputs[1:]):
+        if n.op != "batch_norm":
             return None
-        s, t = _bn_scale_shift(n, [v.data for v in n.inputs[1:]])
         x = rw.get(n.inputs[0])
         shape = (-1,) + (1,) * (x.type.rank - 2)
         dt = x.dtype
+        params = [rw.get(v) for v in n.inputs[1:]]
+        if not all(v.is_const for v in params):
+            return _decompose_runtime_params(rw, n, x, params, shape)
+        s, t = _bn_scale_shift(n, [v.data for v in params])
         sv = rw.new.const(s.reshape(shape).astype(dt), f"{n.name}.scale")
         tv = rw.new.const(t.reshape(shape).astype(dt), f"{n.name}.shift")
         y = rw.new.op("mul", x, sv, name=f"{n.name}.mul", origin=n.origin)
@@ -59,3 +62,25 @@ def decompose_batchnorm(g: Graph) -> Graph:
         return list(out.outputs)
 
     return rewrite(g, emit)
+
+
+def _decompose_runtime_params(rw: Rewriter, n: Node, x, params, shape):
+    """batch_norm(x, gamma, beta, mean, var) -> (x - mean) * (gamma / sqrt(var + eps)) + beta,
+    for parameters computed at run time (reshaped to broadcast per channel)."""
+    G = rw.new
+    channels = x.shape[1] if x.type.rank > 1 else x.shape[0]
+    cshape = (channels,) + tuple(shape[1:])
+
+    def per_channel(v, what):
+        return G.op("reshape", v, shape=cshape, name=f"{n.name}.{what}", origin=n.origin)
+
+    gamma, beta, mean, var = (per_channel(v, w) for v, w in
+                              zip(params, ("scale", "bias", "mean", "var")))
+    eps = G.const(np.asarray(n.attrs["epsilon"], dtype=x.dtype).reshape(()), f"{n.name}.eps")
+    std = G.op("sqrt", G.op("add", var, eps, name=f"{n.name}.var_eps", origin=n.origin),
+               name=f"{n.name}.std", origin=n.origin)
+    s = G.op("div", gamma, std, name=f"{n.name}.inv_std", origin=n.origin)
+    d = G.op("sub", x, mean, name=f"{n.name}.centered", origin=n.origin)
+    y = G.op("mul", d, s, name=f"{n.name}.mul", origin=n.origin)
+    out = G.add("add", [y, beta], {}, f"{n.name}.add", n.origin, out_names=[n.outputs[0].name])
+    return list(out.outputs)

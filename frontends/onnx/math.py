@@ -50,7 +50,12 @@ for _onnx_op, (_ir_op, _since) in BINARY.items():
 
 @converter("Pow", since=7)
 def Pow(cx: NodeContext, X: Value, Y: Value) -> Value:
-    # From opset 12 the exponent may have another type; the IR wants one dtype.
+    # From opset 12 the exponent may have another type; the IR wants one dtype. An integer base
+    # with a float exponent (x ** 0.5) is computed in float64 and truncated back, as onnxruntime
+    # does; casting the exponent to the integer type instead would give x ** 0.
+    if X.dtype != Y.dtype and Y.dtype.startswith(("float", "bfloat")) and not \
+            X.dtype.startswith(("float", "bfloat")):
+        return cx.cast(cx.op("pow", cx.cast(X, "float64"), cx.cast(Y, "float64")), X.dtype)
     return cx.op("pow", X, cx.cast(Y, X.dtype))
 
 

@@ -73,12 +73,15 @@ def ConvTranspose(cx: NodeContext, X: Value, W: Value, B: Value | None = None, *
         for i in range(nsp):
             total = (strides[i] * (in_sp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
                      - target[i])
+            if total < 0 and not output_shape:
+                cx.unsupported(f"auto_pad={auto_pad} with a kernel smaller than the stride asks "
+                               "for an output larger than the unpadded result; not implemented")
             if total < 0:
-                what = (f"output_shape={tuple(output_shape)}" if output_shape
-                        else f"auto_pad={auto_pad} with a kernel smaller than the stride")
-                cx.unsupported(f"{what} asks for an output larger than the unpadded result; "
-                               "not implemented")
-            if auto_pad == "SAME_UPPER":
+                # output_shape beyond the unpadded result: the extra rows and columns come at
+                # the end (negative end padding), as onnxruntime and the ONNX reference do.
+                begin.append(0)
+                end.append(total)
+            elif auto_pad == "SAME_UPPER":
                 begin.append(total // 2)
                 end.append(total - total // 2)
             else:
