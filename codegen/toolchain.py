@@ -144,6 +144,14 @@ def link_shared(objects: list[bytes], arch: str, out_path: Path, *, cpu: str | N
     flags = target_flags(arch, cpu)
     if not objects:
         raise ToolchainError("link_shared: no object files")
+    # Linking costs ~0.1 s of process start-up per model; identical objects link identically.
+    h = hashlib.sha256("\0".join([arch, *flags, *DETERMINISTIC_LDFLAGS, _cached_version()]).encode())
+    for obj in objects:
+        h.update(hashlib.sha256(obj).digest())
+    cached = cache_dir() / "linked" / f"{h.hexdigest()}.so"
+    if cached.is_file():
+        _install(cached, out_path)
+        return
     with tempfile.TemporaryDirectory(prefix="neo-link-") as tmp:
         names = []
         for i, obj in enumerate(objects):
@@ -153,7 +161,17 @@ def link_shared(objects: list[bytes], arch: str, out_path: Path, *, cpu: str | N
         cmd = [*zig_cc(), *flags, "-shared", "-fPIC", *DETERMINISTIC_LDFLAGS, *names, "-lm",
                "-o", "out.so"]
         _run(cmd, Path(tmp), f"linking {out_path.name} for {arch}")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            _install(Path(tmp, "out.so"), cached)
+        except OSError:
+            pass  # an unwritable cache only costs time
         _install(Path(tmp, "out.so"), out_path)
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_version() -> str:
+    return compiler_version()
 
 
 def _install(src: Path, dst: Path, mode: int | None = None) -> None:
