@@ -9,16 +9,27 @@ packed weights and fused epilogue.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from llvmlite import ir
 
 from . import math_table as mt
 from .kernel_gemm import Blocking
-from .llvm_util import F32, I1, I32, I64, PTR, for_range, gep, masked_load, masked_store, splat, \
-    task_range
+from .llvm_util import (
+    F32,
+    I1,
+    I32,
+    I64,
+    PTR,
+    for_range,
+    gep,
+    masked_load,
+    masked_store,
+    splat,
+    task_range,
+)
 
 
 @dataclass

@@ -9,15 +9,27 @@ does MR*NV vector FMAs per k step. Tasks split the (batch, column panel) space s
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from llvmlite import ir
 
 from . import math_table as mt
-from .llvm_util import (F32, I32, I64, PTR, for_range, gep, lane_mask, load_strided, masked_load,
-                        masked_store, splat, task_range)
+from .llvm_util import (
+    F32,
+    I32,
+    I64,
+    PTR,
+    for_range,
+    gep,
+    lane_mask,
+    load_strided,
+    masked_load,
+    masked_store,
+    splat,
+    task_range,
+)
 
 
 @dataclass
@@ -293,16 +305,15 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
             for r in range(mr):
                 for v in range(NV):
                     b.store(zero, accs[r][v])
-        with other:
-            with b.if_else(full) as (then2, other2):
-                with then2:
-                    for r in range(mr):
-                        for v in range(NV):
-                            b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
-                with other2:
-                    for r in range(mr):
-                        for v in range(NV):
-                            b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
+        with other, b.if_else(full) as (then2, other2):
+            with then2:
+                for r in range(mr):
+                    for v in range(NV):
+                        b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
+            with other2:
+                for r in range(mr):
+                    for v in range(NV):
+                        b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
     # A addressing
     if spec.a_packed:
         mblocks = -(-spec.M // MR)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from ir import Node, Value
+from ir import Node
 from ir.ops_nn import _spatial
 
 from . import te, te_ops  # noqa: F401  (attaches computes)

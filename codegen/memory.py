@@ -61,7 +61,7 @@ def plan_memory(steps: list[tuple[list[int], list[int]]], nbytes: dict[int, int]
             else:
                 free.remove(best)
             plan.storage_of[r] = best
-        for k in set(root(k) for k in ins + outs):
+        for k in {root(k) for k in ins + outs}:
             if k in plan.storage_of and last_use.get(k) == i and k not in pinned:
                 free.append(plan.storage_of[k])
     off = 0

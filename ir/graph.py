@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ class IRError(ValueError):
 class Value:
     """An SSA value: a graph input, a constant (param), or a node output."""
 
-    __slots__ = ("name", "type", "producer", "index", "data")
+    __slots__ = ("data", "index", "name", "producer", "type")
 
     def __init__(self, name: str, type: TensorType, producer: Node | None = None, index: int = 0,
                  data: np.ndarray | None = None):
@@ -95,7 +96,7 @@ class Graph:
         self.inputs.append(v)
         return v
 
-    def const(self, data: np.ndarray | float | int, name: str = "const", dtype: str | None = None
+    def const(self, data: np.ndarray | float, name: str = "const", dtype: str | None = None
               ) -> Value:
         arr = np.asarray(data)
         if dtype is not None:

@@ -6,8 +6,9 @@ so `ir/` depends on nothing above it. Passes ask `op_def(name).kind`; they keep 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

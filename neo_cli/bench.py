@@ -75,9 +75,10 @@ def bench_artifact(art: Path, threads: int | None, repeat: int, warmup: int, per
 
 
 def format_bench(res: dict) -> str:
-    lines = [f"{res['artifact']}: median {res['median_ms']:.3f} ms, p90 {res['p90_ms']:.3f} ms, "
-             f"min {res['min_ms']:.3f} ms over {res['runs']} runs, {res['threads']} threads, "
-             f"{res['throughput_per_s']:.1f} inferences/s"]
+    head = (f"{res['artifact']}: median {res['median_ms']:.3f} ms, p90 {res['p90_ms']:.3f} ms, "
+            f"min {res['min_ms']:.3f} ms over {res['runs']} runs, {res['threads']} threads, "
+            f"{res['throughput_per_s']:.1f} inferences/s")
+    lines = [head]
     for r in res.get("per_op", []):
         lines.append(f"  {r['ms']:8.3f} ms {r['percent']:5.1f}%  {r['op']:<36} {r['node']} "
                      f"-> {r['output_shape']}")

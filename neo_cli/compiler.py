@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import __version__
-from .errors import (CompileError, ModelLoadError, NotSupportedError, UnsupportedModelError,
-                     UsageError)
+from .errors import (
+    CompileError,
+    NotSupportedError,
+    UsageError,
+)
 from .frameworks import parse_framework
 from .modelfile import resolve_model
 from .shapes import ModelInput, bind_shapes, parse_shapes
@@ -58,10 +61,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     t = time.perf_counter()
     with resolve_model(opts.model, fw.name, opts.workdir) as src:
         model_path = src.path
-        try:
-            declared = [ModelInput(n, s, d) for n, s, d in fe.inputs(model_path)]
-        except (UsageError, ModelLoadError, UnsupportedModelError):
-            raise
+        declared = [ModelInput(n, s, d) for n, s, d in fe.inputs(model_path)]
         shapes = bind_shapes(fw.name, spec, declared)
         for note in getattr(shapes, "notes", []):
             say(f"note: {note}")

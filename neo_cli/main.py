@@ -49,7 +49,7 @@ def _guard(fn):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
-        except Exception as e:  # a bug: say so, show the traceback only with --debug
+        except Exception as e:  # noqa: BLE001  (a bug: say so; the traceback only with --debug)
             if ctx.debug:
                 traceback.print_exc()
             _fail(ctx, e)

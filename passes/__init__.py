@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ir import Graph
 from ir.verify import verify
@@ -65,6 +65,16 @@ def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
     return g
 
 
-__all__ = ["pipeline", "run_pipeline", "fold_constants", "eliminate_dead_code", "simplify",
-           "fold_batchnorm_into_conv", "decompose_batchnorm", "decompose_softmax",
-           "fuse_operators", "fuse_nothing", "make_conv_padding_explicit"]
+__all__ = [
+    "decompose_batchnorm",
+    "decompose_softmax",
+    "eliminate_dead_code",
+    "fold_batchnorm_into_conv",
+    "fold_constants",
+    "fuse_nothing",
+    "fuse_operators",
+    "make_conv_padding_explicit",
+    "pipeline",
+    "run_pipeline",
+    "simplify",
+]

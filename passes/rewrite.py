@@ -1,7 +1,7 @@
 """Copying a graph node by node with substitutions: the way passes build their output graph."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ir import Graph, Node, Value
 
@@ -27,7 +27,7 @@ class Rewriter:
                           out_names=[o.name for o in n.outputs])
         return list(nn.outputs)
 
-    def run(self, emit: Callable[["Rewriter", Node], list[Value] | None]) -> Graph:
+    def run(self, emit: Callable[[Rewriter, Node], list[Value] | None]) -> Graph:
         for n in self.old.nodes:
             outs = emit(self, n)
             if outs is None:

@@ -9,8 +9,16 @@ from frontends.onnx import import_onnx
 from ir import Graph
 from ir.interpreter import interpret
 from ir.verify import verify
-from passes import (decompose_softmax, eliminate_dead_code, fold_batchnorm_into_conv,
-                    fold_constants, fuse_operators, pipeline, run_pipeline, simplify)
+from passes import (
+    decompose_softmax,
+    eliminate_dead_code,
+    fold_batchnorm_into_conv,
+    fold_constants,
+    fuse_operators,
+    pipeline,
+    run_pipeline,
+    simplify,
+)
 
 
 def parse(text: str, **inits) -> Graph:
