@@ -159,23 +159,8 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
     im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
                                          pads[0], pads[1], OW)
-    ctx = KernelContext(len(ext))
-    out_rank = len(node.outputs[0].shape)
-    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
-    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [node.outputs[0].dtype]
+    epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
     out_buf = len(dtypes) - 1
-    lanes = blk.lanes
-    bufs_holder: list = [None]
-    # epilogue index: (n, oc, [oh=0,] col) so that whole-spatial operands read contiguously
-    if out_rank == 4:
-        def bind(b, m, n0, img, grp):
-            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), "e2": I64(0)}
-        vec_var = "e3"
-    else:
-        def bind(b, m, n0, img, grp):
-            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m)}
-        vec_var = "e2"
-    epi = _make_epilogue(expr, vec_var, bind, dtypes, bufs_holder, P, lanes)
     spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
                     a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=out_buf,
@@ -183,8 +168,31 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
-    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]])
+
+
+def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=()):
+    """The fused epilogue of a conv kernel, its constant tables, the kernel's buffer dtypes (inputs,
+    tables, extra tables, output) and the holder the kernel fills with its buffer pointers.
+
+    The epilogue is indexed (n, oc, [oh = 0,] col): with oh pinned to 0 and the column as the vector
+    variable, operands that vary over the whole spatial plane are read contiguously.
+    """
+    ctx = KernelContext(len(ext))
+    out_rank = len(node.outputs[0].shape)
+    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
+    tables = list(ctx.tables)
+    dtypes = ([v.dtype for v in ext] + [te_dtype(t) for t in tables + list(extra_tables)]
+              + [node.outputs[0].dtype])
+    holder: list = [None]
+    pinned = {"e2": I64(0)} if out_rank == 4 else {}
+
+    def bind(b, m, n0, img, grp):
+        return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned}
+
+    epi = _make_epilogue(expr, f"e{out_rank - 1}", bind, dtypes, holder, P, lanes)
+    return epi, tables, dtypes, holder
 
 
 def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, strides, dil, g,
@@ -195,23 +203,9 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     OC, Cg, KH, KW = ws
     OH, OW = os_
     koff = kernel_offsets(Cg, KH, KW, H, W, dil[0], dil[1])
-    ctx = KernelContext(len(ext))
-    out_rank = len(node.outputs[0].shape)
-    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
-    tables = list(ctx.tables) + [koff]
-    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in tables] + [node.outputs[0].dtype]
-    koff_buf = len(ext) + len(ctx.tables)
-    bufs_holder: list = [None]
     P = OH * OW
-    if out_rank == 4:
-        def bind(b, m, n0, img, grp):
-            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), "e2": I64(0)}
-        vec_var = "e3"
-    else:
-        def bind(b, m, n0, img, grp):
-            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m)}
-        vec_var = "e2"
-    epi = _make_epilogue(expr, vec_var, bind, dtypes, bufs_holder, P, blk.lanes)
+    epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes, [koff])
+    koff_buf = len(ext) + len(tables)
     spec = DirectConvSpec(M=M, K=K, images=N_img, groups=g, OH=OH, OW=OW, Wp=W, sh=strides[0],
                           x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
                           a_buf=wi, x_buf=xi, koff_buf=koff_buf, c_buf=len(dtypes) - 1,
@@ -219,7 +213,7 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     emit_direct_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
-    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     args += [("param", f"{node.name}.koff", koff)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NeoRuntimeError, UsageError
-from .run import HOST_ARCH, read_meta
+from .run import read_meta
 
 
 def random_inputs(meta: dict, seed: int = 0) -> dict[str, np.ndarray]:
@@ -34,9 +34,9 @@ def summarize(seconds: list[float]) -> dict:
 
 def bench_artifact(art: Path, threads: int | None, repeat: int, warmup: int, per_op: bool) -> dict:
     meta = read_meta(art)
-    import platform
+    from codegen.toolchain import host_arch
 
-    host = HOST_ARCH.get(platform.machine().lower(), platform.machine())
+    host = host_arch()
     if meta["target"]["arch"] != host:
         raise UsageError(f"{art} is built for {meta['target']['arch']}; timing it under emulation "
                          f"on this {host} machine would measure qemu, not the model",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import tempfile
 import time
@@ -11,9 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NeoRuntimeError, UsageError
-
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
-             "armv7l": "armv7", "armv8l": "armv7"}
 
 
 def read_meta(art: Path) -> dict:
@@ -73,7 +69,9 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
                  repeat: int = 1) -> tuple[list[str], list[np.ndarray], dict]:
     meta = read_meta(art)
     arch = meta["target"]["arch"]
-    host = HOST_ARCH.get(platform.machine().lower(), platform.machine())
+    from codegen.toolchain import host_arch
+
+    host = host_arch()
     out_names = [o["name"] for o in meta["outputs"]]
     info: dict = {"arch": arch, "emulated": arch != host}
     if arch == host:
