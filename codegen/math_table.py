@@ -142,6 +142,12 @@ def gelu(b, x, approximate="none"):
     return b.fmul(b.fmul(_c(x, 0.5), x), b.fadd(_c(x, 1.0), erf(b, b.fmul(x, _c(x, 1 / math.sqrt(2))))))
 
 
+BITWISE = {"bitwise_and": "and_", "bitwise_or": "or_", "bitwise_xor": "xor"}
+
+# IR ops that are the libm function of the same name, called per lane.
+LIBM_UNARY = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
+
+
 def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.Value:
     f = is_float(dtype)
     zero = _c(x, 0.0) if f else _ci(x, 0)
@@ -164,7 +170,7 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
         pos = b.zext(b.icmp_signed(">", x, zero), x.type)
         neg = b.zext(b.icmp_signed("<", x, zero), x.type)
         return b.sub(pos, neg)
-    if op == "not":
+    if op in ("not", "bitwise_not"):
         return b.not_(x)
     if op == "clip":
         lo, hi = attrs.get("min"), attrs.get("max")
@@ -195,6 +201,8 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
         return b.fmul(x, sigmoid(b, x))
     if op == "erf":
         return erf(b, x)
+    if op in LIBM_UNARY:
+        return _libm(b, op, x)
     if op == "gelu":
         return gelu(b, x, attrs.get("approximate", "none"))
     if op == "sqrt":
@@ -271,6 +279,12 @@ def binary(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, dtype: str) -> ir
         return b.or_(x, y)
     if op == "xor":
         return b.xor(x, y)
+    if op in BITWISE:
+        return getattr(b, BITWISE[op])(x, y)
+    if op == "shift_left":
+        return b.shl(x, y)
+    if op == "shift_right":
+        return b.ashr(x, y) if signed else b.lshr(x, y)
     if op == "floordiv":  # index math only: operands are non-negative by construction
         return b.sdiv(x, y)
     if op == "mod":

@@ -215,6 +215,88 @@ def _gather(attrs, out, ins, ctx):
     return fn
 
 
+def _index_in(i: te.Expr, dim: int) -> te.Expr:
+    """A run-time index into a dim of length `dim`: negative counts from the end; clamped so that
+    bad data (an error in ONNX) can never read outside the tensor."""
+    i = te.cast(i, "index")
+    i = te.select(te.cmp("lt", i, 0), i + dim, i)
+    return te.binop("max", te.binop("min", i, const(dim - 1)), const(0))
+
+
+@register("gather_elements")
+def _gather_elements(attrs, out, ins, ctx):
+    x, ind = ins
+    ax = attrs["axis"]
+    return lambda idx: x(idx[:ax] + (_index_in(ind(idx), x.shape[ax]),) + idx[ax + 1:])
+
+
+@register("gather_nd")
+def _gather_nd(attrs, out, ins, ctx):
+    x, ind = ins
+    b = attrs["batch_dims"]
+    lead = len(ind.shape) - 1
+    k = ind.shape[-1]
+
+    def fn(idx):
+        where = tuple(_index_in(ind(idx[:lead] + (const(j),)), x.shape[b + j]) for j in range(k))
+        return x(idx[:b] + where + idx[lead:])
+
+    return fn
+
+
+_SCATTER_COMBINE = {"add": "add", "mul": "mul", "max": "max", "min": "min"}
+
+
+def _combine(reduction: str, acc: te.Expr, update: te.Expr) -> te.Expr:
+    return update if reduction == "none" else te.binop(_SCATTER_COMBINE[reduction], acc, update)
+
+
+@register("scatter_elements")
+def _scatter_elements(attrs, out, ins, ctx):
+    # Output element idx: fold in updates[p] for p = idx with p[axis] = 0, 1, ... (the order of
+    # the updates) where indices[p] == idx[axis]; other coordinates must lie inside updates.
+    x, ind, upd = ins
+    ax, red = attrs["axis"], attrs["reduction"]
+
+    def fn(idx):
+        inside = None
+        at = list(idx)
+        for d, n in enumerate(upd.shape):
+            if d != ax and n < out.shape[d]:
+                inside = te.and_(inside, te.cmp("lt", idx[d], n))
+                at[d] = te.binop("min", idx[d], const(n - 1))
+        acc = x(idx)
+        for k in range(upd.shape[ax]):
+            p = tuple(at[:ax]) + (const(k),) + tuple(at[ax + 1:])
+            hit = te.and_(inside, te.cmp("eq", _index_in(ind(p), x.shape[ax]), idx[ax]))
+            acc = te.select(hit, _combine(red, acc, upd(p)), acc)
+        return acc
+
+    return fn
+
+
+@register("scatter_nd")
+def _scatter_nd(attrs, out, ins, ctx):
+    x, ind, upd = ins
+    red = attrs["reduction"]
+    lead, k = ind.shape[:-1], ind.shape[-1]
+
+    def fn(idx):
+        acc = x(idx)
+        for u in np.ndindex(*lead):
+            u = tuple(const(i) for i in u)
+            hit = None
+            for j in range(k):
+                hit = te.and_(hit, te.cmp("eq", _index_in(ind(u + (const(j),)), x.shape[j]),
+                                          idx[j]))
+            update = upd(u + tuple(idx[k:]))
+            acc = update if hit is None and red == "none" else te.select(
+                hit, _combine(red, acc, update), acc)
+        return acc
+
+    return fn
+
+
 @register("resize")
 def _resize(attrs, out, ins, ctx):
     x = ins[0]

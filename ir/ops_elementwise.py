@@ -83,6 +83,17 @@ UNARY: dict[str, tuple] = {
                      .astype(x.dtype), {"alpha": 0.2, "beta": 0.5}, "float"),
     "hard_swish": (lambda x: (x * np.clip(x / 6 + 0.5, 0, 1)).astype(x.dtype), {}, "float"),
     "gelu": (_gelu, {"approximate": "none"}, "float"),
+    # trigonometric and hyperbolic functions (libm calls in codegen)
+    "tan": (np.tan, {}, "float"),
+    "asin": (np.arcsin, {}, "float"),
+    "acos": (np.arccos, {}, "float"),
+    "atan": (np.arctan, {}, "float"),
+    "sinh": (np.sinh, {}, "float"),
+    "cosh": (np.cosh, {}, "float"),
+    "asinh": (np.arcsinh, {}, "float"),
+    "acosh": (np.arccosh, {}, "float"),
+    "atanh": (np.arctanh, {}, "float"),
+    "bitwise_not": (np.invert, {}, "int"),
 }
 
 BINARY: dict[str, tuple] = {
@@ -101,6 +112,11 @@ BINARY: dict[str, tuple] = {
     "and": (np.logical_and, "bool"),
     "or": (np.logical_or, "bool"),
     "xor": (np.logical_xor, "bool"),
+    "bitwise_and": (np.bitwise_and, "int"),
+    "bitwise_or": (np.bitwise_or, "int"),
+    "bitwise_xor": (np.bitwise_xor, "int"),
+    "shift_left": (np.left_shift, "int"),
+    "shift_right": (np.right_shift, "int"),  # logical for unsigned, arithmetic for signed types
 }
 
 
@@ -123,6 +139,8 @@ def _check_class(name: str, cls: str, dtype: str):
         raise TypeError(f"{name} needs a float tensor, got {dtype}")
     if cls == "bool" and dtype != "bool":
         raise TypeError(f"{name} needs a bool tensor, got {dtype}")
+    if cls == "int" and dtype not in INT_DTYPES:
+        raise TypeError(f"{name} needs an integer tensor, got {dtype}")
     if cls == "num" and dtype == "bool":
         raise TypeError(f"{name} needs a numeric tensor, got bool")
 
@@ -144,7 +162,7 @@ def _binary(name: str, fn, cls: str):
         a, b = types
         if a.dtype != b.dtype:
             raise TypeError(f"{name} operands differ in dtype: {a.dtype} and {b.dtype}")
-        _check_class(name, "bool" if cls == "bool" else ("num" if cls != "cmp" else "any"),
+        _check_class(name, cls if cls in ("bool", "int") else ("num" if cls != "cmp" else "any"),
                      a.dtype)
         out = "bool" if cls in ("cmp", "bool") else a.dtype
         return [TensorType(broadcast_shapes(a.shape, b.shape), out)]

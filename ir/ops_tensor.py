@@ -135,6 +135,114 @@ def _gather_ref(attrs, x, idx):
 define_op("gather", FusionKind.INJECTIVE, _gather_infer, _gather_ref, inputs=2, attrs={"axis": 0})
 
 
+def _gather_elements_infer(attrs, types):
+    x, idx = types
+    ax = attrs["axis"]
+    if not 0 <= ax < x.rank or idx.rank != x.rank:
+        raise ValueError(f"gather_elements: axis {ax}, data rank {x.rank}, indices rank "
+                         f"{idx.rank}")
+    if idx.dtype not in ("int32", "int64"):
+        raise TypeError(f"gather_elements indices must be int32 or int64, got {idx.dtype}")
+    return [TensorType(idx.shape, x.dtype)]
+
+
+def _gather_elements_ref(attrs, x, idx):
+    ax = attrs["axis"]
+    idx = np.where(idx < 0, idx + x.shape[ax], idx)
+    return np.take_along_axis(x, idx, axis=ax)
+
+
+define_op("gather_elements", FusionKind.INJECTIVE, _gather_elements_infer, _gather_elements_ref,
+          inputs=2, attrs={"axis": 0})
+
+
+def _gather_nd_infer(attrs, types):
+    x, idx = types
+    b = attrs["batch_dims"]
+    k = idx.shape[-1] if idx.rank else 0
+    if idx.rank < 1 or b + k > x.rank or x.shape[:b] != idx.shape[:b]:
+        raise ValueError(f"gather_nd: data {x.shape}, indices {idx.shape}, batch_dims {b}")
+    if idx.dtype not in ("int32", "int64"):
+        raise TypeError(f"gather_nd indices must be int32 or int64, got {idx.dtype}")
+    return [TensorType(idx.shape[:-1] + x.shape[b + k:], x.dtype)]
+
+
+def _gather_nd_ref(attrs, x, idx):
+    b = attrs["batch_dims"]
+    k = idx.shape[-1]
+    out = np.empty(idx.shape[:-1] + x.shape[b + k:], x.dtype)
+    for pos in np.ndindex(*idx.shape[:-1]):
+        where = tuple(int(i) + (x.shape[b + j] if i < 0 else 0) for j, i in enumerate(idx[pos]))
+        out[pos] = x[pos[:b] + where]
+    return out
+
+
+define_op("gather_nd", FusionKind.INJECTIVE, _gather_nd_infer, _gather_nd_ref, inputs=2,
+          attrs={"batch_dims": 0})
+
+
+# -- scatter: each output element is the input combined with every update whose index hits it, in
+# the updates' order ("none" keeps the last) ----------------------------------------------------
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+_COMBINE = {"none": lambda a, b: b, "add": np.add, "mul": np.multiply, "max": np.maximum,
+            "min": np.minimum}
+
+
+def _scatter_check(name, attrs, x, idx, upd):
+    if attrs["reduction"] not in SCATTER_REDUCTIONS:
+        raise ValueError(f"{name} reduction {attrs['reduction']!r}")
+    if idx.dtype not in ("int32", "int64"):
+        raise TypeError(f"{name} indices must be int32 or int64, got {idx.dtype}")
+    if upd.dtype != x.dtype:
+        raise TypeError(f"{name} updates are {upd.dtype}, data {x.dtype}")
+
+
+def _scatter_elements_infer(attrs, types):
+    x, idx, upd = types
+    _scatter_check("scatter_elements", attrs, x, idx, upd)
+    ax = attrs["axis"]
+    if not 0 <= ax < x.rank or idx.shape != upd.shape or idx.rank != x.rank:
+        raise ValueError(f"scatter_elements: data {x.shape}, indices {idx.shape}, updates "
+                         f"{upd.shape}, axis {ax}")
+    return [x]
+
+
+def _scatter_elements_ref(attrs, x, idx, upd):
+    ax, combine = attrs["axis"], _COMBINE[attrs["reduction"]]
+    out = x.copy()
+    for pos in np.ndindex(*idx.shape):
+        i = int(idx[pos])
+        target = pos[:ax] + (i + x.shape[ax] if i < 0 else i,) + pos[ax + 1:]
+        out[target] = combine(out[target], upd[pos])
+    return out
+
+
+define_op("scatter_elements", FusionKind.INJECTIVE, _scatter_elements_infer,
+          _scatter_elements_ref, inputs=3, attrs={"axis": 0, "reduction": "none"})
+
+
+def _scatter_nd_infer(attrs, types):
+    x, idx, upd = types
+    _scatter_check("scatter_nd", attrs, x, idx, upd)
+    k = idx.shape[-1] if idx.rank else 0
+    if idx.rank < 1 or k > x.rank or upd.shape != idx.shape[:-1] + x.shape[k:]:
+        raise ValueError(f"scatter_nd: data {x.shape}, indices {idx.shape}, updates {upd.shape}")
+    return [x]
+
+
+def _scatter_nd_ref(attrs, x, idx, upd):
+    combine = _COMBINE[attrs["reduction"]]
+    out = x.copy()
+    for pos in np.ndindex(*idx.shape[:-1]):
+        target = tuple(int(i) + (x.shape[j] if i < 0 else 0) for j, i in enumerate(idx[pos]))
+        out[target] = combine(out[target], upd[pos])
+    return out
+
+
+define_op("scatter_nd", FusionKind.INJECTIVE, _scatter_nd_infer, _scatter_nd_ref, inputs=3,
+          attrs={"reduction": "none"})
+
+
 def _expand_infer(attrs, types):
     x = types[0]
     return [TensorType(broadcast_shapes(x.shape, tuple(attrs["shape"])), x.dtype)]
@@ -163,7 +271,9 @@ def resize_axis_table(in_len: int, out_len: int, scale: float, mode: str, coord:
     elif coord == "pytorch_half_pixel":
         x = (o + 0.5) / scale - 0.5 if out_len > 1 else np.zeros_like(o)
     elif coord == "align_corners":
-        x = o * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros_like(o)
+        # ONNX scales by the unrounded output length scale * in_len (= out_len for given sizes).
+        length = scale * in_len
+        x = o * (in_len - 1) / (length - 1) if length != 1 else np.zeros_like(o)
     elif coord == "asymmetric":
         x = o / scale
     elif coord == "tf_crop_and_resize":

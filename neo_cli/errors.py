@@ -100,6 +100,16 @@ class UnsupportedModelError(NeoError):
         super().__init__(f"The following {what} are not implemented: {listed}", hint)
 
 
+class ConstantInputsNeeded(UnsupportedModelError):
+    """Unsupported because some inputs that must be compile-time constants are computed from the
+    graph inputs `inputs`; with their values known, the model can be specialized to them."""
+
+    def __init__(self, ops: Iterable[UnsupportedOp | tuple], inputs: Iterable[str],
+                 hint: str | None = None, *, what: str = "operators") -> None:
+        super().__init__(ops, hint, what=what)
+        self.inputs: tuple[str, ...] = tuple(sorted(inputs))
+
+
 class NotSupportedError(NeoError):
     """A framework, target or construct neo does not support yet (exit 4, like unsupported ops)."""
 

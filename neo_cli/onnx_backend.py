@@ -4,6 +4,14 @@ the ONNX conformance suite through the real compile path.
 `NeoBackend.prepare` compiles for the host exactly as `neo compile` does: the ONNX frontend, the
 pass pipeline, codegen and linking into an artifact directory, which `runtime.Model` then loads.
 Nothing is interpreted in Python at run time.
+
+Input specialization. Neo compiles static shapes, so operands that decide shapes or attributes
+(Reshape's shape, Reduce*'s axes, Resize's scales, Slice's starts, Clip's bounds, ...) must be
+compile-time constants. When a model computes such an operand from its graph inputs, the frontend
+raises `ConstantInputsNeeded` naming those inputs. `prepare` then keeps the model, and
+`NeoBackendRep.run` compiles on first use with those inputs turned into constant initializers
+holding the values given at run time; the other inputs stay inputs. The compiled models are cached
+per specialized values, so running again with the same values does not recompile.
 """
 from __future__ import annotations
 
@@ -18,6 +26,8 @@ import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from runtime import Model
+
+from .errors import ConstantInputsNeeded
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -55,23 +65,95 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     build_artifact(graph, target, out_dir, meta, opt_level)
 
 
-class NeoBackendRep(BackendRep):
-    """A compiled model; `run` feeds inputs in the model's input order."""
+def _load_compiled(model: onnx.ModelProto, opt_level: int,
+                   input_shapes: Mapping[str, Sequence[int]] | None) -> Model:
+    work = Path(tempfile.mkdtemp(prefix="neo-onnx-backend-"))
+    try:
+        out = work / "artifact"
+        compile_onnx(model, out, opt_level=opt_level, input_shapes=input_shapes)
+        # The runtime maps the params and dlopens the kernels at load time, so the files can go
+        # as soon as the model is loaded.
+        return Model(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    def __init__(self, model: Model):
-        self.model = model
+
+def specialize(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """`model` with the graph inputs named in `values` turned into initializers of those values."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept = [v for v in out.graph.input if v.name not in values]
+    del out.graph.input[:]
+    out.graph.input.extend(kept)
+    for name, value in values.items():
+        out.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+    return out
+
+
+class NeoBackendRep(BackendRep):
+    """A model compiled for the host; `run` feeds inputs in the model's input order (or by name).
+
+    Models that need some graph inputs as constants are compiled in `run`, specialized to the
+    values given (see the module docstring); one compiled model per distinct set of values.
+    """
+
+    def __init__(self, model: onnx.ModelProto, *, opt_level: int = 3,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 compiled: Model | None = None, constant_inputs: Sequence[str] = ()):
+        self.onnx_model = model
+        self.opt_level = opt_level
+        self.input_shapes = dict(input_shapes or {})
+        self.input_names = [name for name, _, _ in _model_inputs(model)]
+        self.constant_inputs = tuple(constant_inputs)
+        self.model = compiled  # the unspecialized model, when it compiles as it is
+        self._specialized: dict[tuple, Model] = {}
+
+    def _compiled_for(self, arrays: dict[str, np.ndarray]) -> Model:
+        if self.model is not None:
+            return self.model
+        # Folding some inputs can make further inputs necessary as constants (a shape that is
+        # computed from another input through them), so repeat until the model compiles.
+        needed = list(self.constant_inputs)
+        while True:
+            key = tuple((n, arrays[n].dtype.str, arrays[n].shape, arrays[n].tobytes())
+                        for n in needed)
+            if key in self._specialized:
+                return self._specialized[key]
+            model = specialize(self.onnx_model, {n: arrays[n] for n in needed})
+            shapes = {k: v for k, v in self.input_shapes.items() if k not in needed}
+            try:
+                compiled = _load_compiled(model, self.opt_level, shapes)
+            except ConstantInputsNeeded as e:
+                more = [n for n in e.inputs if n not in needed and n in arrays]
+                if not more:
+                    raise
+                needed += more
+                self.constant_inputs = tuple(needed)
+                continue
+            self._specialized[key] = compiled
+            return compiled
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
         if isinstance(inputs, Mapping):
-            arrays: Any = {k: np.asarray(v) for k, v in inputs.items()}
+            arrays = {k: np.asarray(v) for k, v in inputs.items()}
         else:
-            arrays = [np.asarray(v) for v in inputs]
-        return tuple(self.model.run(arrays))
+            arrays = {n: np.asarray(v) for n, v in zip(self.input_names, inputs)}
+        model = self._compiled_for(arrays)
+        return tuple(model.run({n: arrays[n] for n in model.input_names}))
 
     def close(self) -> None:
-        self.model.close()
+        for model in [self.model, *self._specialized.values()]:
+            if model is not None:
+                model.close()
+        self._specialized.clear()
+
+
+def _model_inputs(model: onnx.ModelProto):
+    from frontends.onnx import onnx_model_inputs
+
+    return onnx_model_inputs(model)
 
 
 class NeoBackend(Backend):
@@ -91,17 +173,16 @@ class NeoBackend(Backend):
         if not cls.supports_device(device):
             raise RuntimeError(f"Neo's ONNX backend runs on CPU only, not {device!r}")
         super().prepare(model, device, **kwargs)
-        work = Path(tempfile.mkdtemp(prefix="neo-onnx-backend-"))
+        opt_level = int(kwargs.get("opt_level", 3))
+        input_shapes = kwargs.get("input_shapes")
         try:
-            out = work / "artifact"
-            compile_onnx(model, out, opt_level=int(kwargs.get("opt_level", 3)),
-                         input_shapes=kwargs.get("input_shapes"))
-            # The runtime maps the params and dlopens the kernels at load time, so the files
-            # can go as soon as the model is loaded.
-            loaded = Model(out)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return NeoBackendRep(loaded)
+            compiled = _load_compiled(model, opt_level, input_shapes)
+        except ConstantInputsNeeded as e:
+            # Compiled in run(), specialized to the values of e.inputs.
+            return NeoBackendRep(model, opt_level=opt_level, input_shapes=input_shapes,
+                                 constant_inputs=e.inputs)
+        return NeoBackendRep(model, opt_level=opt_level, input_shapes=input_shapes,
+                             compiled=compiled)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",

@@ -818,6 +818,240 @@ chain("maxpool-conv", [node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], stride
 chain("avgpool-add", [node("AveragePool", ["x"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
                       node("Add", ["p", "x"], ["y"])], {"x": rand(1, 3, 7, 9)})
 
+# -- trigonometric, hyperbolic and decomposed activations --------------------------------------------
+for _op, _gen in {
+    "Tan": lambda s: rand(*s, low=-1.4, high=1.4), "Asin": lambda s: rand(*s, low=-1, high=1),
+    "Acos": lambda s: rand(*s, low=-1, high=1), "Atan": lambda s: rand(*s, low=-9, high=9),
+    "Sinh": lambda s: rand(*s, low=-5, high=5), "Cosh": lambda s: rand(*s, low=-5, high=5),
+    "Asinh": lambda s: rand(*s, low=-9, high=9), "Acosh": lambda s: rand(*s, low=1, high=9),
+    "Atanh": lambda s: rand(*s, low=-0.99, high=0.99), "Softsign": _any,
+}.items():
+    add(_op, "tails", per_shape(_op, _gen, opset=18))
+for _op, _attrs in [("Celu", {}), ("Celu", {"alpha": 2.0}), ("ThresholdedRelu", {}),
+                    ("ThresholdedRelu", {"alpha": 0.5}), ("Shrink", {}),
+                    ("Shrink", {"bias": 1.5, "lambd": 1.0})]:
+    add(_op, "-".join(f"{k}{v}" for k, v in _attrs.items()) or "default",
+        per_shape(_op, lambda s: rand(*s, low=-4, high=4), opset=18, **_attrs))
+add("Shrink", "int32", single("Shrink", {"x": ints(3, 17, dtype="int32")}, bias=2.0, lambd=3.0))
+add("IsNaN", "special-values", single("IsNaN", {"x": SPECIAL}, opset=20))
+for _attrs in ({}, {"detect_negative": 0}, {"detect_positive": 0},
+               {"detect_negative": 0, "detect_positive": 0}):
+    add("IsInf", "-".join(f"{k}{v}" for k, v in _attrs.items()) or "default",
+        single("IsInf", {"x": SPECIAL}, opset=20, **_attrs))
+
+# -- index ops: ArgMax/ArgMin, Trilu, CumSum, GatherElements, GatherND ---------------------------------
+_ties = ints(3, 5, 17, low=-3, high=4).astype(np.float32)  # many ties: first/last index matters
+for _op in ("ArgMax", "ArgMin"):
+    for _attrs in ({"axis": 1}, {"axis": -1, "keepdims": 0}, {"axis": 0, "select_last_index": 1},
+                   {"axis": 2, "keepdims": 0, "select_last_index": 1}):
+        add(_op, "-".join(f"{k}{v}" for k, v in _attrs.items()),
+            single(_op, {"x": _ties}, opset=13, **_attrs))
+    add(_op, "int32", single(_op, {"x": ints(4, 9, dtype="int32")}, opset=13, axis=1))
+for _upper in (0, 1):
+    for _k in (-2, 0, 3):
+        add("Trilu", f"upper{_upper}-k{_k}",
+            single("Trilu", {"x": rand(2, 5, 17)}, {"k": i64(_k)}, opset=14, upper=_upper))
+    add("Trilu", f"upper{_upper}-int", single("Trilu", {"x": ints(6, 4)}, opset=14, upper=_upper))
+for _ex in (0, 1):
+    for _rev in (0, 1):
+        add("CumSum", f"exclusive{_ex}-reverse{_rev}",
+            single("CumSum", {"x": rand(3, 13, 7)}, {"axis": i64(-2)}, opset=14, exclusive=_ex,
+                   reverse=_rev))
+add("CumSum", "int32", single("CumSum", {"x": ints(5, 9, dtype="int32")},
+                              {"axis": np.array(1, np.int32)}, opset=14))
+add("GatherElements", "axis0", single("GatherElements", {"x": rand(4, 17)},
+                                      {"i": ints(6, 17, low=-4, high=4)}, opset=13, axis=0))
+add("GatherElements", "axis-1", single("GatherElements", {"x": rand(3, 5, 9)},
+                                       {"i": ints(3, 5, 4, low=-9, high=9, dtype="int32")},
+                                       opset=13, axis=-1))
+add("GatherND", "k2", single("GatherND", {"x": rand(4, 5, 17)},
+                             {"i": ints(3, 2, low=-4, high=4)}, opset=13))
+add("GatherND", "batch1", single("GatherND", {"x": rand(2, 5, 6, 3)},
+                                 {"i": ints(2, 4, 2, low=0, high=5)}, opset=13, batch_dims=1))
+
+# -- bitwise ops ---------------------------------------------------------------------------------------
+for _dt in ("int8", "uint8", "int32", "uint64"):
+    _lo = 0 if _dt.startswith("u") else -100
+    for _op in ("BitwiseAnd", "BitwiseOr", "BitwiseXor"):
+        add(_op, _dt, single(_op, {"a": ints(3, 17, low=_lo, high=100, dtype=_dt),
+                                   "b": ints(17, low=_lo, high=100, dtype=_dt)}, opset=18))
+    add("BitwiseNot", _dt, per_shape("BitwiseNot", lambda s, d=_dt, lo=_lo: ints(
+        *s, low=lo, high=100, dtype=d), opset=18))
+for _dt in ("uint8", "uint32", "uint64"):
+    for _dir in ("LEFT", "RIGHT"):
+        add("BitShift", f"{_dt}-{_dir}", single(
+            "BitShift", {"a": ints(3, 17, low=0, high=200, dtype=_dt),
+                         "b": ints(3, 1, low=0, high=7, dtype=_dt)}, opset=18, direction=_dir))
+
+# -- normalizations and hardmax ------------------------------------------------------------------------
+add("LayerNormalization", "mean-invstd", Case(
+    [node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv"], axis=-2)],
+    {"x": rand(2, 5, 17)}, {"s": rand(5, 17), "b": rand(5, 17)}, outputs=["y", "mean", "inv"]))
+for _axis in (-1, 1):
+    add("RMSNormalization", f"axis{_axis}", single(
+        "RMSNormalization", {"x": rand(2, 5, 17)}, {"s": rand(17) if _axis == -1 else rand(5, 17)},
+        opset=23, axis=_axis, oracle="reference"))
+for _p in (1, 2):
+    for _axis in (1, -1):
+        add("LpNormalization", f"p{_p}-axis{_axis}", single(
+            "LpNormalization", {"x": rand(3, 5, 17)}, opset=13, p=_p, axis=_axis))
+add("GroupNormalization", "groups2", single(
+    "GroupNormalization", {"x": rand(2, 6, 5, 7)}, {"s": rand(6), "b": rand(6)}, opset=21,
+    num_groups=2, epsilon=1e-3, oracle="reference"))
+for _axis in (-1, 1):
+    add("Hardmax", f"axis{_axis}", single("Hardmax", {"x": _ties}, opset=13, axis=_axis))
+add("Hardmax", "opset11-axis1", single("Hardmax", {"x": _ties}, opset=11, axis=1))
+
+# -- losses ----------------------------------------------------------------------------------------------
+_labels = ints(3, 5, low=0, high=4)
+_labels[0, 1] = -1  # an ignored label
+for _red in ("none", "sum", "mean"):
+    add("NegativeLogLikelihoodLoss", f"{_red}-weight-ignore", single(
+        "NegativeLogLikelihoodLoss", {"x": rand(3, 4, 5), "t": _labels}, {"w": rand(4, low=0.1)},
+        opset=13, reduction=_red, ignore_index=-1))
+    add("NegativeLogLikelihoodLoss", f"{_red}-2d", single(
+        "NegativeLogLikelihoodLoss", {"x": rand(6, 9), "t": ints(6, low=0, high=9)}, opset=13,
+        reduction=_red))
+    add("SoftmaxCrossEntropyLoss", f"{_red}-log-prob", single(
+        "SoftmaxCrossEntropyLoss", {"x": rand(3, 4, 5), "t": _labels}, {"w": rand(4, low=0.1)},
+        opset=13, n_out=2, reduction=_red, ignore_index=-1))
+add("SoftmaxCrossEntropyLoss", "mean-2d", single(
+    "SoftmaxCrossEntropyLoss", {"x": rand(6, 9), "t": ints(6, low=0, high=9)}, opset=13))
+
+# -- constant generators and index decompositions (size/depth/condition given at run time: the
+# backend specializes the model to those values) -------------------------------------------------------
+for _op in ("HannWindow", "HammingWindow", "BlackmanWindow"):
+    for _periodic in (0, 1):
+        add(_op, f"periodic{_periodic}", single(_op, {"n": np.array(10, np.int64)}, opset=17, periodic=_periodic))
+add("EyeLike", "k1", single("EyeLike", {"x": rand(4, 6)}, opset=9, k=1))
+add("EyeLike", "int-k-2", single("EyeLike", {"x": ints(5, 3)}, opset=9, k=-2,
+                                 dtype=onnx.TensorProto.INT32))
+for _ex in (0, 1):
+    for _rev in (0, 1):
+        add("CumProd", f"exclusive{_ex}-reverse{_rev}", single(
+            "CumProd", {"x": rand(3, 9, 5, low=0.5, high=1.5), "a": np.array(1, np.int64)}, opset=26,
+            exclusive=_ex, reverse=_rev, oracle="reference"))
+add("OneHot", "axis1", single("OneHot", {"i": ints(3, 4, low=-5, high=5), "d": i64(5)},
+                              {"v": f32(-1, 2)}, opset=11, axis=1))
+add("OneHot", "float-indices", single("OneHot", {"i": f32(0, 2.0, 7.0, -1)},
+                                      {"d": np.array(6.0, np.float32), "v": f32(0, 1)}, opset=11))
+add("Compress", "axis1", single("Compress", {"x": rand(3, 5, 7),
+                                             "c": np.array([1, 0, 1, 1], bool)}, opset=11, axis=1))
+add("Compress", "flat", single("Compress", {"x": rand(3, 5), "c": rand(15) > 0}, opset=11))
+add("CenterCropPad", "crop-pad", single("CenterCropPad", {"x": rand(5, 8, 3), "s": i64(3, 11)},
+                                        opset=18, axes=[0, 1]))
+add("Swish", "alpha", single("Swish", {"x": rand(3, 17, low=-6, high=6)}, opset=24, alpha=0.7,
+                             oracle="reference"))
+add("MeanVarianceNormalization", "default", single("MeanVarianceNormalization",
+                                                   {"x": rand(2, 3, 5, 7)}, opset=13))
+add("MeanVarianceNormalization", "axes", single("MeanVarianceNormalization",
+                                                {"x": rand(2, 3, 5, 7)}, opset=13, axes=[1, -1]))
+
+# -- attention ------------------------------------------------------------------------------------------
+add("Attention", "4d-causal-mask", single(
+    "Attention", {"q": rand(2, 3, 4, 8), "k": rand(2, 3, 6, 8), "v": rand(2, 3, 6, 5),
+                  "m": rand(4, 6)}, opset=23, is_causal=1, oracle="reference"))
+add("Attention", "3d-gqa-past-softcap", Case(
+    [node("Attention", ["q", "k", "v", "m", "pk", "pv"], ["y", "ck", "cv", "qk"], q_num_heads=4,
+          kv_num_heads=2, softcap=2.0, scale=0.3, qk_matmul_output_mode=2)],
+    {"q": rand(2, 3, 16), "k": rand(2, 3, 8), "v": rand(2, 3, 6),
+     "m": rand(3, 5) > -1.5, "pk": rand(2, 2, 2, 4), "pv": rand(2, 2, 2, 3)},
+    outputs=["y", "ck", "cv", "qk"], opset=23, oracle="reference"))
+
+# -- scatter ------------------------------------------------------------------------------------------
+_dup = np.array([[1, 0, 2], [0, 2, 1], [1, 1, -1]], np.int64)  # repeated targets: order matters
+for _red in ("none", "add", "mul", "max", "min"):
+    add("ScatterElements", f"axis1-{_red}", single(
+        "ScatterElements", {"x": rand(4, 3), "u": rand(3, 3)}, {"i": _dup}, ins=["x", "i", "u"],
+        opset=18, axis=1, reduction=_red, oracle="reference"))
+    add("ScatterND", _red, single(
+        "ScatterND", {"x": rand(4, 5, 6), "u": rand(3, 6)},
+        {"i": np.array([[1, 2], [3, -1], [1, 2]], np.int64)}, ins=["x", "i", "u"], opset=18,
+        reduction=_red))
+add("ScatterElements", "axis0-partial", single(
+    "ScatterElements", {"x": rand(5, 17), "u": rand(2, 9)},
+    {"i": ints(2, 9, low=-5, high=5)}, ins=["x", "i", "u"], opset=13, axis=0,
+    oracle="reference"))
+add("Scatter", "opset10", single("Scatter", {"x": rand(4, 3), "u": rand(2, 3)},
+                                 {"i": np.array([[1, 0, 2], [3, 1, 0]], np.int64)},
+                                 ins=["x", "i", "u"], opset=10, axis=0))
+
+# -- integer matmul / conv ----------------------------------------------------------------------------
+def _u8(*s):
+    return ints(*s, low=0, high=256, dtype="uint8")
+
+
+def _i8(*s):
+    return ints(*s, low=-128, high=128, dtype="int8")
+
+
+add("MatMulInteger", "zero-points", single(
+    "MatMulInteger", {"a": _u8(3, 17), "b": _u8(17, 9)},
+    {"az": np.array(12, np.uint8), "bz": _u8(9)}, opset=10))
+add("MatMulInteger", "int8-batched", single("MatMulInteger", {"a": _i8(2, 3, 17), "b": _i8(17, 5)},
+                                            opset=10))
+for _name, _gen in (("uint8", _u8), ("int8", _i8)):
+    _dt = np.uint8 if _name == "uint8" else np.int8
+    add("QLinearMatMul", _name, single(
+        "QLinearMatMul", {"a": _gen(2, 4, 17), "b": _gen(17, 9)},
+        {"as": f32(0.02), "az": np.array(3, _dt), "bs": f32(0.03), "bz": np.array(-2 if _dt ==
+         np.int8 else 7, _dt), "ys": f32(0.4), "yz": np.array(5, _dt)},
+        ins=["a", "as", "az", "b", "bs", "bz", "ys", "yz"], opset=10))
+add("ConvInteger", "pads", single(
+    "ConvInteger", {"x": _u8(1, 3, 7, 9), "w": _u8(4, 3, 3, 3)}, {"xz": np.array(100, np.uint8)},
+    ins=["x", "w", "xz"], opset=10, pads=[1, 1, 1, 1]))
+add("QLinearConv", "bias-per-channel", single(
+    "QLinearConv", {"x": _u8(1, 3, 7, 9)},
+    {"xs": f32(0.05), "xz": np.array(120, np.uint8), "w": _i8(4, 3, 3, 3),
+     "ws": f32(0.01, 0.02, 0.015, 0.03), "wz": np.zeros(4, np.int8), "ys": f32(0.3),
+     "yz": np.array(128, np.uint8), "b": ints(4, low=-500, high=500, dtype="int32")},
+    ins=["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], opset=10, strides=[2, 1],
+    oracle="reference"))
+
+# -- LpPool ----------------------------------------------------------------------------------------
+for _p in (1, 2, 3):
+    add("LpPool", f"p{_p}", single("LpPool", {"x": rand(1, 3, 9, 11)}, opset=18, p=_p,
+                                   kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1]))
+
+# -- TopK (ties resolve to the lower index) -----------------------------------------------------------
+for _largest in (0, 1):
+    add("TopK", f"axis1-largest{_largest}", single(
+        "TopK", {"x": _ties[:, :, :6], "k": i64(3)}, opset=11, n_out=2, axis=1,
+        largest=_largest))
+add("TopK", "last-axis-int", single("TopK", {"x": ints(4, 9, dtype="int32"), "k": i64(9)},
+                                    opset=11, n_out=2))
+
+# -- recurrent ops (unrolled) -------------------------------------------------------------------------
+_S, _B, _I, _H = 4, 3, 5, 6
+for _op, _g in (("RNN", 1), ("GRU", 3), ("LSTM", 4)):
+    for _dir in ("forward", "reverse", "bidirectional"):
+        _d = 2 if _dir == "bidirectional" else 1
+        _inits = {"w": rand(_d, _g * _H, _I, low=-0.5, high=0.5),
+                  "r": rand(_d, _g * _H, _H, low=-0.5, high=0.5),
+                  "b": rand(_d, 2 * _g * _H, low=-0.5, high=0.5)}
+        _extra = {"linear_before_reset": 1} if _op == "GRU" and _dir == "reverse" else {}
+        _n_out = 3 if _op == "LSTM" else 2
+        add(_op, _dir, single(_op, {"x": rand(_S, _B, _I), "h0": rand(_d, _B, _H)}, _inits,
+                              ins=["x", "w", "r", "b", "", "h0"], opset=14, n_out=_n_out,
+                              hidden_size=_H, direction=_dir, **_extra))
+add("LSTM", "peepholes", single(
+    "LSTM", {"x": rand(_S, _B, _I)},
+    {"w": rand(1, 4 * _H, _I, low=-0.5, high=0.5), "r": rand(1, 4 * _H, _H, low=-0.5, high=0.5),
+     "b": rand(1, 8 * _H, low=-0.5, high=0.5), "p": rand(1, 3 * _H)},
+    ins=["x", "w", "r", "b", "", "", "", "p"], opset=14, n_out=3, hidden_size=_H))
+
+# -- LRN, ReverseSequence, DynamicQuantizeLinear --------------------------------------------------------
+for _size in (3, 5):
+    add("LRN", f"size{_size}", single("LRN", {"x": rand(2, 7, 5, 9)}, size=_size, alpha=0.01,
+                                      beta=0.6, bias=1.5))
+add("ReverseSequence", "batch0", single("ReverseSequence", {"x": rand(3, 5, 17), "l": i64(5, 1, 3)},
+                                        opset=10, batch_axis=0, time_axis=1))
+add("DynamicQuantizeLinear", "mixed", single("DynamicQuantizeLinear", {"x": rand(3, 17)},
+                                             opset=11, n_out=3))
+add("DynamicQuantizeLinear", "positive", single("DynamicQuantizeLinear",
+                                                {"x": rand(2, 9, low=0.5, high=3)}, opset=11,
+                                                n_out=3))
+
 # The same graphs through the other pipelines (opt-level 0 compiles every op on its own, 1 folds
 # but does not fuse).
 OPT_LEVEL_CASES = [p for p in CASES["Fusion"]] + [

@@ -18,9 +18,12 @@ class AttributeNotImplemented(Exception):
     The driver collects these over the whole model and reports them together.
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, graph_inputs: frozenset[str] = frozenset()):
         super().__init__(reason)
         self.reason = reason
+        # Graph inputs whose run-time values would make the input that must be constant known
+        # (a caller that has those values can fold them and convert again: input specialization).
+        self.graph_inputs = graph_inputs
 
 
 def onnx_dtype(elem_type: int) -> str:
@@ -120,9 +123,27 @@ class NodeContext:
         if v is None:
             return None
         if not v.is_const:
-            self.unsupported(f"input {what} is computed at run time; Neo needs it constant "
-                             "(static shapes)")
+            raise AttributeNotImplemented(
+                f"input {what} is computed at run time; Neo needs it constant (static shapes)",
+                self.graph_inputs_of(v))
         return v.data
+
+    def graph_inputs_of(self, v: Value) -> frozenset[str]:
+        """The graph inputs `v` is computed from."""
+        inputs = {id(i): i.name for i in self.g.inputs}
+        found: set[str] = set()
+        seen: set[int] = set()
+        stack = [v]
+        while stack:
+            u = stack.pop()
+            if id(u) in seen or u.is_const:
+                continue
+            seen.add(id(u))
+            if id(u) in inputs:
+                found.add(inputs[id(u)])
+            elif u.producer is not None:
+                stack.extend(u.producer.inputs)
+        return frozenset(found)
 
     def ints(self, v: Value | None, what: str) -> list[int] | None:
         data = self.constant(v, what)

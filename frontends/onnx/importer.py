@@ -12,7 +12,13 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 import ir
-from neo_cli.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
+from neo_cli.errors import (
+    ConstantInputsNeeded,
+    ModelLoadError,
+    UnsupportedModelError,
+    UnsupportedOp,
+    UsageError,
+)
 
 from . import registry
 from .context import AttributeNotImplemented, NodeContext, attribute_value, make_const, onnx_dtype
@@ -189,6 +195,7 @@ class _Driver:
         self.env: dict[str, ir.Value] = {}
         self.failed: set[str] = set()  # outputs of nodes that could not be converted
         self.problems: dict[tuple[str, str], list[str]] = {}
+        self.constant_inputs: set[str] = set()  # graph inputs that must be constants
 
     def run(self, nodes) -> None:
         for index, node in enumerate(nodes):
@@ -200,6 +207,7 @@ class _Driver:
                 outs = self.convert(node, origin)
             except AttributeNotImplemented as e:
                 self.problems.setdefault((node.op_type, e.reason), []).append(origin)
+                self.constant_inputs.update(e.graph_inputs)
                 self.failed.update(o for o in node.output if o)
                 continue
             except (ir.IRError, ValueError) as e:  # an inconsistent model or wrong input shapes
@@ -281,10 +289,14 @@ def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name:
         driver.env[v.name] = g.input(v.name, _input_shape(v, given), dtype)
     driver.run(graph.node)
     if driver.problems:
-        raise UnsupportedModelError(
-            [UnsupportedOp(op, len(origins), origins[:MAX_NAMES], reason=reason)
-             for (op, reason), origins in driver.problems.items()],
-            what="operator attributes")
+        ops = [UnsupportedOp(op, len(origins), origins[:MAX_NAMES], reason=reason)
+               for (op, reason), origins in driver.problems.items()]
+        if driver.constant_inputs:
+            raise ConstantInputsNeeded(
+                ops, driver.constant_inputs, what="operator attributes",
+                hint="inputs that must be constants come from the graph inputs "
+                     f"{', '.join(sorted(driver.constant_inputs))}; make them initializers")
+        raise UnsupportedModelError(ops, what="operator attributes")
     for o in graph.output:
         if o.name not in driver.env:
             raise ModelLoadError(f"graph output {o.name!r} is not produced by any node")

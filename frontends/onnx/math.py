@@ -19,12 +19,17 @@ UNARY = {
     "Erf": ("erf", 9), "Reciprocal": ("reciprocal", 1), "Floor": ("floor", 1), "Ceil": ("ceil", 1),
     "Round": ("round", 11), "Sign": ("sign", 9), "Sin": ("sin", 7), "Cos": ("cos", 7),
     "Softplus": ("softplus", 1), "HardSwish": ("hard_swish", 14), "Not": ("not", 1),
+    "Tan": ("tan", 7), "Asin": ("asin", 7), "Acos": ("acos", 7), "Atan": ("atan", 7),
+    "Sinh": ("sinh", 9), "Cosh": ("cosh", 9), "Asinh": ("asinh", 9), "Acosh": ("acosh", 9),
+    "Atanh": ("atanh", 9), "BitwiseNot": ("bitwise_not", 18),
 }
 BINARY = {
     "Add": ("add", 7), "Sub": ("sub", 7), "Mul": ("mul", 7), "Div": ("div", 7),
     "Equal": ("equal", 7), "Less": ("less", 7), "Greater": ("greater", 7),
     "LessOrEqual": ("less_equal", 12), "GreaterOrEqual": ("greater_equal", 12),
     "And": ("and", 7), "Or": ("or", 7), "Xor": ("xor", 7),
+    "BitwiseAnd": ("bitwise_and", 18), "BitwiseOr": ("bitwise_or", 18),
+    "BitwiseXor": ("bitwise_xor", 18),
 }
 
 
@@ -193,3 +198,25 @@ def _reduce_input_axes(spec: tuple) -> Callable:
 for _onnx_op, _spec in REDUCE.items():
     converter(_onnx_op, since=1)(_reduce_attr_axes(_spec))
     converter(_onnx_op, since=_spec[3])(_reduce_input_axes(_spec))
+
+
+@converter("IsNaN", since=9)
+def IsNaN(cx: NodeContext, X: Value) -> Value:
+    # NaN is the only value not equal to itself
+    return cx.op("not", cx.op("equal", X, X))
+
+
+@converter("IsInf", since=10)
+def IsInf(cx: NodeContext, X: Value, *, detect_negative, detect_positive) -> Value:
+    conds = [cx.op("equal", X, cx.scalar(v, X.dtype))
+             for v, on in ((np.inf, detect_positive), (-np.inf, detect_negative)) if on]
+    if not conds:
+        return cx.op("less", X, cx.scalar(-np.inf, X.dtype))  # never true
+    return conds[0] if len(conds) == 1 else cx.op("or", *conds)
+
+
+@converter("BitShift", since=11)
+def BitShift(cx: NodeContext, X: Value, Y: Value, *, direction) -> Value:
+    if direction not in ("LEFT", "RIGHT"):
+        cx.unsupported_attribute("direction", direction, "LEFT, RIGHT")
+    return cx.op("shift_left" if direction == "LEFT" else "shift_right", X, Y)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+import ir
 from ir import Value
 
-from .context import NodeContext, normalize_axis
+from .context import NodeContext, normalize_axes, normalize_axis, onnx_dtype
 from .registry import converter
 
 
@@ -150,6 +153,43 @@ def AveragePool(cx: NodeContext, X: Value, *, auto_pad, ceil_mode, count_include
                  kernel_shape, pads, strides)
 
 
+@converter("LpPool", since=2)
+def LpPool(cx: NodeContext, X: Value, *, auto_pad, ceil_mode=0, dilations=None, kernel_shape,
+           p, pads, strides) -> Value:
+    # (sum over the window of |x|^p)^(1/p): the sum is an average pool counting the padding
+    # (zeros) times the window size
+    powered = cx.op("abs", X) if p == 1 else (
+        cx.op("mul", X, X) if p == 2 else cx.op("pow", cx.op("abs", X), cx.scalar(p, X.dtype)))
+    avg = _pool(cx, "avg_pool", powered, auto_pad, ceil_mode, 1, dilations, kernel_shape, pads,
+                strides)
+    total = cx.op("mul", avg, cx.scalar(math.prod(kernel_shape), X.dtype))
+    if p == 1:
+        return total
+    if p == 2:
+        return cx.op("sqrt", total)
+    return cx.op("pow", total, cx.scalar(1 / p, X.dtype))
+
+
+@converter("LRN", since=1)
+def LRN(cx: NodeContext, X: Value, *, alpha, beta, bias, size) -> Value:
+    # x / (bias + alpha / size * sum of x^2 over channels c - floor((size-1)/2) ..
+    # c + ceil((size-1)/2))^beta: the window sum is `size` shifted slices of the padded squares
+    from .tensor import slice_onnx
+
+    channels, rank = X.shape[1], X.type.rank
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    pads = [0] * (2 * rank)
+    pads[1], pads[rank + 1] = before, after
+    sq = cx.op("pad", cx.op("mul", X, X), pads=tuple(pads), mode="constant", value=0.0)
+    total = None
+    for k in range(size):
+        part = slice_onnx(cx, sq, [k], [k + channels], [1], [1])
+        total = part if total is None else cx.op("add", total, part)
+    base = cx.op("add", cx.scalar(bias, X.dtype),
+                 cx.op("mul", total, cx.scalar(alpha / size, X.dtype)))
+    return cx.op("div", X, cx.op("pow", base, cx.scalar(beta, X.dtype)))
+
+
 @converter("GlobalAveragePool", since=1)
 def GlobalAveragePool(cx: NodeContext, X: Value) -> Value:
     return cx.op("reduce_mean", X, axes=tuple(range(2, X.type.rank)), keepdims=1)
@@ -193,11 +233,18 @@ def InstanceNormalization(cx: NodeContext, input: Value, scale: Value, B: Value,
 
 @converter("LayerNormalization", since=17)
 def LayerNormalization(cx: NodeContext, X: Value, Scale: Value, B: Value | None = None, *, axis,
-                       epsilon, stash_type) -> Value:
-    # stash_type picks the precision of the statistics; Neo keeps them in X's dtype.
+                       epsilon, stash_type) -> list[Value]:
+    # The statistics (and the optional Mean and InvStdDev outputs) are computed in stash_type.
     first = normalize_axis(axis, X.type.rank)
-    y = cx.op("mul", _normalize(cx, X, tuple(range(first, X.type.rank)), epsilon), Scale)
-    return y if B is None else cx.op("add", y, B)
+    axes = tuple(range(first, X.type.rank))
+    x = cx.cast(X, onnx_dtype(stash_type))
+    mean = cx.op("reduce_mean", x, axes=axes, keepdims=1)
+    d = cx.op("sub", x, mean)
+    var = cx.op("reduce_mean", cx.op("mul", d, d), axes=axes, keepdims=1)
+    std = cx.op("sqrt", cx.op("add", var, cx.scalar(epsilon, x.dtype)))
+    y = cx.op("mul", cx.cast(cx.op("div", d, std), X.dtype), Scale)
+    y = y if B is None else cx.op("add", y, B)
+    return [y, mean, cx.op("reciprocal", std)]
 
 
 # -- softmax ---------------------------------------------------------------------------------------
@@ -269,3 +316,139 @@ def PRelu(cx: NodeContext, X: Value, slope: Value) -> Value:
 def Mish(cx: NodeContext, X: Value) -> Value:
     # x * tanh(softplus(x))
     return cx.op("mul", X, cx.op("tanh", cx.op("softplus", X)))
+
+
+@converter("Softsign", since=1)
+def Softsign(cx: NodeContext, input: Value) -> Value:
+    # x / (1 + |x|)
+    return cx.op("div", input, cx.op("add", cx.scalar(1, input.dtype), cx.op("abs", input)))
+
+
+@converter("Celu", since=12)
+def Celu(cx: NodeContext, X: Value, *, alpha) -> Value:
+    # max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = alpha * elu(x / alpha) with elu's alpha 1
+    scaled = cx.op("div", X, cx.scalar(alpha, X.dtype))
+    return cx.op("mul", cx.op("elu", scaled, alpha=1.0), cx.scalar(alpha, X.dtype))
+
+
+@converter("ThresholdedRelu", since=10)
+def ThresholdedRelu(cx: NodeContext, X: Value, *, alpha) -> Value:
+    # x > alpha ? x : 0
+    return cx.op("where", cx.op("greater", X, cx.scalar(alpha, X.dtype)), X,
+                 cx.scalar(0, X.dtype))
+
+
+@converter("Shrink", since=9)
+def Shrink(cx: NodeContext, input: Value, *, bias, lambd) -> Value:
+    # x < -lambd ? x + bias : x > lambd ? x - bias : 0 (in the input's type)
+    x = input
+    low = cx.op("less", x, cx.scalar(-lambd, x.dtype))
+    high = cx.op("greater", x, cx.scalar(lambd, x.dtype))
+    b = cx.scalar(bias, x.dtype)
+    return cx.op("where", low, cx.op("add", x, b),
+                 cx.op("where", high, cx.op("sub", x, b), cx.scalar(0, x.dtype)))
+
+
+@converter("RMSNormalization", since=23)
+def RMSNormalization(cx: NodeContext, X: Value, scale: Value, *, axis, epsilon, stash_type
+                     ) -> Value:
+    # x / sqrt(mean(x^2 over the axes from `axis` on) + epsilon) * scale, statistics in stash_type
+    axes = tuple(range(normalize_axis(axis, X.type.rank, cx), X.type.rank))
+    x = cx.cast(X, onnx_dtype(stash_type))
+    ms = cx.op("reduce_mean", cx.op("mul", x, x), axes=axes, keepdims=1)
+    rms = cx.op("sqrt", cx.op("add", ms, cx.scalar(epsilon, x.dtype)))
+    return cx.op("mul", cx.cast(cx.op("div", x, rms), X.dtype), scale)
+
+
+@converter("LpNormalization", since=1)
+def LpNormalization(cx: NodeContext, input: Value, *, axis, p) -> Value:
+    # x / ||x||_p along `axis` (p is 1 or 2)
+    if p not in (1, 2):
+        cx.unsupported_attribute("p", p, "1, 2")
+    ax = (normalize_axis(axis, input.type.rank, cx),)
+    if p == 1:
+        norm = cx.op("reduce_sum", cx.op("abs", input), axes=ax, keepdims=1)
+    else:
+        norm = cx.op("sqrt", cx.op("reduce_sum", cx.op("mul", input, input), axes=ax, keepdims=1))
+    # a zero norm gives 0, not 0/0 (as the ONNX reference)
+    zero = cx.scalar(0, input.dtype)
+    return cx.op("where", cx.op("equal", norm, zero), zero, cx.op("div", input, norm))
+
+
+@converter("GroupNormalization", since=18)
+def GroupNormalization(cx: NodeContext, X: Value, scale: Value, bias: Value, *, epsilon,
+                       num_groups, stash_type=1) -> Value:
+    # normalize over (channels of a group, spatial) per group, then scale and bias: per group
+    # in opset 18, per channel from opset 21
+    n, c = X.shape[:2]
+    spatial = X.shape[2:]
+    x = cx.cast(X, onnx_dtype(stash_type or 1))
+    grouped = cx.reshape(x, (n, num_groups, c // num_groups * math.prod(spatial)))
+    y = cx.cast(cx.reshape(_normalize(cx, grouped, (2,), epsilon), X.shape), X.dtype)
+    if scale.shape[0] != c:  # opset 18: one scale and bias per group
+        reps = c // num_groups
+        idx = cx.const(np.repeat(np.arange(num_groups), reps).astype(np.int64))
+        scale, bias = cx.op("gather", scale, idx, axis=0), cx.op("gather", bias, idx, axis=0)
+    per_channel = (c,) + (1,) * len(spatial)
+    y = cx.op("mul", y, cx.reshape(scale, per_channel))
+    return cx.op("add", y, cx.reshape(bias, per_channel))
+
+
+@converter("Hardmax", since=13)
+def Hardmax(cx: NodeContext, input: Value, *, axis) -> Value:
+    # 1 at the first maximum along `axis`, 0 elsewhere
+    ax = normalize_axis(axis, input.type.rank, cx)
+    n = input.shape[ax]
+    hit = cx.op("equal", input, cx.op("reduce_max", input, axes=(ax,), keepdims=1))
+    shape = [1] * input.type.rank
+    shape[ax] = n
+    iota = cx.const(np.arange(n, dtype=np.int64).reshape(shape))
+    first = cx.op("reduce_min", cx.op("where", hit, iota, cx.scalar(n, "int64")), axes=(ax,),
+                  keepdims=1)
+    return cx.cast(cx.op("equal", iota, first), input.dtype)
+
+
+@converter("Hardmax", since=1)
+def Hardmax_1(cx: NodeContext, input: Value, *, axis) -> Value:
+    # before opset 13: hardmax of the input flattened to 2-D at `axis`
+    ax = normalize_axis(axis, input.type.rank, cx)
+    rows = math.prod(input.shape[:ax])
+    flat = cx.reshape(input, (rows, math.prod(input.shape[ax:])))
+    return cx.reshape(Hardmax(cx, flat, axis=1), input.shape)
+
+
+@converter("Swish", since=24)
+def Swish(cx: NodeContext, X: Value, *, alpha) -> Value:
+    # x * sigmoid(alpha * x)
+    return cx.op("mul", X, cx.op("sigmoid", cx.op("mul", X, cx.scalar(alpha, X.dtype))))
+
+
+@converter("MeanVarianceNormalization", since=9)
+def MeanVarianceNormalization(cx: NodeContext, X: Value, *, axes) -> Value:
+    # (x - mean) / sqrt(var), the epsilon of the ONNX function body being 1e-9
+    return _normalize(cx, X, tuple(sorted(normalize_axes(axes, X.type.rank))), 1e-9)
+
+
+# -- window functions: compile-time constants of the given size --------------------------------------
+def _cosine_window(cx: NodeContext, size: Value, periodic: int, output_datatype: int, terms) -> Value:
+    # sum_k a_k cos(2 pi k n / N), N = size (periodic) or size - 1 (symmetric)
+    n = int(cx.ints(size, "size")[0])
+    denom = n if periodic else n - 1
+    t = 2 * np.pi * np.arange(n) / denom if denom > 0 else np.zeros(n)
+    w = sum(a * np.cos(k * t) for k, a in enumerate(terms))
+    return cx.const(np.asarray(w).astype(ir.np_dtype(onnx_dtype(output_datatype))))
+
+
+@converter("HannWindow", since=17)
+def HannWindow(cx: NodeContext, size: Value, *, output_datatype, periodic) -> Value:
+    return _cosine_window(cx, size, periodic, output_datatype, (0.5, -0.5))
+
+
+@converter("HammingWindow", since=17)
+def HammingWindow(cx: NodeContext, size: Value, *, output_datatype, periodic) -> Value:
+    return _cosine_window(cx, size, periodic, output_datatype, (25 / 46, -(1 - 25 / 46)))
+
+
+@converter("BlackmanWindow", since=17)
+def BlackmanWindow(cx: NodeContext, size: Value, *, output_datatype, periodic) -> Value:
+    return _cosine_window(cx, size, periodic, output_datatype, (0.42, -0.5, 0.08))

@@ -92,4 +92,4 @@ def converter_table() -> dict[str, list[tuple[int, Callable]]]:
 
 
 def _load_converters() -> None:
-    from . import math, nn, quant, resize, tensor  # noqa: F401  (they register on import)
+    from . import attention, indexing, loss, math, nn, quant, resize, rnn, tensor  # noqa: F401  (they register on import)

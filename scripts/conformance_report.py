@@ -1,0 +1,56 @@
+"""Write docs/CONFORMANCE.md from build/conformance_counts.json (which a run of
+tests/test_onnx_conformance.py writes)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "python -m pytest tests/test_onnx_conformance.py -q"
+
+
+def render(report: dict) -> str:
+    t = report["totals"]
+    lines = [
+        "# ONNX node conformance",
+        "",
+        (f"onnx {report['onnx_version']} node suite: {report['cases']} cases, "
+         f"**{t.get('passed', 0)} pass**, {t.get('failed', 0)} fail, "
+         f"{t.get('excluded', 0)} excluded (each exclusion has a reason in "
+         "`tests/test_onnx_conformance.py:EXCLUDED`)."),
+        "",
+        "Produced by",
+        "",
+        "```",
+        COMMAND,
+        "python scripts/conformance_report.py",
+        "```",
+        "",
+        "The first writes `build/conformance_counts.json`, the second this file. Every case is",
+        "compiled for the host through the real path (frontend, passes, LLVM, zig link, runtime) by",
+        "`neo_cli/onnx_backend.py`. Operands that decide shapes or attributes and arrive as graph",
+        "inputs (Reshape's shape, Reduce*'s axes, Resize's scales, ...) are handled by the",
+        "backend's input specialization: the model is compiled on first run with those inputs",
+        "folded to the values given (see the module docstring).",
+        "",
+        "## Exclusions by reason",
+        "",
+        "| cases | reason |",
+        "|---:|---|",
+    ]
+    for reason, n in report["excluded_by_reason"].items():
+        lines.append(f"| {n} | {reason} |")
+    lines += ["", "## By op type", "", "| op | passed | failed | excluded |", "|---|---:|---:|---:|"]
+    for op, c in report["per_op_type"].items():
+        lines.append(f"| {op} | {c.get('passed', 0)} | {c.get('failed', 0)} | "
+                     f"{c.get('excluded', 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    report = json.loads((ROOT / "build" / "conformance_counts.json").read_text())
+    (ROOT / "docs" / "CONFORMANCE.md").write_text(render(report))
+
+
+if __name__ == "__main__":
+    main()
