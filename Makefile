@@ -3,3 +3,9 @@ demo:  ## install neo, compile a small trained model for x86_64 and arm64, run b
 	bash scripts/demo.sh
 test:  ## install the test dependencies and run the tests
 	bash scripts/test.sh
+.PHONY: bench
+bench:  ## time neo against onnxruntime and PyTorch on six models; writes docs/BENCHMARKS.md (~5 min)
+	python3 scripts/bench.py
+.PHONY: zoo
+zoo:  ## compile every torchvision model with the PyTorch frontend; writes docs/ZOO.md (~1 h)
+	python3 scripts/zoo.py

@@ -10,6 +10,8 @@ from typing import Protocol
 
 import ir
 
+from . import pytorch as _pytorch  # imports no torch until a model is opened
+
 InputSpec = tuple[str, "tuple[int | None, ...] | None", str]
 
 
@@ -43,4 +45,4 @@ class OnnxFrontend:
         return inspect_onnx(path)
 
 
-FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend()}
+FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend()}
