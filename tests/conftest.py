@@ -291,3 +291,14 @@ def small_cnn(tmp_path_factory: pytest.TempPathFactory) -> SmallCnn:
     path = tmp_path_factory.mktemp("small_cnn") / "small_cnn.onnx"
     onnx.save(model, str(path))
     return SmallCnn(path, "input", (1, 3, 32, 32), "probs", (1, 10))
+
+
+# The ONNX conformance module leaves its counts here; they are printed at the end of the run.
+CONFORMANCE_LINE = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    line = config.stash.get(CONFORMANCE_LINE, None)
+    if line:
+        terminalreporter.write_sep("-", "ONNX node conformance")
+        terminalreporter.write_line(line)

@@ -121,6 +121,8 @@ backend_test = onnx.backend.test.BackendTest(NeoBackend, __name__)
 backend_test.include(r"^test_.*_cpu$")
 
 # -- outcome recording, for build/conformance_counts.json -----------------------------------------
+from conftest import CONFORMANCE_LINE
+
 _OUTCOMES: dict[str, str] = {}
 
 
@@ -215,12 +217,8 @@ def conformance_counts(request):
     line = (f"ONNX node conformance: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
             f"{t.get('excluded', 0)} excluded, {t.get('not_run', 0)} not run "
             f"-> {COUNTS_FILE.relative_to(COUNTS_FILE.parents[1])}")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
+    # printed at the end of the run by tests/conftest.py:pytest_terminal_summary
+    request.config.stash[CONFORMANCE_LINE] = line
 
 
 def test_exclusions_are_current():
