@@ -19,7 +19,8 @@ class Frontend(Protocol):
     def inputs(self, path: str | Path) -> list[InputSpec]:
         """The model's inputs: (name, shape with None for dynamic dims, dtype name)."""
 
-    def load(self, path: str | Path, shapes: dict[str, tuple[int, ...]] | None) -> ir.Graph:
+    def load(self, path: str | Path, shapes: dict[str, tuple[int, ...]] | None, *,
+             options=None) -> ir.Graph:
         """The model as an IR graph with the given static input shapes."""
 
     def inspect(self, path: str | Path) -> dict:
@@ -34,9 +35,10 @@ class OnnxFrontend:
 
         return onnx_model_inputs(path)
 
-    def load(self, path, shapes=None, *, model_name: str = ""):
+    def load(self, path, shapes=None, *, model_name: str = "", options=None):
         from .onnx import import_onnx
 
+        del options  # ONNX declares its input dtypes; no compiler option applies
         return import_onnx(path, shapes, model_name=model_name)
 
     def inspect(self, path):

@@ -85,8 +85,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                            timings={"total": round(time.perf_counter() - t_all, 4)})
                 return res
         say(f"loading {model_path.name} ({fw.name})")
-        graph = fe.load(model_path, dict(shapes),
-                        **({"options": copts} if getattr(fe, "takes_options", False) else {}))
+        graph = fe.load(model_path, dict(shapes), options=copts)
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
     from ir.graph import IRError

@@ -195,7 +195,8 @@ def format_table(results: list[Result]) -> str:
          "float64: when neo is as close to float64 as PyTorch itself, the difference is float32 "
          "rounding in a deep randomly initialized network, not a wrong kernel."),
         "",
-        "Regenerate with `make zoo` (about an hour on 2 cores).",
+        ("`compile s` is the wall time of `neo compile` (object code is cached by content hash, "
+         "so a rerun compiles faster). Regenerate with `make zoo` (about an hour on 2 cores)."),
         "",
         f"**{passed} of {len(results)} models pass.**",
         "",

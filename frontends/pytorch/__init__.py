@@ -104,7 +104,6 @@ def supported_ops() -> list[str]:
 
 class PytorchFrontend:
     name = "pytorch"
-    takes_options = True  # load() reads the input dtype from the compiler options
 
     def inputs(self, path):
         return pytorch_model_inputs(path)
