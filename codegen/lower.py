@@ -152,6 +152,10 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
         return None  # depthwise-like: the direct tensor-expression kernel is better
     blk = choose_blocking(vector_bits, K, M)
     packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
+    if (KH * KW > 1 and not any(pads) and blk.lanes > 1 and M >= blk.lanes
+            and (g == 1 or M % blk.lanes == 0)):
+        return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
+                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, vector_bits)
     if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
             and dil[1] == 1 and OW >= 2 * blk.lanes):
         return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
@@ -216,6 +220,54 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     args += [("param", f"{node.name}.koff", koff)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]])
+
+
+def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
+                  vector_bits) -> KernelInfo:
+    from .kernel_convc import ChannelConvSpec, emit_channel_conv_kernel, pack_weights
+    from .kernel_gemm import Blocking
+
+    N_img, C, H, W = xs
+    OC, Cg, KH, KW = ws
+    OH, OW = os_
+    P = OH * OW
+    cblk = Blocking(mr=blk.mr, nv=blk.nv, lanes=blk.lanes)
+    packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g, cblk.nr)
+    epi, tables, dtypes, holder = _channel_epilogue(node, ext, bi, M, OC, cblk.lanes)
+    spec = ChannelConvSpec(M=M, Cg=Cg, KH=KH, KW=KW, images=N_img, groups=g, OH=OH, OW=OW,
+                           Hp=H, Wp=W, strides=strides, dilations=dil,
+                           x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
+                           w_buf=wi, x_buf=xi, c_buf=len(dtypes) - 1, blocking=cblk,
+                           epilogue=epi, bufs_holder=holder)
+    emit_channel_conv_kernel(module, func, spec, len(dtypes))
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_packed", packed)
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+
+
+def _channel_epilogue(node, ext, bi, M: int, OC: int, lanes: int):
+    """The fused epilogue of a channel-vector conv kernel: the vector runs over output channels
+    (e1); the position is a scalar column with the row pinned to 0, as in `_conv_epilogue`."""
+    ctx = KernelContext(len(ext))
+    out_rank = len(node.outputs[0].shape)
+    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
+    tables = list(ctx.tables)
+    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in tables] + [node.outputs[0].dtype]
+    holder: list = [None]
+    pinned = {"e2": I64(0)} if out_rank == 4 else {}
+
+    def bind(b, p, c0, img, grp):
+        return {"e0": img, f"e{out_rank - 1}": p, **pinned}
+
+    inner = _make_epilogue(expr, "e1", bind, dtypes, holder, OC, lanes)
+    if inner is None:
+        return None, tables, dtypes, holder
+
+    def cb(b, acc, m0, p, img, grp, mask):
+        return inner(b, acc, p, b.add(b.mul(grp, I64(M)), m0), img, grp, mask)
+
+    return cb, tables, dtypes, holder
 
 
 def _emit_with_bufs(module, func, spec, nbufs, bufs_holder):

@@ -1,6 +1,6 @@
-"""Convolution padding as its own `pad` node for convs the direct kernels run (stride 1 in width,
-kernel wider than 1x1, and depthwise convs): the conv then reads a padded buffer without bounds
-checks, so its loads are plain (or strided) vector loads."""
+"""Convolution padding as its own `pad` node for convs the direct kernels run (every 2-D kernel
+larger than 1x1): the conv then reads a padded buffer without bounds checks, so its loads are
+plain (or strided) vector loads and scalar broadcasts."""
 from __future__ import annotations
 
 from ir import Graph, Node
@@ -9,17 +9,15 @@ from .rewrite import Rewriter, rewrite
 
 
 def make_conv_padding_explicit(g: Graph) -> Graph:
-    """conv(x; pads=p) -> conv(pad(x, p); pads=0) for 2-D float32 convs with stride 1 in width
-    (and depthwise convs of any stride)."""
+    """conv(x; pads=p) -> conv(pad(x, p); pads=0) for 2-D float32 convs with a kernel larger
+    than 1x1."""
 
     def emit(rw: Rewriter, n: Node):
         if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
             return None
         pads = tuple(n.attrs["pads"] or (0, 0, 0, 0))
-        strides = tuple(n.attrs["strides"] or (1, 1))
         kh, kw = n.inputs[1].shape[2:]
-        depthwise = n.inputs[1].shape[1] == 1 and n.attrs["groups"] > 1
-        if not any(pads) or kh * kw == 1 or (strides[1] != 1 and not depthwise):
+        if not any(pads) or kh * kw == 1:
             return None
         x = rw.get(n.inputs[0])
         padded = rw.new.op("pad", x, pads=(0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]),

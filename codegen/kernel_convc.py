@@ -1,0 +1,173 @@
+"""Direct convolution vectorized over output channels, for any stride, on an explicitly padded
+input: no im2col, and no waste when the output plane is small or oddly sized.
+
+A tile is MR output positions (consecutive in the flattened output plane, so it may wrap to the
+next row) by NR = NV vectors of output channels. The weights are packed at compile time as
+[group][OC/NR][Cg][KH*KW][NR] (zero channels past M), so each reduction step loads NV aligned
+vectors of weights and broadcasts one input element per position: MR*NV FMAs per MR+NV loads.
+The kernel loops over input channels and unrolls the KH*KW window with offsets known at compile
+time. Results are transposed on the way out (scalar stores; they are a small fraction of a
+tile's work, which is K = Cg*KH*KW steps). The epilogue runs on channel vectors: per-channel
+operands (bias, scale) load as vectors, per-position ones (a residual) as gathers.
+
+This is the layout-free counterpart of the NCHWc kernels: layers with a 7x7 or 14x14 output
+keep every accumulator busy, where spatial vectors of 16 columns would be mostly padding.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from . import math_table as mt
+from .kernel_gemm import Blocking
+from .llvm_util import F32, I1, I32, I64, PTR, for_range, gep, splat, task_range
+
+
+@dataclass
+class ChannelConvSpec:
+    M: int  # output channels per group
+    Cg: int  # input channels per group
+    KH: int
+    KW: int
+    images: int
+    groups: int
+    OH: int
+    OW: int
+    Hp: int  # padded input height and width
+    Wp: int
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    x_strides: tuple[int, int]  # image, group (elements)
+    c_strides: tuple[int, int, int]  # image, group, output channel (elements)
+    w_buf: int
+    x_buf: int
+    c_buf: int
+    blocking: Blocking  # mr = positions per tile, nv = channel vectors per tile
+    # epilogue(b, acc_vec, m0 (i64, first channel of the vector within the group), p (i64
+    # position), img, grp, mask|None) -> vec
+    epilogue: Callable | None = None
+    bufs_holder: list | None = None
+
+
+def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
+    """[G*M, Cg, KH, KW] -> [G][ceil(M/NR)][Cg*KH*KW][NR], zero channels past M."""
+    OC = w.shape[0]
+    M = OC // groups
+    K = int(np.prod(w.shape[1:]))
+    panels = -(-M // nr)
+    out = np.zeros((groups, panels * nr, K), np.float32)
+    out[:, :M, :] = w.reshape(groups, M, K)
+    return np.ascontiguousarray(out.reshape(groups, panels, nr, K).transpose(0, 1, 3, 2))
+
+
+def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
+                             nbufs: int) -> ir.Function:
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    if spec.bufs_holder is not None:
+        spec.bufs_holder[0] = bufs
+    blk = spec.blocking
+    L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
+    vt = ir.VectorType(F32, L)
+    accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    W, X, C = bufs[spec.w_buf], bufs[spec.x_buf], bufs[spec.c_buf]
+    P = spec.OH * spec.OW
+    pblocks = -(-P // MR)
+    last_rows = P - (pblocks - 1) * MR
+    panels = -(-spec.M // NR)
+    last_chans = spec.M - (panels - 1) * NR
+    units = spec.images * spec.groups * panels * pblocks
+    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    with for_range(b, lo, hi, 1, "unit") as unit:
+        # position blocks innermost: a weight panel is reused while it is hot in cache
+        pb = b.srem(unit, I64(pblocks))
+        rest = b.sdiv(unit, I64(pblocks))
+        panel = b.srem(rest, I64(panels))
+        rest = b.sdiv(rest, I64(panels))
+        grp = b.srem(rest, I64(spec.groups))
+        img = b.sdiv(rest, I64(spec.groups))
+        p0 = b.mul(pb, I64(MR))
+
+        def by_chans(rows: int):
+            def tile(chans: int):
+                _tile(b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt)
+
+            if last_chans == NR:
+                tile(NR)
+            else:
+                with b.if_else(b.icmp_signed("<", panel, I64(panels - 1))) as (then, other):
+                    with then:
+                        tile(NR)
+                    with other:
+                        tile(last_chans)
+
+        if last_rows == MR:
+            by_chans(MR)
+        else:
+            with b.if_else(b.icmp_signed("<", pb, I64(pblocks - 1))) as (then, other):
+                with then:
+                    by_chans(MR)
+                with other:
+                    by_chans(last_rows)
+    b.ret(I32(0))
+    return fn
+
+
+def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: int, chans: int, vt):
+    blk = spec.blocking
+    L, NR = blk.lanes, blk.nr
+    nv = -(-chans // L)
+    sh, sw = spec.strides
+    dh, dw = spec.dilations
+    KHW = spec.KH * spec.KW
+    K = spec.Cg * KHW
+    zero = ir.Constant(vt, [0.0] * L)
+    xs_img, xs_grp = spec.x_strides
+    xbase = b.add(b.mul(img, I64(xs_img)), b.mul(grp, I64(xs_grp)))
+    corners = []  # each position's window corner in the padded input
+    for r in range(rows):
+        p = b.add(p0, I64(r))
+        oh, ow = b.sdiv(p, I64(spec.OW)), b.srem(p, I64(spec.OW))
+        corners.append(b.add(xbase, b.add(b.mul(oh, I64(sh * spec.Wp)), b.mul(ow, I64(sw)))))
+    for r in range(rows):
+        for v in range(nv):
+            b.store(zero, accs[r][v])
+    panels = -(-spec.M // NR)
+    wbase = b.mul(b.add(b.mul(grp, I64(panels)), panel), I64(K * NR))
+    plane = spec.Hp * spec.Wp
+    offs = [(j // spec.KW) * dh * spec.Wp + (j % spec.KW) * dw for j in range(KHW)]
+    with for_range(b, 0, spec.Cg, 1, "c") as c:
+        xc = b.mul(c, I64(plane))
+        wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
+        for j, off in enumerate(offs):
+            wv = [b.load(gep(b, W, b.add(wc, I64(j * NR + v * L)), F32), typ=vt, align=4)
+                  for v in range(nv)]
+            for r in range(rows):
+                xe = b.load(gep(b, X, b.add(corners[r], b.add(xc, I64(off))), F32), typ=F32)
+                a = splat(b, xe, L)
+                for v in range(nv):
+                    b.store(mt.fma(b, a, wv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
+    ist, gst, mst = spec.c_strides
+    cbase = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
+    m_panel = b.mul(panel, I64(NR))
+    for v in range(nv):
+        valid = min(L, chans - v * L)
+        mask = None if valid == L else ir.Constant(ir.VectorType(I1, L),
+                                                   [1] * valid + [0] * (L - valid))
+        m0 = b.add(m_panel, I64(v * L))
+        for r in range(rows):
+            p = b.add(p0, I64(r))
+            acc = b.load(accs[r][v], typ=vt)
+            if spec.epilogue is not None:
+                acc = spec.epilogue(b, acc, m0, p, img, grp, mask)
+            out0 = b.add(cbase, b.add(b.mul(m0, I64(mst)), p))
+            for lane in range(valid):
+                b.store(b.extract_element(acc, I32(lane)),
+                        gep(b, C, b.add(out0, I64(lane * mst)), F32))
