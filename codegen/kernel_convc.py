@@ -63,6 +63,24 @@ def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(groups, panels, nr, K).transpose(0, 1, 3, 2))
 
 
+# Weights per reduction chunk, reused by every position block of a unit. A chunk also pulls in
+# the input channels it covers for each block, a few cache lines per channel: 1x1 convs take
+# fewer channels per chunk so that footprint stays in L1 (measured on Zen 3: 32 KiB / 8 KiB).
+WEIGHT_CHUNK_BYTES = {False: 8 * 1024, True: 32 * 1024}  # by "kernel larger than 1x1"
+SCRATCH_BYTES = 32 * 1024  # partial sums of one unit's position blocks between chunks
+
+
+def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
+    """(input channels per reduction chunk, position blocks per unit)."""
+    blk = spec.blocking
+    khw = spec.KH * spec.KW
+    cc = max(1, WEIGHT_CHUNK_BYTES[khw > 1] // (khw * blk.nr * 4))
+    pblocks = -(-spec.OH * spec.OW // blk.mr)
+    if cc >= spec.Cg:
+        return spec.Cg, pblocks
+    return cc, max(1, min(pblocks, SCRATCH_BYTES // (blk.mr * blk.nr * 4)))
+
+
 def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
                              nbufs: int) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
@@ -74,6 +92,14 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
     vt = ir.VectorType(F32, L)
     accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    cc, pcb = chunking(spec)
+    chunks = -(-spec.Cg // cc)
+    scratch = None
+    if chunks > 1:
+        raw = b.alloca(F32, size=pcb * MR * NR, name="partial")
+        raw.align = 64
+        scratch = b.bitcast(raw, PTR)
+        scratch.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
@@ -81,46 +107,70 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
     P = spec.OH * spec.OW
     pblocks = -(-P // MR)
     last_rows = P - (pblocks - 1) * MR
+    pchunks = -(-pblocks // pcb)
     panels = -(-spec.M // NR)
     last_chans = spec.M - (panels - 1) * NR
-    units = spec.images * spec.groups * panels * pblocks
+    units = spec.images * spec.groups * panels * pchunks
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
     with for_range(b, lo, hi, 1, "unit") as unit:
-        # position blocks innermost: a weight panel is reused while it is hot in cache
-        pb = b.srem(unit, I64(pblocks))
-        rest = b.sdiv(unit, I64(pblocks))
+        # position blocks innermost: a weight chunk is reused while it is hot in cache
+        pc = b.srem(unit, I64(pchunks))
+        rest = b.sdiv(unit, I64(pchunks))
         panel = b.srem(rest, I64(panels))
         rest = b.sdiv(rest, I64(panels))
         grp = b.srem(rest, I64(spec.groups))
         img = b.sdiv(rest, I64(spec.groups))
-        p0 = b.mul(pb, I64(MR))
+        pb_lo = b.mul(pc, I64(pcb))
+        pb_hi = b.add(pb_lo, I64(pcb))
+        pb_hi = b.select(b.icmp_signed("<", pb_hi, I64(pblocks)), pb_hi, I64(pblocks))
 
-        def by_chans(rows: int):
-            def tile(chans: int):
-                _tile(b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt)
+        def chunk_body(c0, c1, first, last):
+            with for_range(b, pb_lo, pb_hi, 1, "pb") as pb:
+                p0 = b.mul(pb, I64(MR))
+                part = None
+                if scratch is not None:
+                    part = b.mul(b.sub(pb, pb_lo), I64(MR * NR))
 
-            if last_chans == NR:
-                tile(NR)
-            else:
-                with b.if_else(b.icmp_signed("<", panel, I64(panels - 1))) as (then, other):
-                    with then:
+                def by_chans(rows: int):
+                    def tile(chans: int):
+                        _tile(b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt,
+                              c0, c1, scratch, part, first, last)
+
+                    if last_chans == NR:
                         tile(NR)
-                    with other:
-                        tile(last_chans)
+                    else:
+                        with b.if_else(b.icmp_signed("<", panel, I64(panels - 1))) as (th, ot):
+                            with th:
+                                tile(NR)
+                            with ot:
+                                tile(last_chans)
 
-        if last_rows == MR:
-            by_chans(MR)
-        else:
-            with b.if_else(b.icmp_signed("<", pb, I64(pblocks - 1))) as (then, other):
-                with then:
+                if last_rows == MR:
                     by_chans(MR)
-                with other:
-                    by_chans(last_rows)
+                else:
+                    with b.if_else(b.icmp_signed("<", pb, I64(pblocks - 1))) as (then, other):
+                        with then:
+                            by_chans(MR)
+                        with other:
+                            by_chans(last_rows)
+
+        if chunks == 1:
+            chunk_body(I64(0), I64(spec.Cg), None, None)
+        else:
+            with for_range(b, 0, spec.Cg, cc, "cchunk") as c0:
+                c1 = b.add(c0, I64(cc))
+                c1 = b.select(b.icmp_signed("<", c1, I64(spec.Cg)), c1, I64(spec.Cg))
+                chunk_body(c0, c1, b.icmp_signed("==", c0, I64(0)),
+                           b.icmp_signed(">=", c1, I64(spec.Cg)))
     b.ret(I32(0))
     return fn
 
 
-def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: int, chans: int, vt):
+def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: int, chans: int, vt,
+          c0, c1, scratch, part, first, last):
+    """One tile over input channels [c0, c1). With a scratch (several chunks), partial sums start
+    from it unless `first` and go back to it unless `last`; only the last chunk runs the
+    epilogue and writes the output."""
     blk = spec.blocking
     L, NR = blk.lanes, blk.nr
     nv = -(-chans // L)
@@ -136,14 +186,29 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
         p = b.add(p0, I64(r))
         oh, ow = b.sdiv(p, I64(spec.OW)), b.srem(p, I64(spec.OW))
         corners.append(b.add(xbase, b.add(b.mul(oh, I64(sh * spec.Wp)), b.mul(ow, I64(sw)))))
-    for r in range(rows):
-        for v in range(nv):
-            b.store(zero, accs[r][v])
+
+    def slot(r, v):
+        return gep(b, scratch, b.add(part, I64(r * NR + v * L)), F32)
+
+    if scratch is None:
+        for r in range(rows):
+            for v in range(nv):
+                b.store(zero, accs[r][v])
+    else:
+        with b.if_else(first) as (then, other):
+            with then:
+                for r in range(rows):
+                    for v in range(nv):
+                        b.store(zero, accs[r][v])
+            with other:
+                for r in range(rows):
+                    for v in range(nv):
+                        b.store(b.load(slot(r, v), typ=vt, align=4), accs[r][v])
     panels = -(-spec.M // NR)
     wbase = b.mul(b.add(b.mul(grp, I64(panels)), panel), I64(K * NR))
     plane = spec.Hp * spec.Wp
     offs = [(j // spec.KW) * dh * spec.Wp + (j % spec.KW) * dw for j in range(KHW)]
-    with for_range(b, 0, spec.Cg, 1, "c") as c:
+    with for_range(b, c0, c1, 1, "c") as c:
         xc = b.mul(c, I64(plane))
         wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
         for j, off in enumerate(offs):
@@ -154,6 +219,21 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
                 a = splat(b, xe, L)
                 for v in range(nv):
                     b.store(mt.fma(b, a, wv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
+    if scratch is None:
+        _write_out(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
+        return
+    with b.if_else(last) as (then, other):
+        with then:
+            _write_out(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
+        with other:
+            for r in range(rows):
+                for v in range(nv):
+                    b.store(b.load(accs[r][v], typ=vt), slot(r, v), align=4)
+
+
+def _write_out(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int, chans: int, vt):
+    L, NR = spec.blocking.lanes, spec.blocking.nr
+    nv = -(-chans // L)
     ist, gst, mst = spec.c_strides
     cbase = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
     m_panel = b.mul(panel, I64(NR))

@@ -28,6 +28,7 @@ class KernelInfo:
     args: list  # Value (graph value) or ("param", name, ndarray) per buffer slot, output last
     parallel: bool = True
     extra_params: list = field(default_factory=list)
+    kernel: str = "te"  # which kernel family: te, gemm, direct, channel, depthwise
 
 
 def describe(node: Node) -> str:
@@ -148,12 +149,16 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     OC, Cg, KH, KW = ws
     OH, OW = os_[2], os_[3]
     M, K, P = OC // g, Cg * KH * KW, OH * OW
+    if Cg == 1 and g > 1 and KH * KW > 1 and vector_bits >= 128:
+        info = _depthwise_conv(module, node, func, ext, xi, wi, bi, (N_img, C, H, W),
+                               (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, vector_bits)
+        if info is not None:
+            return info
     if K < 4 or (M < 4 and g > 1):
         return None  # depthwise-like: the direct tensor-expression kernel is better
     blk = choose_blocking(vector_bits, K, M)
     packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
-    if (KH * KW > 1 and not any(pads) and blk.lanes > 1 and M >= blk.lanes
-            and (g == 1 or M % blk.lanes == 0)):
+    if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
         return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
                              (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, vector_bits)
     if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
@@ -173,7 +178,7 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm")
 
 
 def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=()):
@@ -219,7 +224,37 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     args += [("param", f"{node.name}.koff", koff)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct")
+
+
+def _channel_kernel_pays(blk, khw: int, K: int, M: int, P: int, strides, pads, g: int) -> bool:
+    """Channel vectors (kernel_convc) or spatial vectors (GEMM / direct kernels) for this conv.
+
+    Channel tiles never waste lanes on the output plane's size and need no im2col, so they take
+    every conv larger than 1x1. A 1x1 conv is a plain GEMM over the plane, which the spatial
+    kernel runs at full speed unless the plane is a poor multiple of its panel width (7x7 = 49
+    columns in panels of 16); its transposed stores need a long K to amortize. Strided 1x1 convs
+    measured faster as im2col GEMMs.
+    """
+    if blk.lanes == 1 or any(pads) or M < blk.lanes or (g > 1 and M % blk.lanes):
+        return False
+    if khw > 1:
+        return True
+    waste = -(-P // blk.nr) * blk.nr / P
+    return K >= 64 and waste > 1.15 and tuple(strides) == (1, 1)
+
+
+def _rows_per_tile(P: int, mr: int, nv: int) -> int:
+    """Positions per channel-conv tile: the row count (at most mr, at least half of it) that
+    covers the P positions in the fewest FMA cycles. A tile with fewer than 8 accumulators waits
+    on FMA latency (two 4-cycle pipes), so a short last tile costs as much as 8 // nv rows."""
+    floor = -(-8 // nv)
+
+    def cycles(r):
+        full, last = divmod(P, r)
+        return full * max(r, floor) + (max(last, floor) if last else 0)
+
+    return min(range(mr, max(floor, mr // 2) - 1, -1), key=lambda r: (cycles(r), -r))
 
 
 def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
@@ -231,7 +266,7 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     OC, Cg, KH, KW = ws
     OH, OW = os_
     P = OH * OW
-    cblk = Blocking(mr=blk.mr, nv=blk.nv, lanes=blk.lanes)
+    cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g, cblk.nr)
     epi, tables, dtypes, holder = _channel_epilogue(node, ext, bi, M, OC, cblk.lanes)
     spec = ChannelConvSpec(M=M, Cg=Cg, KH=KH, KW=KW, images=N_img, groups=g, OH=OH, OW=OW,
@@ -243,7 +278,30 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]])
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="channel")
+
+
+def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, pads, g,
+                    vector_bits) -> KernelInfo | None:
+    from .kernel_dwconv import SCRATCH_LIMIT, DepthwiseSpec, emit_depthwise_kernel
+
+    N_img, C, H, W = xs
+    OC, _, KH, KW = ws
+    OH, OW = os_
+    lanes = vector_bits // 32
+    spec = DepthwiseSpec(channels=OC, multiplier=OC // g, images=N_img, H=H, W=W, OH=OH, OW=OW,
+                         KH=KH, KW=KW, strides=strides, dilations=dil, pads=tuple(pads),
+                         x_buf=xi, w_buf=wi, c_buf=0, lanes=lanes)
+    if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
+        return None
+    epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, 1, OH * OW, lanes)
+    spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
+    emit_depthwise_kernel(module, func, spec, len(dtypes))
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w", np.ascontiguousarray(
+        ext[wi].data.astype(np.float32).reshape(OC, KH * KW)))
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="depthwise")
 
 
 def _channel_epilogue(node, ext, bi, M: int, OC: int, lanes: int):
@@ -329,4 +387,4 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
                     epilogue=epi)
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
-    return KernelInfo(func, describe(node), args + [out])
+    return KernelInfo(func, describe(node), args + [out], kernel="gemm")

@@ -1,33 +1,47 @@
-"""The conv kernels (direct, im2col GEMM, 1x1 GEMM, tensor-expression) with fused residual epilogues,
-compiled and run, against the IR's numpy reference; opt-level 0 and 3 take different paths."""
+"""The conv kernels (channel-vector, direct, im2col GEMM, 1x1 GEMM, depthwise, tensor-expression)
+with fused residual epilogues, compiled and run, against the IR's numpy reference; opt-level 0
+and 3 take different paths. At opt-level 3 each case asserts the kernel family lowering chose
+(for a 256-bit host), so a change of heuristics shows up here."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import ir
-from codegen.build import build_artifact
+from codegen.build import build_artifact, generate_kernels
 from ir.interpreter import interpret
 from neo_cli.targets import get_target
 from passes import run_pipeline
 from runtime import Model
 
-# (in channels, out channels, H, W, kernel, stride, pads, dilation, groups)
+# (in channels, out channels, H, W, kernel, stride, pads, dilation, groups), kernel at opt-level 3
 CASES = [
-    (8, 16, 20, 20, 3, 1, 1, 1, 1),  # direct, row tiles 16 + 4 lanes masked
-    (8, 16, 9, 33, 3, 1, 1, 1, 1),  # direct, odd width
-    (16, 32, 7, 7, 3, 1, 1, 1, 1),  # narrow rows: im2col on the padded input
-    (4, 12, 17, 17, 3, 1, 1, 1, 2),  # grouped
-    (8, 8, 20, 20, 3, 1, 1, 1, 8),  # depthwise: tensor expressions
-    (8, 8, 21, 37, 3, 2, 1, 1, 8),  # depthwise stride 2: strided vector loads
-    (8, 8, 21, 37, 5, 3, 2, 1, 8),  # depthwise stride 3
-    (8, 16, 20, 20, 5, 1, 2, 2, 1),  # dilated: im2col
-    (3, 16, 32, 32, 7, 2, 3, 1, 1),  # stem conv, stride 2
-    (8, 16, 15, 15, 3, 2, 1, 1, 1),  # stride 2
-    (12, 20, 16, 40, 1, 1, 0, 1, 1),  # 1x1: strided GEMM
-    (8, 16, 16, 40, 3, 1, 0, 1, 1),  # no padding: direct
-    (8, 13, 16, 18, 3, 1, (1, 0, 2, 1), 1, 1),  # asymmetric pads, M not a multiple of MR
+    ((8, 16, 20, 20, 3, 1, 1, 1, 1), "channel"),  # position tiles wrap rows
+    ((8, 16, 9, 33, 3, 1, 1, 1, 1), "channel"),  # odd width
+    ((16, 32, 7, 7, 3, 1, 1, 1, 1), "channel"),  # 7x7 plane: 5-row tiles
+    ((4, 12, 17, 17, 3, 1, 1, 1, 2), "direct"),  # grouped, 6 channels per group
+    ((16, 32, 12, 12, 3, 1, 1, 1, 2), "channel"),  # grouped, 16 channels per group
+    ((8, 8, 20, 20, 3, 1, 1, 1, 8), "depthwise"),
+    ((8, 8, 21, 37, 3, 2, 1, 1, 8), "depthwise"),  # stride 2: strided vector loads
+    ((8, 8, 21, 37, 5, 3, 2, 1, 8), "depthwise"),  # stride 3
+    ((8, 16, 14, 14, 3, 1, 1, 1, 8), "depthwise"),  # channel multiplier 2
+    ((8, 8, 12, 12, 3, 1, 0, 1, 8), "depthwise"),  # no padding
+    ((8, 16, 20, 20, 5, 1, 2, 2, 1), "channel"),  # dilated
+    ((3, 16, 32, 32, 7, 2, 3, 1, 1), "channel"),  # stem conv, stride 2
+    ((8, 16, 15, 15, 3, 2, 1, 1, 1), "channel"),  # stride 2
+    ((12, 20, 16, 40, 1, 1, 0, 1, 1), "gemm"),  # 1x1 on a wide plane: GEMM
+    ((160, 24, 7, 7, 1, 1, 0, 1, 1), "channel"),  # 1x1 on a 7x7 plane: two reduction chunks
+    ((64, 24, 9, 9, 3, 1, 1, 1, 1), "channel"),  # two reduction chunks, channel tail of 8
+    ((12, 20, 15, 15, 1, 2, 0, 1, 1), "gemm"),  # strided 1x1: im2col
+    ((8, 16, 16, 40, 3, 1, 0, 1, 1), "channel"),  # no padding
+    ((8, 13, 16, 18, 3, 1, (1, 0, 2, 1), 1, 1), "channel"),  # asymmetric pads, 13 channels
+    ((8, 4, 12, 40, 3, 1, 1, 1, 1), "direct"),  # fewer channels than lanes: spatial vectors
 ]
+
+
+def _id(case):
+    c, kind = case
+    return "x".join(map(str, c[:5])) + f"s{c[5]}g{c[8]}-{kind}"
 
 
 def _graph(c, oc, h, w, k, s, p, d, g, rng):
@@ -45,18 +59,27 @@ def _graph(c, oc, h, w, k, s, p, d, g, rng):
 
 
 @pytest.mark.parametrize("level", [0, 3])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"s{c[5]}g{c[8]}")
+@pytest.mark.parametrize("case", CASES, ids=_id)
 def test_conv_kernel_matches_reference(case, level, tmp_path):
+    shape, kind = case
     rng = np.random.default_rng(0)
-    gr, feeds = _graph(*case, rng)
+    gr, feeds = _graph(*shape, rng)
     ref = interpret(gr, feeds)[0]
-    build_artifact(run_pipeline(gr, level), get_target("host"), tmp_path, {"inputs": []}, level)
+    graph = run_pipeline(gr, level)
+    target = get_target("x86_64")
+    if level == 3:
+        _, kernels = generate_kernels(graph, target)
+        kinds = {info.kernel for _, info in kernels if info is not None and "conv" in info.op}
+        assert kinds == {kind}
+    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []}, level)
     with Model(str(tmp_path)) as m:
         out = m.run(feeds)[0]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[7]], ids=["direct", "narrow", "s2"])
+@pytest.mark.parametrize("case", [CASES[i][0] for i in (0, 2, 6, 14, 15, 19)],
+                         ids=["channel", "narrow", "depthwise-s2", "1x1-chunks", "chunks",
+                              "direct"])
 def test_conv_kernel_on_arm64(case, tmp_path, require_qemu):
     from neo_cli.run import run_artifact
 

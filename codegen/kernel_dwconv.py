@@ -1,0 +1,182 @@
+"""Depthwise convolution (one input channel per group), one output channel plane per task unit.
+
+The unit copies its input plane into a zero-bordered scratch buffer on the stack (the padding is
+done here, in cache, instead of by a separate pad node writing the whole tensor; tail vectors
+may read past a row, never past the scratch), then computes
+each output row in vectors of output columns: KH*KW FMAs per vector with the weights held as
+splatted scalars, plain vector loads for stride 1 and strided loads for stride 2. The fused
+epilogue runs per vector, as in the other conv kernels.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from . import math_table as mt
+from .llvm_util import (
+    F32,
+    I1,
+    I32,
+    I64,
+    PTR,
+    for_range,
+    gep,
+    lane_mask,
+    load_strided,
+    masked_load,
+    masked_store,
+    splat,
+    task_range,
+)
+
+SCRATCH_LIMIT = 64 * 1024  # floats of stack scratch per plane; larger planes use a pad node
+
+
+@dataclass
+class DepthwiseSpec:
+    channels: int  # output channels (groups * multiplier)
+    multiplier: int  # output channels per input channel
+    images: int
+    H: int
+    W: int
+    OH: int
+    OW: int
+    KH: int
+    KW: int
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    x_buf: int
+    w_buf: int
+    c_buf: int
+    lanes: int
+    epilogue: Callable | None = None  # (b, acc, m, col0, img, grp, mask) -> vec
+    bufs_holder: list | None = None
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        return self.H + self.pads[0] + self.pads[2], self.W + self.pads[1] + self.pads[3]
+
+    def scratch_floats(self) -> int:
+        hp, wp = self.padded
+        return hp * wp + (self.strides[1] + 1) * self.lanes
+
+
+def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
+                          nbufs: int) -> ir.Function:
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    if spec.bufs_holder is not None:
+        spec.bufs_holder[0] = bufs
+    L = spec.lanes
+    vt = ir.VectorType(F32, L)
+    zero = ir.Constant(vt, [0.0] * L)
+    hp, wp = spec.padded
+    raw = b.alloca(F32, size=spec.scratch_floats(), name="plane")
+    raw.align = 64
+    scratch = b.bitcast(raw, PTR)  # opaque: stored as vectors and as scalars
+    scratch.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    KHW = spec.KH * spec.KW
+    units = spec.images * spec.channels
+    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    # the slack past the plane is read by tail vectors (their lanes are discarded): keep it finite
+    for i in range(-(-(spec.scratch_floats() - hp * wp) // L)):
+        _store_upto(b, zero, scratch, hp * wp + i * L, spec.scratch_floats())
+    with for_range(b, lo, hi, 1, "unit") as unit:
+        oc = b.srem(unit, I64(spec.channels))
+        img = b.sdiv(unit, I64(spec.channels))
+        ic = b.sdiv(oc, I64(spec.multiplier))
+        src = b.add(b.mul(img, I64(spec.channels // spec.multiplier * spec.H * spec.W)),
+                    b.mul(ic, I64(spec.H * spec.W)))
+        _fill_scratch(b, spec, X, src, scratch, vt)
+        plane, base = scratch, I64(0)
+        wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32), L)
+              for j in range(KHW)]
+        out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
+                     b.mul(oc, I64(spec.OH * spec.OW)))
+        nfull, tail = divmod(spec.OW, L)
+        sh, sw = spec.strides
+        dh, dw = spec.dilations
+        with for_range(b, 0, spec.OH, 1, "oh") as oh:
+            row = b.add(base, b.mul(oh, I64(sh * wp)))
+
+            def vector(ow0, mask):
+                acc = zero
+                for j in range(KHW):
+                    kh, kw = divmod(j, spec.KW)
+                    at = b.add(row, b.add(I64(kh * dh * wp + kw * dw), b.mul(ow0, I64(sw))))
+                    if sw == 1:
+                        x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
+                    else:
+                        x = load_strided(b, plane, at, sw, L, F32)
+                    acc = mt.fma(b, wv[j], x, acc)
+                col0 = b.add(b.mul(oh, I64(spec.OW)), ow0)
+                if spec.epilogue is not None:
+                    acc = spec.epilogue(b, acc, oc, col0, img, I64(0), mask)
+                p = gep(b, C, b.add(out0, col0), F32)
+                if mask is None:
+                    b.store(acc, p, align=4)
+                else:
+                    masked_store(b, acc, p, mask)
+
+            if nfull:
+                with for_range(b, 0, nfull * L, L, "ow") as ow0:
+                    vector(ow0, None)
+            if tail:
+                vector(I64(nfull * L), ir.Constant(ir.VectorType(I1, L),
+                                                   [1] * tail + [0] * (L - tail)))
+    b.ret(I32(0))
+    return fn
+
+
+def _store_upto(b, value, ptr, at: int, end: int):
+    n = min(value.type.count, end - at)
+    if n == value.type.count:
+        b.store(value, gep(b, ptr, I64(at), F32), align=4)
+    else:
+        L = value.type.count
+        masked_store(b, value, gep(b, ptr, I64(at), F32),
+                     ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
+
+
+def _fill_scratch(b, spec: DepthwiseSpec, X, src, scratch, vt):
+    """scratch[r][c] = x[r - top][c - left] inside the plane, 0 on the border."""
+    L = spec.lanes
+    hp, wp = spec.padded
+    top, left, bottom, _ = spec.pads
+    zero = ir.Constant(vt, [0.0] * L)
+    # border rows: whole rows of zeros
+    for r0, r1 in ((0, top), (top + spec.H, hp)):
+        if r1 > r0:
+            n = (r1 - r0) * wp
+            with for_range(b, 0, n, L, "zr") as i:
+                _store_masked_dynamic(b, zero, scratch, b.add(I64(r0 * wp), i), n - 0, i, L)
+    with for_range(b, 0, spec.H, 1, "r") as r:
+        drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
+        for c in range(left):
+            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
+        for c in range(spec.pads[3]):
+            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.add(drow, I64(spec.W + c)), F32))
+        srow = b.add(src, b.mul(r, I64(spec.W)))
+        nfull, tail = divmod(spec.W, L)
+        if nfull:
+            with for_range(b, 0, nfull * L, L, "cc") as c:
+                v = b.load(gep(b, X, b.add(srow, c), F32), typ=vt, align=4)
+                b.store(v, gep(b, scratch, b.add(drow, c), F32), align=4)
+        if tail:
+            mk = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
+            v = masked_load(b, gep(b, X, b.add(srow, I64(nfull * L)), F32), F32, mk, zero)
+            masked_store(b, v, gep(b, scratch, b.add(drow, I64(nfull * L)), F32), mk)
+
+
+def _store_masked_dynamic(b, value, ptr, at, n: int, i, L: int):
+    """Store lanes of `value` at ptr[at..] that fall below n (i is the offset within the run)."""
+    mask = lane_mask(b, b.sub(I64(n), i), L)
+    masked_store(b, value, gep(b, ptr, at, F32), mask)
