@@ -95,7 +95,7 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         ic = b.sdiv(oc, I64(spec.multiplier))
         src = b.add(b.mul(img, I64(spec.channels // spec.multiplier * spec.H * spec.W)),
                     b.mul(ic, I64(spec.H * spec.W)))
-        _fill_scratch(b, spec, X, src, scratch, vt)
+        fill_plane(b, X, src, scratch, spec.H, spec.W, spec.pads, L)
         plane, base = scratch, I64(0)
         wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32), L)
               for j in range(KHW)]
@@ -146,26 +146,27 @@ def _store_upto(b, value, ptr, at: int, end: int):
                      ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
 
 
-def _fill_scratch(b, spec: DepthwiseSpec, X, src, scratch, vt):
-    """scratch[r][c] = x[r - top][c - left] inside the plane, 0 on the border."""
-    L = spec.lanes
-    hp, wp = spec.padded
-    top, left, bottom, _ = spec.pads
+def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int):
+    """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, 0 on the border
+    (the scratch rows are left + W + right wide, top + H + bottom of them)."""
+    top, left, bottom, right = pads
+    hp, wp = top + H + bottom, left + W + right
+    vt = ir.VectorType(F32, L)
     zero = ir.Constant(vt, [0.0] * L)
     # border rows: whole rows of zeros
-    for r0, r1 in ((0, top), (top + spec.H, hp)):
+    for r0, r1 in ((0, top), (top + H, hp)):
         if r1 > r0:
             n = (r1 - r0) * wp
             with for_range(b, 0, n, L, "zr") as i:
-                _store_masked_dynamic(b, zero, scratch, b.add(I64(r0 * wp), i), n - 0, i, L)
-    with for_range(b, 0, spec.H, 1, "r") as r:
+                _store_masked_dynamic(b, zero, scratch, b.add(I64(r0 * wp), i), n, i, L)
+    with for_range(b, 0, H, 1, "r") as r:
         drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
         for c in range(left):
             b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
-        for c in range(spec.pads[3]):
-            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.add(drow, I64(spec.W + c)), F32))
-        srow = b.add(src, b.mul(r, I64(spec.W)))
-        nfull, tail = divmod(spec.W, L)
+        for c in range(right):
+            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.add(drow, I64(W + c)), F32))
+        srow = b.add(src, b.mul(r, I64(W)))
+        nfull, tail = divmod(W, L)
         if nfull:
             with for_range(b, 0, nfull * L, L, "cc") as c:
                 v = b.load(gep(b, X, b.add(srow, c), F32), typ=vt, align=4)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from ir import Node
+from ir import Node, op_def
 from ir.ops_nn import _spatial
 
 from . import te, te_ops  # noqa: F401  (attaches computes)
@@ -28,7 +28,7 @@ class KernelInfo:
     args: list  # Value (graph value) or ("param", name, ndarray) per buffer slot, output last
     parallel: bool = True
     extra_params: list = field(default_factory=list)
-    kernel: str = "te"  # which kernel family: te, gemm, direct, channel, depthwise
+    kernel: str = "te"  # kernel family: te, gemm, direct, channel, depthwise, winograd
 
 
 def describe(node: Node) -> str:
@@ -49,6 +49,10 @@ def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> Ke
         info = _try_matmul_gemm(module, node, func, vector_bits)
         if info is not None:
             return info
+    if anchor == "winograd_output":
+        return _winograd_output(module, node, func, vector_bits)
+    if len(body.nodes) == 1 and op_def(body.nodes[0].op).lower is not None:
+        return op_def(body.nodes[0].op).lower(module, node, func, vector_bits)
     return _lower_te(module, node, body, func, vector_bits)
 
 
@@ -227,6 +231,35 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct")
 
 
+def _winograd_input(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+    from .kernel_winograd import emit_winograd_input
+
+    wi = node.attrs["body"].nodes[0]
+    x = node.inputs[0]
+    N_img, C, H, W = x.shape
+    pads = wi.attrs["pads"]
+    emit_winograd_input(module, func, images=N_img, C=C, H=H, W=W, pads=(pads[0], pads[1]),
+                        tiles=wi.attrs["tiles"], lanes=max(4, vector_bits // 32))
+    return KernelInfo(func, describe(node), [x, node.outputs[0]], kernel="winograd")
+
+
+def _winograd_output(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+    from .kernel_winograd import emit_winograd_output
+
+    body = node.attrs["body"]
+    wo = body.nodes[0]
+    ext = list(node.inputs)
+    mi = {id(v): i for i, v in enumerate(body.inputs)}[id(wo.inputs[0])]
+    N_img, OC, OH, OW = wo.outputs[0].shape
+    lanes = max(4, vector_bits // 32)
+    epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, OC, OH * OW, lanes)
+    emit_winograd_output(module, func, images=N_img, OC=OC, out=(OH, OW), tiles=wo.attrs["tiles"],
+                         lanes=lanes, m_buf=mi, c_buf=len(dtypes) - 1, nbufs=len(dtypes),
+                         epilogue=epi, bufs_holder=holder)
+    args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="winograd")
+
+
 def _channel_kernel_pays(blk, khw: int, K: int, M: int, P: int, strides, pads, g: int) -> bool:
     """Channel vectors (kernel_convc) or spatial vectors (GEMM / direct kernels) for this conv.
 
@@ -388,3 +421,6 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
     return KernelInfo(func, describe(node), args + [out], kernel="gemm")
+
+
+op_def("winograd_input").lower = _winograd_input

@@ -13,6 +13,7 @@ from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv
 from .conv_padding import make_conv_padding_explicit
 from .decompose import decompose_softmax
 from .fusion import fuse_operators
+from .winograd import winograd_convs
 
 Pass = Callable[[Graph], Graph]
 
@@ -27,6 +28,8 @@ def pipeline(opt_level: int) -> list[Pass]:
     if opt_level >= 1:
         passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
+    if opt_level >= 3:
+        passes += [winograd_convs]
     if opt_level >= 2:
         passes += [make_conv_padding_explicit, fuse_operators]
     else:
@@ -77,4 +80,5 @@ __all__ = [
     "pipeline",
     "run_pipeline",
     "simplify",
+    "winograd_convs",
 ]

@@ -113,8 +113,9 @@ def _build(g: Graph, group, members, anchor) -> Graph:
         if gid in done:
             continue
         done.add(gid)
-        if len(mem) == 1 and (n.op == "reshape" or op_def(n.op).compute is None
-                              and op_def(n.op).kind > K.OUT_ELEMWISE_FUSABLE):
+        od = op_def(n.op) if n.op != "reshape" else None
+        if len(mem) == 1 and (od is None or od.compute is None and od.lower is None
+                              and od.kind > K.OUT_ELEMWISE_FUSABLE):
             outs = rw.copy(n)
             for o, no in zip(n.outputs, outs):
                 rw.map[id(o)] = no

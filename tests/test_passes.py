@@ -18,6 +18,7 @@ from passes import (
     pipeline,
     run_pipeline,
     simplify,
+    winograd_convs,
 )
 
 
@@ -40,11 +41,11 @@ def ops(g: Graph) -> list:
     return out
 
 
-def same_numbers(a: Graph, b: Graph, seed: int = 0):
+def same_numbers(a: Graph, b: Graph, seed: int = 0, atol: float = 1e-6):
     rng = np.random.default_rng(seed)
     feeds = {v.name: rng.normal(size=v.shape).astype(v.dtype) for v in a.inputs}
     for x, y in zip(interpret(a, feeds), interpret(b, feeds)):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=atol)
 
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
@@ -129,6 +130,37 @@ def test_conv_bias_residual_relu_is_one_kernel():
     assert ops(out) == [("fused", ["conv", "add", "relu"])]
     assert out.nodes[0].attrs["anchor"] == "conv"
     same_numbers(g, out)
+
+
+def test_winograd_rewrites_3x3_convs_that_pay_and_keeps_the_numbers():
+    rng = np.random.default_rng(4)
+    g = parse(HEADER + """
+      g (float[2,16,13,11] x) => (float[2,16,13,11] y, float[2,16,4,4] z) {
+        c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+        r = Add(c, x)
+        y = Relu(r)
+        z = Conv <strides = [3, 3], pads = [1, 1, 1, 1]> (x, w)
+      }""", w=rng.normal(size=(16, 16, 3, 3)).astype(np.float32),
+              b=rng.normal(size=16).astype(np.float32))
+    out = winograd_convs(g)
+    verify(out)
+    # the stride-3 conv stays; the other becomes transform, 16-group 1x1 conv, transform + bias
+    assert ops(out) == ["winograd_input", "conv", "winograd_output", "add", "add", "relu", "conv"]
+    assert out.nodes[1].attrs["groups"] == 16 and out.nodes[1].inputs[1].shape == (256, 16, 1, 1)
+    same_numbers(g, out, atol=1e-5)  # outputs reach ~50: float32 rounding differs by ~2e-6
+    fused = fuse_operators(out)
+    assert ops(fused)[2] == ("fused", ["winograd_output", "add", "add", "relu"])
+
+
+def test_winograd_leaves_small_planes_and_few_channels_alone():
+    rng = np.random.default_rng(5)
+    g = parse(HEADER + """
+      g (float[1,16,7,7] x, float[1,8,16,16] u) => (float[1,16,7,7] y, float[1,8,16,16] v) {
+        y = Conv <pads = [1, 1, 1, 1]> (x, w)
+        v = Conv <pads = [1, 1, 1, 1]> (u, w8)
+      }""", w=rng.normal(size=(16, 16, 3, 3)).astype(np.float32),
+              w8=rng.normal(size=(8, 8, 3, 3)).astype(np.float32))
+    assert ops(winograd_convs(g)) == ["conv", "conv"]
 
 
 def test_one_anchor_per_kernel():
