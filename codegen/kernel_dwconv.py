@@ -1,4 +1,5 @@
-"""Depthwise convolution (one input channel per group), one output channel plane per task unit.
+"""Depthwise convolution (one input channel per group) and max pooling, one output channel plane
+per task unit.
 
 The unit copies its input plane into a zero-bordered scratch buffer on the stack (the padding is
 done here, in cache, instead of by a separate pad node writing the whole tensor; tail vectors
@@ -24,7 +25,6 @@ from .llvm_util import (
     for_range,
     gep,
     lane_mask,
-    load_strided,
     masked_load,
     masked_store,
     splat,
@@ -54,6 +54,9 @@ class DepthwiseSpec:
     lanes: int
     epilogue: Callable | None = None  # (b, acc, m, col0, img, grp, mask) -> vec
     bufs_holder: list | None = None
+    mode: str = "conv"  # "conv" (w_buf: [channels, KH*KW] weights) or "max" (max pooling)
+    # input planes from several buffers (a channel concat fused into a pool): (buf, channels)
+    sources: list | None = None
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -82,7 +85,9 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
-    X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    X, C = bufs[spec.x_buf], bufs[spec.c_buf]
+    pool = spec.mode == "max"
+    fill = float("-inf") if pool else 0.0
     KHW = spec.KH * spec.KW
     units = spec.images * spec.channels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
@@ -93,12 +98,13 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         oc = b.srem(unit, I64(spec.channels))
         img = b.sdiv(unit, I64(spec.channels))
         ic = b.sdiv(oc, I64(spec.multiplier))
-        src = b.add(b.mul(img, I64(spec.channels // spec.multiplier * spec.H * spec.W)),
-                    b.mul(ic, I64(spec.H * spec.W)))
-        fill_plane(b, X, src, scratch, spec.H, spec.W, spec.pads, L)
+        xin, src = _source_plane(b, spec, bufs, img, ic)
+        fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
         plane, base = scratch, I64(0)
-        wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32), L)
-              for j in range(KHW)]
+        if not pool:
+            Wt = bufs[spec.w_buf]
+            wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32),
+                        L) for j in range(KHW)]
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))
         nfull, tail = divmod(spec.OW, L)
@@ -108,15 +114,15 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
             row = b.add(base, b.mul(oh, I64(sh * wp)))
 
             def vector(ow0, mask):
-                acc = zero
+                acc = ir.Constant(vt, [fill] * L)
                 for j in range(KHW):
                     kh, kw = divmod(j, spec.KW)
                     at = b.add(row, b.add(I64(kh * dh * wp + kw * dw), b.mul(ow0, I64(sw))))
-                    if sw == 1:
-                        x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
+                    x = load_stride(b, plane, at, sw, L)
+                    if pool:  # NaN-propagating, as numpy's maximum
+                        acc = mt.binary(b, "maximum", acc, x, "float32")
                     else:
-                        x = load_strided(b, plane, at, sw, L, F32)
-                    acc = mt.fma(b, wv[j], x, acc)
+                        acc = mt.fma(b, wv[j], x, acc)
                 col0 = b.add(b.mul(oh, I64(spec.OW)), ow0)
                 if spec.epilogue is not None:
                     acc = spec.epilogue(b, acc, oc, col0, img, I64(0), mask)
@@ -146,13 +152,33 @@ def _store_upto(b, value, ptr, at: int, end: int):
                      ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
 
 
-def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int):
-    """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, 0 on the border
-    (the scratch rows are left + W + right wide, top + H + bottom of them)."""
+def _source_plane(b, spec: DepthwiseSpec, bufs, img, ic):
+    """(buffer, element offset) of input channel ic's plane."""
+    plane = spec.H * spec.W
+    if spec.sources is None:
+        cin = spec.channels // spec.multiplier
+        return bufs[spec.x_buf], b.add(b.mul(img, I64(cin * plane)), b.mul(ic, I64(plane)))
+    starts, at = [], 0
+    for _, n in spec.sources:
+        starts.append(at)
+        at += n
+    buf_i, n_i = spec.sources[-1]
+    ptr, local, chans = bufs[buf_i], b.sub(ic, I64(starts[-1])), I64(n_i)
+    for (buf_i, n_i), st in zip(reversed(spec.sources[:-1]), reversed(starts[:-1])):
+        inside = b.icmp_signed("<", ic, I64(st + n_i))
+        ptr = b.select(inside, bufs[buf_i], ptr)
+        local = b.select(inside, b.sub(ic, I64(st)), local)
+        chans = b.select(inside, I64(n_i), chans)
+    return ptr, b.mul(b.add(b.mul(img, chans), local), I64(plane))
+
+
+def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0):
+    """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
+    border (the scratch rows are left + W + right wide, top + H + bottom of them)."""
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
     vt = ir.VectorType(F32, L)
-    zero = ir.Constant(vt, [0.0] * L)
+    zero = ir.Constant(vt, [fill] * L)
     # border rows: whole rows of zeros
     for r0, r1 in ((0, top), (top + H, hp)):
         if r1 > r0:
@@ -162,9 +188,9 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int):
     with for_range(b, 0, H, 1, "r") as r:
         drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
         for c in range(left):
-            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
+            b.store(ir.Constant(F32, fill), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
         for c in range(right):
-            b.store(ir.Constant(F32, 0.0), gep(b, scratch, b.add(drow, I64(W + c)), F32))
+            b.store(ir.Constant(F32, fill), gep(b, scratch, b.add(drow, I64(W + c)), F32))
         srow = b.add(src, b.mul(r, I64(W)))
         nfull, tail = divmod(W, L)
         if nfull:
@@ -181,3 +207,23 @@ def _store_masked_dynamic(b, value, ptr, at, n: int, i, L: int):
     """Store lanes of `value` at ptr[at..] that fall below n (i is the offset within the run)."""
     mask = lane_mask(b, b.sub(I64(n), i), L)
     masked_store(b, value, gep(b, ptr, at, F32), mask)
+
+
+def load_stride(b, ptr, at, stride: int, L: int):
+    """<ptr[at], ptr[at + stride], ...>: `stride` plain vector loads and a shuffle (the scratch
+    buffers have slack past their end for the loads that overrun the data)."""
+    vt = ir.VectorType(F32, L)
+    parts = [b.load(gep(b, ptr, b.add(at, I64(j * L)), F32), typ=vt, align=4)
+             for j in range(stride)]
+    if stride == 1:
+        return parts[0]
+    wide = parts[0]
+    for part in parts[1:]:
+        n = wide.type.count
+        if n != L:
+            part = b.shuffle_vector(part, ir.Constant(vt, None), ir.Constant(
+                ir.VectorType(I32, n), list(range(L)) + [L] * (n - L)))
+        wide = b.shuffle_vector(wide, part, ir.Constant(ir.VectorType(I32, n + L),
+                                                        list(range(n + L))))
+    return b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
+        ir.VectorType(I32, L), [stride * i for i in range(L)]))

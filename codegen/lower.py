@@ -28,7 +28,7 @@ class KernelInfo:
     args: list  # Value (graph value) or ("param", name, ndarray) per buffer slot, output last
     parallel: bool = True
     extra_params: list = field(default_factory=list)
-    kernel: str = "te"  # kernel family: te, gemm, direct, channel, depthwise, winograd
+    kernel: str = "te"  # te, gemm, direct, channel, depthwise, plane (pool), winograd
 
 
 def describe(node: Node) -> str:
@@ -49,10 +49,14 @@ def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> Ke
         info = _try_matmul_gemm(module, node, func, vector_bits)
         if info is not None:
             return info
-    if anchor == "winograd_output":
-        return _winograd_output(module, node, func, vector_bits)
-    if len(body.nodes) == 1 and op_def(body.nodes[0].op).lower is not None:
-        return op_def(body.nodes[0].op).lower(module, node, func, vector_bits)
+    # dedicated kernels: the anchor's, or else the first op's that has one (they decide whether
+    # they take this body: its producers and epilogue)
+    own = op_def(anchor).lower if anchor is not None else next(
+        (op_def(n.op).lower for n in body.nodes if op_def(n.op).lower is not None), None)
+    if own is not None:
+        info = own(module, node, func, vector_bits)  # None: not this instance, use TE
+        if info is not None:
+            return info
     return _lower_te(module, node, body, func, vector_bits)
 
 
@@ -81,10 +85,12 @@ def te_dtype(arr: np.ndarray) -> str:
 
 
 # -- epilogues ----------------------------------------------------------------------------------
-def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelContext, out_rank: int):
-    """TE expression of the fused output given the anchor's accumulator as Var('acc')."""
+def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelContext, out_rank: int,
+              anchor: Node | None = None):
+    """TE expression of the fused output given the anchor's accumulator (the first body node's
+    output unless `anchor` says otherwise; only later nodes are evaluated) as Var('acc')."""
     body = node.attrs["body"]
-    first = body.nodes[0]
+    first = anchor if anchor is not None else body.nodes[0]
     ext = list(node.inputs)
     tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
     env: dict[int, te.Tensor] = {id(v): t for v, t in zip(body.inputs, tensors)}
@@ -98,7 +104,7 @@ def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelCont
     env[id(first.outputs[0])] = te.Tensor(first.outputs[0].shape, "float32", anchor_fn)
     from ir import op_def
 
-    for n in body.nodes[1:]:
+    for n in body.nodes[body.nodes.index(first) + 1:]:
         ins = [env[id(v)] for v in n.inputs]
         fn = op_def(n.op).compute(n.attrs, n.outputs[0].type, ins, ctx)
         env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
@@ -185,7 +191,7 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm")
 
 
-def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=()):
+def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), anchor=None):
     """The fused epilogue of a conv kernel, its constant tables, the kernel's buffer dtypes (inputs,
     tables, extra tables, output) and the holder the kernel fills with its buffer pointers.
 
@@ -194,7 +200,7 @@ def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=()):
     """
     ctx = KernelContext(len(ext))
     out_rank = len(node.outputs[0].shape)
-    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
+    expr, _ = _epilogue(node, None, bi, ctx, out_rank, anchor)
     tables = list(ctx.tables)
     dtypes = ([v.dtype for v in ext] + [te_dtype(t) for t in tables + list(extra_tables)]
               + [node.outputs[0].dtype])
@@ -229,6 +235,47 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     args += [("param", f"{node.name}.koff", koff)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct")
+
+
+def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+    """A 2-D float32 max pool (and its elementwise epilogue) on the plane kernel of
+    kernel_dwconv: the padding, -inf here, is filled in cache; ceil-mode windows that run past
+    the padding read more of it."""
+    from .kernel_dwconv import SCRATCH_LIMIT, DepthwiseSpec, emit_depthwise_kernel
+
+    body = node.attrs["body"]
+    pool = next(n for n in body.nodes if n.op == "max_pool")
+    x_b = pool.inputs[0]
+    ext = list(node.inputs)
+    pos = {id(v): i for i, v in enumerate(body.inputs)}
+    lanes = vector_bits // 32
+    sources = None
+    cat = x_b.producer
+    if cat is not None and cat.op == "concat" and cat.attrs["axis"] == 1 and all(
+            id(v) in pos for v in cat.inputs) and body.nodes[0] is cat and body.nodes[1] is pool:
+        sources = [(pos[id(v)], v.shape[1]) for v in cat.inputs]  # read each part in place
+    elif body.nodes[0] is not pool or id(x_b) not in pos:
+        return None
+    if x_b.type.rank != 4 or x_b.dtype != "float32" or lanes < 4 or len(pool.outputs) != 1:
+        return None
+    strides, dil, pads = _spatial(pool.attrs, 2)
+    N_img, C, H, W = x_b.shape
+    OH, OW = pool.outputs[0].shape[2:]
+    KH, KW = pool.attrs["kernel"]
+    need_h = (OH - 1) * strides[0] + (KH - 1) * dil[0] + 1
+    need_w = (OW - 1) * strides[1] + (KW - 1) * dil[1] + 1
+    spad = (pads[0], pads[1], max(pads[2], need_h - pads[0] - H), max(pads[3], need_w - pads[1] - W))
+    spec = DepthwiseSpec(channels=C, multiplier=1, images=N_img, H=H, W=W, OH=OH, OW=OW, KH=KH,
+                         KW=KW, strides=strides, dilations=dil, pads=spad,
+                         x_buf=pos.get(id(x_b), -1), w_buf=-1, c_buf=0, lanes=lanes, mode="max",
+                         sources=sources)
+    if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
+        return None
+    epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, 1, OH * OW, lanes, anchor=pool)
+    spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
+    emit_depthwise_kernel(module, func, spec, len(dtypes))
+    args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="plane")
 
 
 def _winograd_input(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
@@ -424,3 +471,5 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
 
 
 op_def("winograd_input").lower = _winograd_input
+op_def("winograd_output").lower = _winograd_output
+op_def("max_pool").lower = _max_pool_plane

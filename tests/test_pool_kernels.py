@@ -1,11 +1,12 @@
-"""Pooling kernels compiled and run against the reference: padding, ceil mode, strides, dilation."""
+"""Pooling kernels compiled and run against the reference: padding, ceil mode, strides, dilation.
+Max pools run on the plane kernel (kernel_dwconv), average pools on tensor expressions."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import ir
-from codegen.build import build_artifact
+from codegen.build import build_artifact, generate_kernels
 from ir.interpreter import interpret
 from neo_cli.targets import get_target
 from passes import run_pipeline
@@ -20,6 +21,7 @@ CASES = [
     ("avg_pool", 17, 19, 3, 2, 1, 1, 0, 1),
     ("avg_pool", 16, 16, 3, 2, 1, 1, 1, 1),
     ("max_pool", 19, 23, 3, 1, 2, 0, 0, 2),  # dilated
+    ("max_pool", 13, 13, 3, 3, 1, 1, 0, 1),  # stride 3, ceil mode
 ]
 
 
@@ -30,9 +32,35 @@ def test_pool_kernel_matches_reference(case, tmp_path):
     x = g.input("x", (1, 5, h, w))
     g.outputs = [g.op(op, x, kernel=(k, k), strides=(s, s), pads=(p, p, p, p), ceil_mode=ceil,
                       count_include_pad=cip, dilations=(d, d))]
+    g.outputs = [g.op("relu", g.outputs[0])]  # an epilogue
     feeds = {"x": np.random.default_rng(0).normal(size=(1, 5, h, w)).astype(np.float32)}
+    feeds["x"][0, 1, 3, 4] = np.nan  # max pooling propagates NaN, as numpy and onnxruntime
     ref = interpret(g, feeds)[0]
-    build_artifact(run_pipeline(g, 3), get_target("host"), tmp_path, {"inputs": []})
+    graph = run_pipeline(g, 3)
+    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    assert [i.kernel for _, i in kernels] == ["plane" if op == "max_pool" else "te"]
+    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
     with Model(str(tmp_path)) as m:
         out = m.run(feeds)[0]
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_reads_a_fused_channel_concat_in_place(tmp_path):
+    """squeezenet's concat + max_pool: one plane kernel that picks each channel's source buffer."""
+    rng = np.random.default_rng(1)
+    g = ir.Graph()
+    a, b = g.input("a", (2, 3, 15, 15)), g.input("b", (2, 5, 15, 15))
+    cat = g.op("concat", a, b, axis=1)
+    g.outputs = [g.op("max_pool", cat, kernel=(3, 3), strides=(2, 2), pads=(0, 0, 0, 0),
+                      ceil_mode=1, count_include_pad=0, dilations=(1, 1))]
+    feeds = {"a": rng.normal(size=(2, 3, 15, 15)).astype(np.float32),
+             "b": rng.normal(size=(2, 5, 15, 15)).astype(np.float32)}
+    ref = interpret(g, feeds)[0]
+    graph = run_pipeline(g, 3)
+    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    pools = [i for _, i in kernels if "max_pool" in i.op]
+    assert [(i.op, i.kernel) for i in pools] == [("concat+max_pool", "plane")]
+    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
+    with Model(str(tmp_path)) as m:
+        out = m.run(feeds)[0]
+    np.testing.assert_array_equal(out, ref)
