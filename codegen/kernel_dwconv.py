@@ -24,7 +24,6 @@ from .llvm_util import (
     PTR,
     for_range,
     gep,
-    lane_mask,
     masked_load,
     masked_store,
     splat,
@@ -62,9 +61,19 @@ class DepthwiseSpec:
     def padded(self) -> tuple[int, int]:
         return self.H + self.pads[0] + self.pads[2], self.W + self.pads[1] + self.pads[3]
 
+    @property
+    def split(self) -> bool:
+        """Stride 2 in width: scratch rows hold the even columns, then the odd ones, so every
+        window column is a plain contiguous vector load instead of two loads and a shuffle."""
+        return self.strides[1] == 2
+
+    @property
+    def pitch(self) -> int:  # scratch row length
+        wp = self.padded[1]
+        return 2 * (-(-wp // 2)) if self.split else wp
+
     def scratch_floats(self) -> int:
-        hp, wp = self.padded
-        return hp * wp + (self.strides[1] + 1) * self.lanes
+        return self.padded[0] * self.pitch + (self.strides[1] + 1) * self.lanes
 
 
 def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
@@ -92,14 +101,18 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     units = spec.images * spec.channels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
     # the slack past the plane is read by tail vectors (their lanes are discarded): keep it finite
-    for i in range(-(-(spec.scratch_floats() - hp * wp) // L)):
-        _store_upto(b, zero, scratch, hp * wp + i * L, spec.scratch_floats())
+    pitch = spec.pitch
+    for i in range(-(-(spec.scratch_floats() - hp * pitch) // L)):
+        _store_upto(b, zero, scratch, hp * pitch + i * L, spec.scratch_floats())
     with for_range(b, lo, hi, 1, "unit") as unit:
         oc = b.srem(unit, I64(spec.channels))
         img = b.sdiv(unit, I64(spec.channels))
         ic = b.sdiv(oc, I64(spec.multiplier))
         xin, src = _source_plane(b, spec, bufs, img, ic)
-        fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
+        if spec.split:
+            fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
+        else:
+            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
         plane, base = scratch, I64(0)
         if not pool:
             Wt = bufs[spec.w_buf]
@@ -111,14 +124,21 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         sh, sw = spec.strides
         dh, dw = spec.dilations
         with for_range(b, 0, spec.OH, 1, "oh") as oh:
-            row = b.add(base, b.mul(oh, I64(sh * wp)))
+            row = b.add(base, b.mul(oh, I64(sh * pitch)))
 
             def vector(ow0, mask):
                 acc = ir.Constant(vt, [fill] * L)
                 for j in range(KHW):
                     kh, kw = divmod(j, spec.KW)
-                    at = b.add(row, b.add(I64(kh * dh * wp + kw * dw), b.mul(ow0, I64(sw))))
-                    x = load_stride(b, plane, at, sw, L)
+                    if spec.split:  # column 2*ow + c is at (c % 2) * half + ow + c // 2
+                        c = kw * dw
+                        at = b.add(row, b.add(I64(kh * dh * pitch + (c % 2) * (pitch // 2)
+                                                  + c // 2), ow0))
+                        x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
+                    else:
+                        at = b.add(row, b.add(I64(kh * dh * pitch + kw * dw),
+                                              b.mul(ow0, I64(sw))))
+                        x = load_stride(b, plane, at, sw, L)
                     if pool:  # NaN-propagating, as numpy's maximum
                         acc = mt.binary(b, "maximum", acc, x, "float32")
                     else:
@@ -182,9 +202,7 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
     # border rows: whole rows of zeros
     for r0, r1 in ((0, top), (top + H, hp)):
         if r1 > r0:
-            n = (r1 - r0) * wp
-            with for_range(b, 0, n, L, "zr") as i:
-                _store_masked_dynamic(b, zero, scratch, b.add(I64(r0 * wp), i), n, i, L)
+            _fill_run(b, scratch, I64(r0 * wp), (r1 - r0) * wp, zero)
     with for_range(b, 0, H, 1, "r") as r:
         drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
         for c in range(left):
@@ -203,10 +221,50 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
             masked_store(b, v, gep(b, scratch, b.add(drow, I64(nfull * L)), F32), mk)
 
 
-def _store_masked_dynamic(b, value, ptr, at, n: int, i, L: int):
-    """Store lanes of `value` at ptr[at..] that fall below n (i is the offset within the run)."""
-    mask = lane_mask(b, b.sub(I64(n), i), L)
-    masked_store(b, value, gep(b, ptr, at, F32), mask)
+def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float):
+    """fill_plane for stride-2 kernels: each padded row of width wp is stored as its even
+    columns (half = ceil(wp / 2) of them) followed by its odd columns."""
+    top, left, bottom, right = pads
+    hp, wp = top + H + bottom, left + W + right
+    half = -(-wp // 2)
+    pitch = 2 * half
+    vt = ir.VectorType(F32, L)
+    border = ir.Constant(vt, [fill] * L)
+    _fill_run(b, scratch, I64(0), hp * pitch, border)  # everything `fill`, then the data over it
+    evens = ir.Constant(ir.VectorType(I32, L), list(range(0, 2 * L, 2)))
+    odds = ir.Constant(ir.VectorType(I32, L), list(range(1, 2 * L, 2)))
+    # chunk element i sits at padded column left + c0 + i; with c0 even its parity is left + i's
+    first_even = (0, left // 2) if left % 2 == 0 else (half, (left - 1) // 2)  # (region, index)
+    first_odd = (half, left // 2) if left % 2 == 0 else (0, (left + 1) // 2)
+    nfull = W // (2 * L)
+    with for_range(b, 0, H, 1, "r") as r:
+        drow = b.mul(b.add(r, I64(top)), I64(pitch))
+        srow = b.add(src, b.mul(r, I64(W)))
+        if nfull:
+            with for_range(b, 0, nfull * 2 * L, 2 * L, "cc") as c0:
+                lo = b.load(gep(b, X, b.add(srow, c0), F32), typ=vt, align=4)
+                hi = b.load(gep(b, X, b.add(srow, b.add(c0, I64(L))), F32), typ=vt, align=4)
+                k = b.sdiv(c0, I64(2))
+                for sel, (region, idx) in ((evens, first_even), (odds, first_odd)):
+                    at = b.add(drow, b.add(I64(region + idx), k))
+                    b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, F32), align=4)
+        for c in range(nfull * 2 * L, W):  # the tail, element by element
+            p = left + c
+            at = b.add(drow, I64((p % 2) * half + p // 2))
+            v = b.load(gep(b, X, b.add(srow, I64(c)), F32), typ=F32)
+            b.store(v, gep(b, scratch, at, F32))
+
+
+def _fill_run(b, ptr, start, n: int, value):
+    """ptr[start : start + n] = value's lanes: plain vector stores, a masked one for the tail."""
+    L = value.type.count
+    full, tail = divmod(n, L)
+    if full:
+        with for_range(b, 0, full * L, L, "fill") as i:
+            b.store(value, gep(b, ptr, b.add(start, i), F32), align=4)
+    if tail:
+        masked_store(b, value, gep(b, ptr, b.add(start, I64(full * L)), F32),
+                     ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail)))
 
 
 def load_stride(b, ptr, at, stride: int, L: int):
