@@ -18,7 +18,7 @@ from runtime import Model
 CASES = [
     ((8, 16, 20, 20, 3, 1, 1, 1, 1), "channel"),  # position tiles wrap rows
     ((8, 16, 9, 33, 3, 1, 1, 1, 1), "channel"),  # odd width
-    ((16, 32, 7, 7, 3, 1, 1, 1, 1), "channel"),  # 7x7 plane: 5-row tiles
+    ((8, 32, 7, 7, 3, 1, 1, 1, 1), "channel"),  # 7x7 plane: 5-row tiles
     ((4, 12, 17, 17, 3, 1, 1, 1, 2), "direct"),  # grouped, 6 channels per group
     ((16, 32, 12, 12, 3, 1, 1, 1, 2), "channel"),  # grouped, 16 channels per group
     ((8, 8, 20, 20, 3, 1, 1, 1, 8), "depthwise"),
@@ -31,7 +31,7 @@ CASES = [
     ((8, 16, 15, 15, 3, 2, 1, 1, 1), "channel"),  # stride 2
     ((12, 20, 16, 40, 1, 1, 0, 1, 1), "gemm"),  # 1x1 on a wide plane: GEMM
     ((160, 24, 7, 7, 1, 1, 0, 1, 1), "channel"),  # 1x1 on a 7x7 plane: two reduction chunks
-    ((64, 24, 9, 9, 3, 1, 1, 1, 1), "channel"),  # two reduction chunks, channel tail of 8
+    ((64, 24, 9, 9, 3, 1, 2, 2, 1), "channel"),  # two reduction chunks, channel tail of 8
     ((12, 20, 15, 15, 1, 2, 0, 1, 1), "gemm"),  # strided 1x1: im2col
     ((8, 16, 16, 40, 3, 1, 0, 1, 1), "channel"),  # no padding
     ((8, 13, 16, 18, 3, 1, (1, 0, 2, 1), 1, 1), "channel"),  # asymmetric pads, 13 channels
@@ -40,6 +40,7 @@ CASES = [
     ((16, 24, 20, 20, 3, 1, 1, 1, 1), "winograd"),  # tile rows of 10: a masked tail vector
     ((24, 32, 12, 12, 3, 1, (1, 0, 2, 1), 1, 1), "winograd"),  # asymmetric pads
     ((16, 16, 16, 16, 3, 1, 0, 1, 1), "winograd"),  # no padding
+    ((16, 32, 7, 7, 3, 1, 1, 1, 1), "winograd"),  # 7x7: 16 tiles, the fewest it takes
 ]
 
 

@@ -155,7 +155,7 @@ def test_winograd_rewrites_3x3_convs_that_pay_and_keeps_the_numbers():
 def test_winograd_leaves_small_planes_and_few_channels_alone():
     rng = np.random.default_rng(5)
     g = parse(HEADER + """
-      g (float[1,16,7,7] x, float[1,8,16,16] u) => (float[1,16,7,7] y, float[1,8,16,16] v) {
+      g (float[1,16,5,5] x, float[1,8,16,16] u) => (float[1,16,5,5] y, float[1,8,16,16] v) {
         y = Conv <pads = [1, 1, 1, 1]> (x, w)
         v = Conv <pads = [1, 1, 1, 1]> (u, w8)
       }""", w=rng.normal(size=(16, 16, 3, 3)).astype(np.float32),
