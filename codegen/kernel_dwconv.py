@@ -156,8 +156,14 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
                 with for_range(b, 0, nfull * L, L, "ow") as ow0:
                     vector(ow0, None)
             if tail:
-                vector(I64(nfull * L), ir.Constant(ir.VectorType(I1, L),
-                                                   [1] * tail + [0] * (L - tail)))
+                # Rows before the last store whole vectors (the lanes past the row land on the
+                # next row, written after); masked stores are slow on AMD.
+                mask = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
+                with b.if_else(b.icmp_signed("<", oh, I64(spec.OH - 1))) as (inner, last):
+                    with inner:
+                        vector(I64(nfull * L), None)
+                    with last:
+                        vector(I64(nfull * L), mask)
     b.ret(I32(0))
     return fn
 
@@ -218,7 +224,9 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
         if tail:
             mk = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
             v = masked_load(b, gep(b, X, b.add(srow, I64(nfull * L)), F32), F32, mk, zero)
-            masked_store(b, v, gep(b, scratch, b.add(drow, I64(nfull * L)), F32), mk)
+            # whole vector: the lanes past the row are `fill`, landing on padding, on the next
+            # row's data (copied after) or on the slack
+            b.store(v, gep(b, scratch, b.add(drow, I64(nfull * L)), F32), align=4)
 
 
 def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float):

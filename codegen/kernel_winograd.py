@@ -100,7 +100,7 @@ def emit_winograd_input(module: ir.Module, name: str, *, images: int, C: int, H:
                         else:
                             masked_store(b, v[i][k], p, mask)
 
-            _over_tiles(b, TW, L, tile_vector)
+            _over_tiles(b, TW, L, tile_vector, th, TH)
     b.ret(I32(0))
     return fn
 
@@ -153,7 +153,14 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
                             left = b.sub(I64(OW), col)
                             flat = b.add(b.mul(row, I64(OW)), col)
                             p = gep(b, Y, b.add(ybase, flat), F32)
-                            with b.if_else(b.icmp_signed(">=", left, I64(L))) as (whole, part):
+                            # whole vectors also on a tile's second row, unless it is the
+                            # last: the lanes past it land on the next tile row, written after
+                            whole_ok = b.icmp_signed(">=", left, I64(L))
+                            if a == 1:
+                                whole_ok = b.or_(whole_ok, b.and_(
+                                    b.icmp_signed(">", left, I64(0)),
+                                    b.icmp_signed("<", row, I64(OH - 1))))
+                            with b.if_else(whole_ok) as (whole, part):
                                 with whole:
                                     out = half
                                     if epilogue is not None:
@@ -173,7 +180,7 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
                     else:
                         store_row()
 
-            _over_tiles(b, TW, L, tile_vector)
+            _over_tiles(b, TW, L, tile_vector, th, TH)
     b.ret(I32(0))
     return fn
 
@@ -187,13 +194,18 @@ def _load_even(b, ptr, at, L: int):
     return b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, L), list(range(0, 2 * L, 2))))
 
 
-def _over_tiles(b, TW: int, L: int, tile_vector):
-    """tile_vector(first tile, mask or None) over a tile row: whole vectors, then a masked tail
-    (AMD's masked stores are slow: only the tail pays for them)."""
+def _over_tiles(b, TW: int, L: int, tile_vector, th, TH: int):
+    """tile_vector(first tile, mask or None) over tile row th: whole vectors, then the tail.
+    Masked memory ops are slow on AMD: on every tile row but the last the tail runs unmasked,
+    its extra lanes landing on the next tile row (of V, or of the output), written after."""
     full, tail = divmod(TW, L)
     if full:
         with for_range(b, 0, full * L, L, "tw") as tw0:
             tile_vector(tw0, None)
     if tail:
-        tile_vector(I64(full * L), ir.Constant(ir.VectorType(ir.IntType(1), L),
-                                               [1] * tail + [0] * (L - tail)))
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), L), [1] * tail + [0] * (L - tail))
+        with b.if_else(b.icmp_signed("<", th, I64(TH - 1))) as (inner, last):
+            with inner:
+                tile_vector(I64(full * L), None)
+            with last:
+                tile_vector(I64(full * L), mask)
