@@ -14,6 +14,7 @@ from .rewrite import Rewriter, rewrite
 
 MIN_TILES = 16
 MIN_CHANNELS = 16
+MAX_PLANE = 64 * 1024  # floats: the input transform pads one plane at a time on the stack
 
 
 def winograd_applies(n: Node) -> bool:
@@ -30,7 +31,8 @@ def winograd_applies(n: Node) -> bool:
     oc, c = w.shape[:2]
     oh, ow = n.outputs[0].shape[2:]
     th, tw = winograd_tiles(oh, ow)
-    return oc >= MIN_CHANNELS and c >= MIN_CHANNELS and th * tw >= MIN_TILES
+    return (oc >= MIN_CHANNELS and c >= MIN_CHANNELS and th * tw >= MIN_TILES
+            and (2 * th + 2) * (2 * tw + 2) <= MAX_PLANE)
 
 
 def winograd_convs(g: Graph) -> Graph:

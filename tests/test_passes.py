@@ -152,7 +152,7 @@ def test_winograd_rewrites_3x3_convs_that_pay_and_keeps_the_numbers():
     assert ops(fused)[2] == ("fused", ["winograd_output", "add", "add", "relu"])
 
 
-def test_winograd_leaves_small_planes_and_few_channels_alone():
+def test_winograd_leaves_small_or_huge_planes_and_few_channels_alone():
     rng = np.random.default_rng(5)
     g = parse(HEADER + """
       g (float[1,16,5,5] x, float[1,8,16,16] u) => (float[1,16,5,5] y, float[1,8,16,16] v) {
@@ -161,6 +161,11 @@ def test_winograd_leaves_small_planes_and_few_channels_alone():
       }""", w=rng.normal(size=(16, 16, 3, 3)).astype(np.float32),
               w8=rng.normal(size=(8, 8, 3, 3)).astype(np.float32))
     assert ops(winograd_convs(g)) == ["conv", "conv"]
+    big = parse(HEADER + """
+      g (float[1,16,260,260] x) => (float[1,16,260,260] y) {
+        y = Conv <pads = [1, 1, 1, 1]> (x, w)
+      }""", w=rng.normal(size=(16, 16, 3, 3)).astype(np.float32))
+    assert ops(winograd_convs(big)) == ["conv"]  # its padded plane would not fit the stack budget
 
 
 def test_one_anchor_per_kernel():
