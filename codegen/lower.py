@@ -436,7 +436,11 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
         return None
     if b_batch > 1 and B.is_const:
         return None
-    blk = choose_blocking(vector_bits, K, M)
+    # A batch of row blocks times one B ([64, 1, 256] x [256, 768] in attention) is one GEMM
+    # with the batch folded into M: row blocks of one row would leave the microkernel idle.
+    fold = b_batch == 1 and a_batch == batch > 1
+    Mrows = M * batch if fold else M
+    blk = choose_blocking(vector_bits, K, Mrows)
     ctx = KernelContext(len(ext))
     expr, _ = _epilogue(node, None, None, ctx, len(out.shape))
     dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
@@ -446,6 +450,8 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
     batch_shape = out.shape[:-2]
 
     def bind(b, m, n0, img, grp):
+        if fold:  # row m of the folded GEMM: batch m // M, row m % M
+            img, m = b.sdiv(m, I64(M)), b.srem(m, I64(M))
         env = {f"e{rank - 2}": m}
         rem = img
         for d in reversed(range(rank - 2)):
@@ -461,10 +467,10 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
         kind, bst = "prepacked", (0, 0, 0)
     else:
         kind, bst = "contig", (K * N if b_batch > 1 else 0, 0, N)
-    spec = GemmSpec(M=M, N=N, K=K, images=batch, groups=1, a_buf=ai, a_packed=False,
-                    a_strides=(M * K if a_batch > 1 else 0, 0, K, 1), b_buf=bi, b_kind=kind,
-                    b_strides=bst, c_buf=out_buf, c_strides=(M * N, 0, N), blocking=blk,
-                    epilogue=epi)
+    spec = GemmSpec(M=Mrows, N=N, K=K, images=1 if fold else batch, groups=1, a_buf=ai,
+                    a_packed=False, a_strides=(M * K if a_batch > 1 else 0, 0, K, 1), b_buf=bi,
+                    b_kind=kind, b_strides=bst, c_buf=out_buf, c_strides=(M * N, 0, N),
+                    blocking=blk, epilogue=epi)
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
     return KernelInfo(func, describe(node), args + [out], kernel="gemm")
