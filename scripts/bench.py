@@ -499,7 +499,9 @@ def compile_phases(c: dict) -> str:
     parts = ", ".join(f"{k.removeprefix('codegen.')} {t[k]:.2f}"
                       for k in ("frontend", "passes", "codegen.kernels", "codegen.llvm",
                                 "codegen.link") if k in t)
-    hit = " (cache hit)" if c["neo"].get("artifact_cached") or c["neo"].get("object_cached") else ""
+    if c["neo"].get("artifact_cached"):
+        return f"{c['wall_s']:.2f} wall (the whole artifact from the cache)"
+    hit = " (object cache hit)" if c["neo"].get("object_cached") else ""
     return f"{c['wall_s']:.2f} wall{hit}: {parts}"
 
 
