@@ -178,6 +178,26 @@ def _store_upto(b, value, ptr, at: int, end: int):
                      ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
 
 
+def emit_pad_kernel(module: ir.Module, name: str, *, planes: int, H: int, W: int, pads,
+                    fill: float, lanes: int) -> ir.Function:
+    """A constant pad of the two spatial dims of [N, C, H, W] float32: fill_plane per plane,
+    straight into the output. bufs: x, y."""
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    X, Y = (b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(2))
+    top, left, bottom, right = pads
+    wp = left + W + right
+    tail = W % lanes
+    # a tail vector may overrun its row by lanes - tail: into this plane's bottom padding only
+    spill = tail == 0 or bottom * wp + right >= lanes - tail
+    lo, hi = task_range(b, planes, fn.args[1], fn.args[2])
+    with for_range(b, lo, hi, 1, "plane") as p:
+        out = gep(b, Y, b.mul(p, I64((top + H + bottom) * wp)), F32)
+        fill_plane(b, X, b.mul(p, I64(H * W)), out, H, W, pads, lanes, fill, spill)
+    b.ret(I32(0))
+    return fn
+
+
 def _source_plane(b, spec: DepthwiseSpec, bufs, img, ic):
     """(buffer, element offset) of input channel ic's plane."""
     plane = spec.H * spec.W
@@ -198,9 +218,12 @@ def _source_plane(b, spec: DepthwiseSpec, bufs, img, ic):
     return ptr, b.mul(b.add(b.mul(img, chans), local), I64(plane))
 
 
-def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0):
+def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,
+               spill: bool = True):
     """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
-    border (the scratch rows are left + W + right wide, top + H + bottom of them)."""
+    border (the scratch rows are left + W + right wide, top + H + bottom of them). With `spill`
+    a row's tail is one whole vector store whose extra lanes (`fill`) may run up to L floats
+    past the plane (the scratch buffers have that slack); without, a masked store."""
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
     vt = ir.VectorType(F32, L)
@@ -224,9 +247,11 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
         if tail:
             mk = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
             v = masked_load(b, gep(b, X, b.add(srow, I64(nfull * L)), F32), F32, mk, zero)
-            # whole vector: the lanes past the row are `fill`, landing on padding, on the next
-            # row's data (copied after) or on the slack
-            b.store(v, gep(b, scratch, b.add(drow, I64(nfull * L)), F32), align=4)
+            p = gep(b, scratch, b.add(drow, I64(nfull * L)), F32)
+            if spill:  # the lanes past the row are `fill`, landing on padding, on the next
+                b.store(v, p, align=4)  # row's data (copied after) or on the slack
+            else:
+                masked_store(b, v, p, mk)
 
 
 def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float):

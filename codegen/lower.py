@@ -278,6 +278,29 @@ def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelIn
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="plane")
 
 
+def _pad_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+    """A lone constant pad of H and W of a float32 NCHW tensor (the conv paddings made explicit)
+    as plane copies: vector rows, no per-element bounds checks."""
+    from .kernel_dwconv import emit_pad_kernel
+
+    body = node.attrs["body"]
+    if len(body.nodes) != 1:
+        return None
+    pad = body.nodes[0]
+    x = node.inputs[0]
+    pads = tuple(pad.attrs["pads"] or ())
+    lanes = vector_bits // 32
+    if (x.type.rank != 4 or x.dtype != "float32" or lanes < 4
+            or pad.attrs["mode"] != "constant" or len(pads) != 8 or min(pads) < 0
+            or any(pads[i] for i in (0, 1, 4, 5))):
+        return None
+    N, C, H, W = x.shape
+    emit_pad_kernel(module, func, planes=N * C, H=H, W=W,
+                    pads=(pads[2], pads[3], pads[6], pads[7]), fill=float(pad.attrs["value"]),
+                    lanes=lanes)
+    return KernelInfo(func, describe(node), [x, node.outputs[0]], kernel="plane")
+
+
 def _winograd_input(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
     from .kernel_winograd import emit_winograd_input
 
@@ -479,3 +502,4 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
 op_def("winograd_input").lower = _winograd_input
 op_def("winograd_output").lower = _winograd_output
 op_def("max_pool").lower = _max_pool_plane
+op_def("pad").lower = _pad_plane

@@ -64,3 +64,25 @@ def test_max_pool_reads_a_fused_channel_concat_in_place(tmp_path):
     with Model(str(tmp_path)) as m:
         out = m.run(feeds)[0]
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("shape,pads", [
+    ((1, 3, 224, 224), (3, 3, 3, 3)),  # resnet stem: whole vectors
+    ((2, 5, 13, 11), (1, 2, 0, 1)),  # row tails; no bottom padding: the last tail is masked
+    ((1, 4, 6, 7), (0, 0, 3, 2)),  # the last tail may spill into the bottom padding
+], ids=["stem", "masked-last", "spill"])
+def test_constant_pad_of_planes(shape, pads, tmp_path):
+    g = ir.Graph()
+    x = g.input("x", shape)
+    top, left, bottom, right = pads
+    g.outputs = [g.op("pad", x, pads=(0, 0, top, left, 0, 0, bottom, right), mode="constant",
+                      value=-1.5)]
+    feeds = {"x": np.random.default_rng(2).normal(size=shape).astype(np.float32)}
+    ref = interpret(g, feeds)[0]
+    graph = run_pipeline(g, 3)
+    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    assert [i.kernel for _, i in kernels] == ["plane"]
+    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
+    with Model(str(tmp_path)) as m:
+        out = m.run(feeds)[0]
+    np.testing.assert_array_equal(out, ref)
