@@ -23,7 +23,19 @@ from llvmlite import ir
 
 from . import math_table as mt
 from .kernel_gemm import Blocking
-from .llvm_util import F32, I1, I32, I64, PTR, for_range, gep, splat, task_range
+from .llvm_util import (
+    F32,
+    I1,
+    I32,
+    I64,
+    for_range,
+    gep,
+    kernel_function,
+    splat,
+    split_last,
+    stack_buffer,
+    task_range,
+)
 
 
 @dataclass
@@ -83,9 +95,7 @@ def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
 
 def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
                              nbufs: int) -> ir.Function:
-    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    fn, b, bufs = kernel_function(module, name, nbufs)
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     blk = spec.blocking
@@ -96,10 +106,7 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
     chunks = -(-spec.Cg // cc)
     scratch = None
     if chunks > 1:
-        raw = b.alloca(F32, size=pcb * MR * NR, name="partial")
-        raw.align = 64
-        scratch = b.bitcast(raw, PTR)
-        scratch.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+        scratch = stack_buffer(b, pcb * MR * NR, "partial")
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
@@ -132,27 +139,11 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
                     part = b.mul(b.sub(pb, pb_lo), I64(MR * NR))
 
                 def by_chans(rows: int):
-                    def tile(chans: int):
-                        _tile(b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt,
-                              c0, c1, scratch, part, first, last)
+                    split_last(b, panel, panels, NR, last_chans, lambda chans: _tile(
+                        b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt, c0, c1,
+                        scratch, part, first, last))
 
-                    if last_chans == NR:
-                        tile(NR)
-                    else:
-                        with b.if_else(b.icmp_signed("<", panel, I64(panels - 1))) as (th, ot):
-                            with th:
-                                tile(NR)
-                            with ot:
-                                tile(last_chans)
-
-                if last_rows == MR:
-                    by_chans(MR)
-                else:
-                    with b.if_else(b.icmp_signed("<", pb, I64(pblocks - 1))) as (then, other):
-                        with then:
-                            by_chans(MR)
-                        with other:
-                            by_chans(last_rows)
+                split_last(b, pb, pblocks, MR, last_rows, by_chans)
 
         if chunks == 1:
             chunk_body(I64(0), I64(spec.Cg), None, None)

@@ -28,6 +28,7 @@ from .llvm_util import (
     masked_load,
     masked_store,
     splat,
+    split_last,
     task_range,
 )
 
@@ -110,14 +111,7 @@ def emit_direct_conv_kernel(module: ir.Module, name: str, spec: DirectConvSpec, 
                 tile(I64(spec.M - rem), step)
                 rem -= step
 
-        if last_cols == NR:
-            tiles_for(NR)
-        else:
-            with b.if_else(b.icmp_signed("<", t, I64(tiles - 1))) as (then, other):
-                with then:
-                    tiles_for(NR)
-                with other:
-                    tiles_for(last_cols)
+        split_last(b, t, tiles, NR, last_cols, tiles_for)
     b.ret(I32(0))
     return fn
 

@@ -21,12 +21,13 @@ from .llvm_util import (
     I1,
     I32,
     I64,
-    PTR,
     for_range,
     gep,
+    kernel_function,
     masked_load,
     masked_store,
     splat,
+    stack_buffer,
     task_range,
 )
 
@@ -78,23 +79,18 @@ class DepthwiseSpec:
 
 def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
                           nbufs: int) -> ir.Function:
-    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    fn, b, bufs = kernel_function(module, name, nbufs)
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     L = spec.lanes
     vt = ir.VectorType(F32, L)
     zero = ir.Constant(vt, [0.0] * L)
-    hp, wp = spec.padded
-    raw = b.alloca(F32, size=spec.scratch_floats(), name="plane")
-    raw.align = 64
-    scratch = b.bitcast(raw, PTR)  # opaque: stored as vectors and as scalars
-    scratch.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+    hp = spec.padded[0]
+    scratch = stack_buffer(b, spec.scratch_floats(), "plane")
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
-    X, C = bufs[spec.x_buf], bufs[spec.c_buf]
+    C = bufs[spec.c_buf]
     pool = spec.mode == "max"
     fill = float("-inf") if pool else 0.0
     KHW = spec.KH * spec.KW
@@ -182,9 +178,7 @@ def emit_pad_kernel(module: ir.Module, name: str, *, planes: int, H: int, W: int
                     fill: float, lanes: int) -> ir.Function:
     """A constant pad of the two spatial dims of [N, C, H, W] float32: fill_plane per plane,
     straight into the output. bufs: x, y."""
-    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    X, Y = (b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(2))
+    fn, b, (X, Y) = kernel_function(module, name, 2)
     top, left, bottom, right = pads
     wp = left + W + right
     tail = W % lanes

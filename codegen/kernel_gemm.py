@@ -28,6 +28,7 @@ from .llvm_util import (
     masked_load,
     masked_store,
     splat,
+    stack_buffer,
     task_range,
 )
 
@@ -128,10 +129,7 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     packed_b = spec.b_kind == "prepacked"
     panel = None
     if not packed_b:
-        raw = b.alloca(F32, size=kc * NR, name="panel")
-        raw.align = 64
-        panel = b.bitcast(raw, PTR)  # opaque: rows are stored as vectors and as scalars
-        panel.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+        panel = stack_buffer(b, kc * NR, "panel")
     accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
     if spec.b_kind == "im2col":
         spec.extra["colpos"] = (b.alloca(I64, size=NR, name="pos_h"), b.alloca(I64, size=NR,

@@ -18,8 +18,20 @@ from llvmlite import ir
 from ir.ops_nn import WINOGRAD_F2
 
 from .kernel_dwconv import fill_plane
-from .llvm_util import (F32, I32, I64, PTR, for_range, gep, lane_mask, masked_load, masked_store,
-                        splat, task_range)
+from .llvm_util import (
+    F32,
+    I32,
+    I64,
+    for_range,
+    gep,
+    kernel_function,
+    lane_mask,
+    masked_load,
+    masked_store,
+    splat,
+    stack_buffer,
+    task_range,
+)
 
 
 def _combine(b, coeffs: np.ndarray, xs: list, lanes: int):
@@ -45,27 +57,17 @@ def _transform(b, T: np.ndarray, d: list[list], lanes: int) -> list[list]:
             for i in range(T.shape[0])]
 
 
-def _kernel(module, name, nbufs):
-    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
-    return fn, b, bufs
-
-
 def emit_winograd_input(module: ir.Module, name: str, *, images: int, C: int, H: int, W: int,
                         pads: tuple[int, int], tiles: tuple[int, int], lanes: int) -> ir.Function:
     """bufs: x [N, C, H, W], v [N, 16, C, TH*TW]."""
-    fn, b, bufs = _kernel(module, name, 2)
+    fn, b, bufs = kernel_function(module, name, 2)
     L = lanes
     vt = ir.VectorType(F32, L)
     TH, TW = tiles
     top, left = pads
     hs, ws = 2 * TH + 2, 2 * TW + 2
     slack = 3 * L + 4  # a tail vector's stride-2 reads run up to 2L past the last patch
-    raw = b.alloca(F32, size=hs * ws + slack, name="plane")
-    raw.align = 64
-    scratch = b.bitcast(raw, PTR)
-    scratch.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+    scratch = stack_buffer(b, hs * ws + slack, "plane")
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
@@ -111,7 +113,7 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
                          bufs_holder: list) -> ir.Function:
     """bufs[m_buf]: m [N, 16, OC, TH*TW]; bufs[c_buf]: y [N, OC, OH, OW]. epilogue(b, acc, oc,
     col (flattened oh*OW + ow of lane 0), img, grp, mask) -> vec."""
-    fn, b, bufs = _kernel(module, name, nbufs)
+    fn, b, bufs = kernel_function(module, name, nbufs)
     bufs_holder[0] = bufs
     L = lanes
     vt = ir.VectorType(F32, L)
@@ -166,13 +168,12 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
                                     if epilogue is not None:
                                         out = epilogue(b, half, oc, flat, img, I64(0), None)
                                     b.store(out, p, align=4)
-                                with part:
-                                    with b.if_then(b.icmp_signed(">", left, I64(0))):
-                                        mk = lane_mask(b, left, L)
-                                        out = half
-                                        if epilogue is not None:
-                                            out = epilogue(b, half, oc, flat, img, I64(0), mk)
-                                        masked_store(b, out, p, mk)
+                                with part, b.if_then(b.icmp_signed(">", left, I64(0))):
+                                    mk = lane_mask(b, left, L)
+                                    out = half
+                                    if epilogue is not None:
+                                        out = epilogue(b, half, oc, flat, img, I64(0), mk)
+                                    masked_store(b, out, p, mk)
 
                     if a == 1 and OH % 2:
                         with b.if_then(b.icmp_signed("<", row, I64(OH))):

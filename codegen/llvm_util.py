@@ -202,3 +202,35 @@ def _bits(t: ir.Type) -> int:
     if isinstance(t, ir.IntType):
         return t.width
     return {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}[type(t)]
+
+
+def kernel_function(module: ir.Module, name: str, nbufs: int):
+    """A kernel with the runtime's ABI, `int32 kernel(void **args, int32 task, int32 ntasks)`:
+    (function, a builder in its entry block, the nbufs buffer pointers loaded there)."""
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, I32, I32]), name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
+    return fn, b, bufs
+
+
+def stack_buffer(b: ir.IRBuilder, floats: int, name: str) -> ir.Value:
+    """A 64-byte aligned float32 stack buffer (build it in the entry block), as an opaque
+    pointer: kernels store vectors and scalars into it."""
+    raw = b.alloca(F32, size=floats, name=name)
+    raw.align = 64
+    ptr = b.bitcast(raw, PTR)
+    ptr.type = PTR  # (llvmlite keeps the typed pointer through a bitcast otherwise)
+    return ptr
+
+
+def split_last(b: ir.IRBuilder, index: ir.Value, count: int, whole: int, last: int, emit) -> None:
+    """emit(whole) for index < count - 1 and emit(last) for the last one: code specialized for
+    a static partial block (tile rows, channel panels, columns)."""
+    if last == whole:
+        emit(whole)
+        return
+    with b.if_else(b.icmp_signed("<", index, I64(count - 1))) as (then, other):
+        with then:
+            emit(whole)
+        with other:
+            emit(last)

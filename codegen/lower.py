@@ -388,7 +388,7 @@ def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, d
                     vector_bits) -> KernelInfo | None:
     from .kernel_dwconv import SCRATCH_LIMIT, DepthwiseSpec, emit_depthwise_kernel
 
-    N_img, C, H, W = xs
+    N_img, _, H, W = xs
     OC, _, KH, KW = ws
     OH, OW = os_
     lanes = vector_bits // 32

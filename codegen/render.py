@@ -10,8 +10,23 @@ from llvmlite import ir
 
 from . import math_table as mt
 from . import te
-from .llvm_util import (F32, I1, I16, I32, I64, REGISTER, STORAGE, for_range, gather, gep, iota,
-                        load_strided, masked_load, reg_type, splat)
+from .llvm_util import (
+    F32,
+    I1,
+    I16,
+    I32,
+    I64,
+    REGISTER,
+    STORAGE,
+    for_range,
+    gather,
+    gep,
+    iota,
+    load_strided,
+    masked_load,
+    reg_type,
+    splat,
+)
 from .llvm_util import const as lconst
 
 IDENTITY = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
@@ -313,4 +328,4 @@ def _subst(e, var, repl):
     raise TypeError("affine index expected")
 
 
-__all__ = ["Renderer", "REGISTER", "F32", "I16"]
+__all__ = ["F32", "I16", "REGISTER", "Renderer"]

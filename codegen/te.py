@@ -7,8 +7,8 @@ emit vector loads instead of gathers.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 INDEX = "index"  # dtype of index arithmetic (i64)
 

@@ -6,5 +6,20 @@ from .graph import Graph, IRError, Node, Value
 from .registry import FusionKind, OpDef, all_ops, has_op, op_def, run_reference
 from .types import DTYPES, TensorType, dtype_name, itemsize, np_dtype
 
-__all__ = ["Graph", "IRError", "Node", "Value", "FusionKind", "OpDef", "all_ops", "has_op", "op_def",
-           "run_reference", "DTYPES", "TensorType", "dtype_name", "itemsize", "np_dtype"]
+__all__ = [
+           "DTYPES",
+           "FusionKind",
+           "Graph",
+           "IRError",
+           "Node",
+           "OpDef",
+           "TensorType",
+           "Value",
+           "all_ops",
+           "dtype_name",
+           "has_op",
+           "itemsize",
+           "np_dtype",
+           "op_def",
+           "run_reference",
+]
