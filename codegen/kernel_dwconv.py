@@ -24,6 +24,7 @@ from .llvm_util import (
     for_range,
     gep,
     kernel_function,
+    load_strided,
     masked_load,
     masked_store,
     splat,
@@ -134,7 +135,7 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
                     else:
                         at = b.add(row, b.add(I64(kh * dh * pitch + kw * dw),
                                               b.mul(ow0, I64(sw))))
-                        x = load_stride(b, plane, at, sw, L)
+                        x = load_strided(b, plane, at, sw, L, F32, overrun_ok=True)
                     if pool:  # NaN-propagating, as numpy's maximum
                         acc = mt.binary(b, "maximum", acc, x, "float32")
                     else:
@@ -292,23 +293,3 @@ def _fill_run(b, ptr, start, n: int, value):
     if tail:
         masked_store(b, value, gep(b, ptr, b.add(start, I64(full * L)), F32),
                      ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail)))
-
-
-def load_stride(b, ptr, at, stride: int, L: int):
-    """<ptr[at], ptr[at + stride], ...>: `stride` plain vector loads and a shuffle (the scratch
-    buffers have slack past their end for the loads that overrun the data)."""
-    vt = ir.VectorType(F32, L)
-    parts = [b.load(gep(b, ptr, b.add(at, I64(j * L)), F32), typ=vt, align=4)
-             for j in range(stride)]
-    if stride == 1:
-        return parts[0]
-    wide = parts[0]
-    for part in parts[1:]:
-        n = wide.type.count
-        if n != L:
-            part = b.shuffle_vector(part, ir.Constant(vt, None), ir.Constant(
-                ir.VectorType(I32, n), list(range(L)) + [L] * (n - L)))
-        wide = b.shuffle_vector(wide, part, ir.Constant(ir.VectorType(I32, n + L),
-                                                        list(range(n + L))))
-    return b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
-        ir.VectorType(I32, L), [stride * i for i in range(L)]))

@@ -26,6 +26,7 @@ from .llvm_util import (
     gep,
     kernel_function,
     lane_mask,
+    load_strided,
     masked_load,
     masked_store,
     splat,
@@ -90,7 +91,8 @@ def emit_winograd_input(module: ir.Module, name: str, *, images: int, C: int, H:
 
             def tile_vector(tw0, mask):
                 corner = b.add(b.mul(th, I64(2 * ws)), b.mul(tw0, I64(2)))
-                d = [[_load_even(b, scratch, b.add(corner, I64(r * ws + j)), L)
+                d = [[load_strided(b, scratch, b.add(corner, I64(r * ws + j)), 2, L, F32,
+                                   overrun_ok=True)
                       for j in range(4)] for r in range(4)]
                 v = _transform(b, BT, d, L)
                 t = b.add(b.mul(th, I64(TW)), tw0)
@@ -184,15 +186,6 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
             _over_tiles(b, TW, L, tile_vector, th, TH)
     b.ret(I32(0))
     return fn
-
-
-def _load_even(b, ptr, at, L: int):
-    """<ptr[at], ptr[at+2], ..., ptr[at+2(L-1)]>: two plain loads and a shuffle (the scratch
-    buffers have slack past their end, so the second load may overrun the data)."""
-    vt = ir.VectorType(F32, L)
-    lo = b.load(gep(b, ptr, at, F32), typ=vt, align=4)
-    hi = b.load(gep(b, ptr, b.add(at, I64(L)), F32), typ=vt, align=4)
-    return b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, L), list(range(0, 2 * L, 2))))
 
 
 def _over_tiles(b, TW: int, L: int, tile_vector, th, TH: int):

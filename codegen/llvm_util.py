@@ -171,15 +171,15 @@ def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: 
 
 
 def load_strided(b: ir.IRBuilder, ptr: ir.Value, base: ir.Value, stride: int, lanes: int,
-                 elem: ir.Type) -> ir.Value:
+                 elem: ir.Type, overrun_ok: bool = False) -> ir.Value:
     """<ptr[base], ptr[base+stride], ...> as `stride` contiguous vector loads and a shuffle; the
-    last load is masked to the elements needed, so nothing past ptr[base+stride*(lanes-1)] is read.
-    """
+    last load is masked to the elements needed, so nothing past ptr[base+stride*(lanes-1)] is read,
+    unless `overrun_ok` (a buffer with slack: plain loads, which are cheaper)."""
     vt = ir.VectorType(elem, lanes)
     parts = []
     for j in range(stride):
         pj = gep(b, ptr, b.add(base, I64(j * lanes)), elem)
-        if j == stride - 1:
+        if j == stride - 1 and not overrun_ok:
             need = stride * (lanes - 1) + 1 - j * lanes
             mk = ir.Constant(ir.VectorType(I1, lanes), [1] * need + [0] * (lanes - need))
             parts.append(masked_load(b, pj, elem, mk, ir.Constant(vt, None)))

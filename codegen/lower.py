@@ -191,12 +191,15 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm")
 
 
-def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), anchor=None):
+def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), anchor=None,
+                   over_channels: bool = False):
     """The fused epilogue of a conv kernel, its constant tables, the kernel's buffer dtypes (inputs,
     tables, extra tables, output) and the holder the kernel fills with its buffer pointers.
 
-    The epilogue is indexed (n, oc, [oh = 0,] col): with oh pinned to 0 and the column as the vector
-    variable, operands that vary over the whole spatial plane are read contiguously.
+    The epilogue is indexed (n, oc, [oh = 0,] col): with oh pinned to 0 operands that vary over the
+    whole spatial plane are read contiguously along the column. The vector runs over columns
+    (callback (b, acc, m, col0, img, grp, mask)), or with `over_channels` over output channels
+    (callback (b, acc, m0, col, img, grp, mask); m and m0 count within the group).
     """
     ctx = KernelContext(len(ext))
     out_rank = len(node.outputs[0].shape)
@@ -206,12 +209,24 @@ def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), a
               + [node.outputs[0].dtype])
     holder: list = [None]
     pinned = {"e2": I64(0)} if out_rank == 4 else {}
+    col = f"e{out_rank - 1}"
+    if not over_channels:
+        def bind(b, m, n0, img, grp):
+            return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned}
 
-    def bind(b, m, n0, img, grp):
-        return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned}
+        return _make_epilogue(expr, col, bind, dtypes, holder, P, lanes), tables, dtypes, holder
 
-    epi = _make_epilogue(expr, f"e{out_rank - 1}", bind, dtypes, holder, P, lanes)
-    return epi, tables, dtypes, holder
+    def bind_c(b, p, c0, img, grp):
+        return {"e0": img, col: p, **pinned}
+
+    inner = _make_epilogue(expr, "e1", bind_c, dtypes, holder, node.outputs[0].shape[1], lanes)
+    if inner is None:
+        return None, tables, dtypes, holder
+
+    def cb(b, acc, m0, p, img, grp, mask):
+        return inner(b, acc, p, b.add(b.mul(grp, I64(M)), m0), img, grp, mask)
+
+    return cb, tables, dtypes, holder
 
 
 def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, strides, dil, g,
@@ -371,7 +386,8 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     P = OH * OW
     cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g, cblk.nr)
-    epi, tables, dtypes, holder = _channel_epilogue(node, ext, bi, M, OC, cblk.lanes)
+    epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, M, P, cblk.lanes,
+                                                 over_channels=True)
     spec = ChannelConvSpec(M=M, Cg=Cg, KH=KH, KW=KW, images=N_img, groups=g, OH=OH, OW=OW,
                            Hp=H, Wp=W, strides=strides, dilations=dil,
                            x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
@@ -405,30 +421,6 @@ def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, d
         ext[wi].data.astype(np.float32).reshape(OC, KH * KW)))
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="depthwise")
-
-
-def _channel_epilogue(node, ext, bi, M: int, OC: int, lanes: int):
-    """The fused epilogue of a channel-vector conv kernel: the vector runs over output channels
-    (e1); the position is a scalar column with the row pinned to 0, as in `_conv_epilogue`."""
-    ctx = KernelContext(len(ext))
-    out_rank = len(node.outputs[0].shape)
-    expr, _ = _epilogue(node, None, bi, ctx, out_rank)
-    tables = list(ctx.tables)
-    dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in tables] + [node.outputs[0].dtype]
-    holder: list = [None]
-    pinned = {"e2": I64(0)} if out_rank == 4 else {}
-
-    def bind(b, p, c0, img, grp):
-        return {"e0": img, f"e{out_rank - 1}": p, **pinned}
-
-    inner = _make_epilogue(expr, "e1", bind, dtypes, holder, OC, lanes)
-    if inner is None:
-        return None, tables, dtypes, holder
-
-    def cb(b, acc, m0, p, img, grp, mask):
-        return inner(b, acc, p, b.add(b.mul(grp, I64(M)), m0), img, grp, mask)
-
-    return cb, tables, dtypes, holder
 
 
 def _emit_with_bufs(module, func, spec, nbufs, bufs_holder):
