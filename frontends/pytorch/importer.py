@@ -170,23 +170,24 @@ def unsupported_ops(model: ModelGraph) -> list[UnsupportedOp]:
     names: dict[str, list[str]] = {}
     sources: dict[str, str | None] = {}
     reasons: dict[str, str | None] = {}
-    for node in model.nodes:
-        if needs_converter(node, rt) and registry.lookup(node.kind, node.overload) is None:
-            key = node.kind
-            counts[key] += 1
-            names.setdefault(key, [])
-            if len(names[key]) < MAX_NAMES:
-                names[key].append(node.name)
-            sources.setdefault(key, node.source)
-            reasons.setdefault(key, _reason(node))
-    for node, reason in _inplace_view_problems(model, rt):
+
+    def note(node, reason: str | None, first_reason_wins: bool) -> None:
         key = node.kind
         counts[key] += 1
         names.setdefault(key, [])
         if len(names[key]) < MAX_NAMES:
             names[key].append(node.name)
         sources.setdefault(key, node.source)
-        reasons[key] = reason
+        if first_reason_wins:
+            reasons.setdefault(key, reason)
+        else:
+            reasons[key] = reason
+
+    for node in model.nodes:
+        if needs_converter(node, rt) and registry.lookup(node.kind, node.overload) is None:
+            note(node, _reason(node), True)
+    for node, reason in _inplace_view_problems(model, rt):
+        note(node, reason, False)
     return [UnsupportedOp(op, n, names[op], sources[op], reasons[op])
             for op, n in counts.most_common()]
 

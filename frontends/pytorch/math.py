@@ -146,20 +146,22 @@ def clamp_max(cx: NodeContext, self: Value, max) -> Value:
 
 
 # -- binary arithmetic -----------------------------------------------------------------------------
-@converter("aten::add")
-def add(cx: NodeContext, self, other, alpha=1) -> Value:
+def _with_alpha(cx: NodeContext, op: str, self, other, alpha) -> Value:
+    """self op alpha * other, as aten::add and aten::sub define it."""
     a, b = cx.promote(self, other)
     if alpha != 1:
         b = cx.op("mul", b, cx.scalar(alpha, b.dtype))
-    return cx.op("add", a, b)
+    return cx.op(op, a, b)
+
+
+@converter("aten::add")
+def add(cx: NodeContext, self, other, alpha=1) -> Value:
+    return _with_alpha(cx, "add", self, other, alpha)
 
 
 @converter("aten::sub")
 def sub(cx: NodeContext, self, other, alpha=1) -> Value:
-    a, b = cx.promote(self, other)
-    if alpha != 1:
-        b = cx.op("mul", b, cx.scalar(alpha, b.dtype))
-    return cx.op("sub", a, b)
+    return _with_alpha(cx, "sub", self, other, alpha)
 
 
 @converter("aten::rsub")
