@@ -153,10 +153,13 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
                 with for_range(b, 0, nfull * L, L, "ow") as ow0:
                     vector(ow0, None)
             if tail:
-                # Rows before the last store whole vectors (the lanes past the row land on the
-                # next row, written after); masked stores are slow on AMD.
+                # Rows whose tail vector ends within the plane store it whole (the lanes past
+                # the row land on later rows, written after); masked stores are slow on AMD.
+                # With wide vectors and short rows that is fewer rows than all but the last.
                 mask = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
-                with b.if_else(b.icmp_signed("<", oh, I64(spec.OH - 1))) as (inner, last):
+                whole_rows = (spec.OH * spec.OW - nfull * L - L) // spec.OW + 1
+                whole_rows = max(0, min(whole_rows, spec.OH - 1))
+                with b.if_else(b.icmp_signed("<", oh, I64(whole_rows))) as (inner, last):
                     with inner:
                         vector(I64(nfull * L), None)
                     with last:

@@ -157,13 +157,15 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
                             left = b.sub(I64(OW), col)
                             flat = b.add(b.mul(row, I64(OW)), col)
                             p = gep(b, Y, b.add(ybase, flat), F32)
-                            # whole vectors also on a tile's second row, unless it is the
-                            # last: the lanes past it land on the next tile row, written after
+                            # whole vectors also on a tile's second row when they stay in
+                            # the plane: the lanes past the row land on later rows, written
+                            # after (on a first row they would clobber the second row's
+                            # earlier columns)
                             whole_ok = b.icmp_signed(">=", left, I64(L))
                             if a == 1:
                                 whole_ok = b.or_(whole_ok, b.and_(
                                     b.icmp_signed(">", left, I64(0)),
-                                    b.icmp_signed("<", row, I64(OH - 1))))
+                                    b.icmp_signed("<=", b.add(flat, I64(L)), I64(OH * OW))))
                             with b.if_else(whole_ok) as (whole, part):
                                 with whole:
                                     out = half
@@ -190,15 +192,19 @@ def emit_winograd_output(module: ir.Module, name: str, *, images: int, OC: int,
 
 def _over_tiles(b, TW: int, L: int, tile_vector, th, TH: int):
     """tile_vector(first tile, mask or None) over tile row th: whole vectors, then the tail.
-    Masked memory ops are slow on AMD: on every tile row but the last the tail runs unmasked,
-    its extra lanes landing on the next tile row (of V, or of the output), written after."""
+    Masked memory ops are slow on AMD: the tail runs unmasked when its extra lanes land on
+    later tile rows of the same plane (of V, or of the output), written after. With wide
+    vectors and narrow rows they span several tile rows, so the rows that may do so are those
+    whose tail ends within the plane's TH*TW tiles."""
     full, tail = divmod(TW, L)
     if full:
         with for_range(b, 0, full * L, L, "tw") as tw0:
             tile_vector(tw0, None)
     if tail:
         mask = ir.Constant(ir.VectorType(ir.IntType(1), L), [1] * tail + [0] * (L - tail))
-        with b.if_else(b.icmp_signed("<", th, I64(TH - 1))) as (inner, last):
+        # th * TW + full * L + L <= TH * TW
+        unmasked_rows = max(0, (TH * TW - full * L - L) // TW + 1)
+        with b.if_else(b.icmp_signed("<", th, I64(min(unmasked_rows, TH - 1)))) as (inner, last):
             with inner:
                 tile_vector(I64(full * L), None)
             with last:

@@ -302,3 +302,48 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if line:
         terminalreporter.write_sep("-", "ONNX node conformance")
         terminalreporter.write_line(line)
+
+
+# -- vector widths -------------------------------------------------------------------------------
+# Kernel tests run at every float vector width the targets use, whatever this machine's is: an
+# x86-64-v3 (AVX2) target with 128-, 256- or 512-bit vectors (LLVM legalizes 512-bit vectors into
+# ymm pairs on it), and, where the CPU has AVX-512, native 512-bit AVX-512 code (ml_c5's CPU).
+VECTOR_WIDTHS = ("w128", "w256", "w512", "avx512")
+
+
+def cpu_has_avx512() -> bool:
+    """AVX-512 F/BW/DQ/VL on this CPU (skylake-avx512's set, what ml_c5 code uses)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
+
+
+def width_target(width: str):
+    """The x86 Target for one of VECTOR_WIDTHS; 'avx512' skips on a CPU without AVX-512."""
+    from dataclasses import replace
+
+    from neo_cli.targets import get_target
+
+    if width == "avx512":
+        if not cpu_has_avx512():
+            pytest.skip("native AVX-512 code needs an AVX-512 CPU (w512 runs the same kernels "
+                        "legalized to AVX2)")
+        return replace(get_target("ml_c5"), name="avx512")
+    return replace(get_target("x86_64"), vector_bits=int(width[1:]))
+
+
+@pytest.fixture(params=VECTOR_WIDTHS)
+def vtarget(request):
+    """An x86 Target at each vector width (see VECTOR_WIDTHS)."""
+    return width_target(request.param)
+
+
+def run_artifact_checked(path, feeds) -> list[np.ndarray]:
+    """Run an artifact in-process on this machine with the runtime's checked mode."""
+    from runtime import Model
+
+    with Model(str(path)) as m:
+        return m.run(feeds)

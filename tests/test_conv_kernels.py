@@ -1,7 +1,8 @@
 """The conv kernels (channel-vector, direct, im2col GEMM, 1x1 GEMM, depthwise, tensor-expression)
 with fused residual epilogues, compiled and run, against the IR's numpy reference; opt-level 0
-and 3 take different paths. At opt-level 3 each case asserts the kernel family lowering chose
-(for a 256-bit host), so a change of heuristics shows up here."""
+and 3 take different paths. Every case runs at every vector width (conftest.VECTOR_WIDTHS) on
+the kernels built for that width; at opt-level 3 it asserts the kernel family lowering chose for
+that width (the one that runs), so a change of heuristics shows up here."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,16 +11,18 @@ import pytest
 import ir
 from codegen.build import build_artifact, generate_kernels
 from ir.interpreter import interpret
+from conftest import run_artifact_checked
 from neo_cli.targets import get_target
 from passes import run_pipeline
-from runtime import Model
 
 # (in channels, out channels, H, W, kernel, stride, pads, dilation, groups), kernel at opt-level 3
+# (a dict: per vector width where the widths choose differently)
 CASES = [
     ((8, 16, 20, 20, 3, 1, 1, 1, 1), "channel"),  # position tiles wrap rows
     ((8, 16, 9, 33, 3, 1, 1, 1, 1), "channel"),  # odd width
     ((8, 32, 7, 7, 3, 1, 1, 1, 1), "channel"),  # 7x7 plane: 5-row tiles
-    ((4, 12, 17, 17, 3, 1, 1, 1, 2), "direct"),  # grouped, 6 channels per group
+    # grouped, 6 channels per group; 16 lanes: rows of 17 are too short for column vectors
+    ((4, 12, 17, 17, 3, 1, 1, 1, 2), {128: "direct", 256: "direct", 512: "gemm"}),
     ((16, 32, 12, 12, 3, 1, 1, 1, 2), "channel"),  # grouped, 16 channels per group
     ((8, 8, 20, 20, 3, 1, 1, 1, 8), "depthwise"),
     ((8, 8, 21, 37, 3, 2, 1, 1, 8), "depthwise"),  # stride 2: strided vector loads
@@ -34,8 +37,10 @@ CASES = [
     ((64, 24, 9, 9, 3, 1, 2, 2, 1), "channel"),  # two reduction chunks, channel tail of 8
     ((12, 20, 15, 15, 1, 2, 0, 1, 1), "gemm"),  # strided 1x1: im2col
     ((8, 16, 16, 40, 3, 1, 0, 1, 1), "channel"),  # no padding
-    ((8, 13, 16, 18, 3, 1, (1, 0, 2, 1), 1, 1), "channel"),  # asymmetric pads, 13 channels
-    ((8, 4, 12, 40, 3, 1, 1, 1, 1), "direct"),  # fewer channels than lanes: spatial vectors
+    # asymmetric pads, 13 channels: fewer than 16 lanes
+    ((8, 13, 16, 18, 3, 1, (1, 0, 2, 1), 1, 1), {128: "channel", 256: "channel", 512: "gemm"}),
+    # fewer channels than lanes: spatial vectors (4 lanes: one channel vector)
+    ((8, 4, 12, 40, 3, 1, 1, 1, 1), {128: "channel", 256: "direct", 512: "direct"}),
     ((16, 16, 13, 11, 3, 1, 1, 1, 1), "winograd"),  # odd output: partial 2x2 tiles
     ((16, 24, 20, 20, 3, 1, 1, 1, 1), "winograd"),  # tile rows of 10: a masked tail vector
     ((24, 32, 12, 12, 3, 1, (1, 0, 2, 1), 1, 1), "winograd"),  # asymmetric pads
@@ -46,6 +51,7 @@ CASES = [
 
 def _id(case):
     c, kind = case
+    kind = kind if isinstance(kind, str) else "-".join(sorted(set(kind.values())))
     return "x".join(map(str, c[:5])) + f"s{c[5]}g{c[8]}-{kind}"
 
 
@@ -65,22 +71,38 @@ def _graph(c, oc, h, w, k, s, p, d, g, rng):
 
 @pytest.mark.parametrize("level", [0, 3])
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_conv_kernel_matches_reference(case, level, tmp_path):
+def test_conv_kernel_matches_reference(case, level, vtarget, tmp_path):
     shape, kind = case
     rng = np.random.default_rng(0)
     gr, feeds = _graph(*shape, rng)
     ref = interpret(gr, feeds)[0]
     graph = run_pipeline(gr, level)
-    target = get_target("x86_64")
     if level == 3:
-        _, kernels = generate_kernels(graph, target)
+        if not isinstance(kind, str):
+            kind = kind[vtarget.vector_bits]
+        _, kernels = generate_kernels(graph, vtarget)
         kinds = {info.kernel for _, info in kernels
                  if info is not None and ("conv" in info.op or "winograd" in info.op)}
         # Winograd: its transforms plus the grouped 1x1 conv between them (a GEMM here)
         assert kinds == ({"winograd", "gemm"} if kind == "winograd" else {kind})
-    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []}, level)
-    with Model(str(tmp_path)) as m:
-        out = m.run(feeds)[0]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []}, level)
+    out = run_artifact_checked(tmp_path, feeds)[0]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+# Winograd tile rows (TW = ceil(OW / 2) tiles) shorter than, around and longer than 4, 8 and 16
+# lanes, with few tile rows: a tail vector's unmasked lanes must stay within the plane.
+@pytest.mark.parametrize("hw", [(31, 5), (9, 8), (8, 14), (5, 17), (3, 31), (4, 33), (8, 34),
+                                (17, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_winograd_tile_rows(hw, vtarget, tmp_path):
+    rng = np.random.default_rng(hw[0] * 100 + hw[1])
+    gr, feeds = _graph(16, 16, *hw, 3, 1, 1, 1, 1, rng)
+    ref = interpret(gr, feeds)[0]
+    graph = run_pipeline(gr, 3)
+    _, kernels = generate_kernels(graph, vtarget)
+    assert "winograd" in {info.kernel for _, info in kernels if info is not None}
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 

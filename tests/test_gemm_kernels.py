@@ -1,5 +1,7 @@
-"""The matmul GEMM kernel: batched activations times a constant matrix run as one GEMM with the
-batch folded into the rows, and the fused epilogue still sees each row's batch index."""
+"""The GEMM kernel (matmul and 1x1 conv) at every vector width (conftest.VECTOR_WIDTHS): row and
+column tails around the panel width (6 rows x 2-4 vectors), constant (prepacked) and activation
+B, fused epilogues, and batched activations times a constant matrix run as one GEMM with the batch
+folded into the rows (the epilogue still sees each row's batch index)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +9,24 @@ import pytest
 
 import ir
 from codegen.build import build_artifact, generate_kernels
+from conftest import run_artifact_checked
 from ir.interpreter import interpret
-from neo_cli.targets import get_target
 from passes import run_pipeline
-from runtime import Model
+
+
+def _check(g, feeds, target, tmp_path, kernels_expected=("gemm",)):
+    ref = interpret(g, feeds)[0]
+    graph = run_pipeline(g, 3)
+    _, kernels = generate_kernels(graph, target)
+    assert [i.kernel for _, i in kernels if i is not None] == list(kernels_expected)
+    build_artifact(graph, target, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
 @pytest.mark.parametrize("shape", [(64, 1, 24), (3, 5, 24), (2, 3, 7, 24)],
                          ids=["attention-rows", "batch3x5", "rank4"])
-def test_batched_rows_times_a_constant_fold_into_one_gemm(shape, tmp_path):
+def test_batched_rows_times_a_constant_fold_into_one_gemm(shape, vtarget, tmp_path):
     rng = np.random.default_rng(0)
     g = ir.Graph()
     a = g.input("a", shape)
@@ -26,11 +37,54 @@ def test_batched_rows_times_a_constant_fold_into_one_gemm(shape, tmp_path):
     g.outputs = [g.op("relu", g.op("add", g.op("add", y, bias), r))]
     feeds = {"a": rng.normal(size=shape).astype(np.float32),
              "r": rng.normal(size=y.shape).astype(np.float32)}
+    _check(g, feeds, vtarget, tmp_path)
+
+
+# (M, K, N): N around multiples of 4, 8, 16, 32 and 64 lanes; M around the 6 and 8 row tiles;
+# K short, odd and longer than one K block
+MATMULS = [(1, 3, 1), (5, 7, 5), (7, 24, 15), (6, 16, 16), (13, 9, 17), (2, 33, 31),
+           (9, 20, 33), (3, 300, 47), (8, 5, 64), (11, 12, 65), (4, 600, 129)]
+
+
+@pytest.mark.parametrize("const_b", [True, False], ids=["packed-b", "activation-b"])
+@pytest.mark.parametrize("mkn", MATMULS, ids=lambda s: "x".join(map(str, s)))
+def test_matmul_tails(mkn, const_b, vtarget, tmp_path):
+    M, K, N = mkn
+    rng = np.random.default_rng(M * 1000 + N)
+    g = ir.Graph()
+    a = g.input("a", (M, K))
+    bm = rng.normal(size=(K, N)).astype(np.float32)
+    b = g.const(bm, "b") if const_b else g.input("b", (K, N))
+    y = g.op("matmul", a, b)
+    r = g.input("r", (M, N))
+    g.outputs = [g.op("tanh", g.op("add", y, r))]
+    feeds = {"a": rng.normal(size=(M, K)).astype(np.float32),
+             "r": rng.normal(size=(M, N)).astype(np.float32)}
+    if not const_b:
+        feeds["b"] = bm
     ref = interpret(g, feeds)[0]
     graph = run_pipeline(g, 3)
-    _, kernels = generate_kernels(graph, get_target("x86_64"))
-    assert [i.kernel for _, i in kernels if i is not None] == ["gemm"]
-    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
-    with Model(str(tmp_path)) as m:
-        out = m.run(feeds)[0]
+    _, kernels = generate_kernels(graph, vtarget)
+    assert "gemm" in [i.kernel for _, i in kernels if i is not None]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
+    assert np.abs(out - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("chw", [(12, 5, 7), (16, 8, 8), (33, 7, 9), (64, 1, 17), (24, 14, 14)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_pointwise_conv_as_gemm(chw, vtarget, tmp_path):
+    C, H, W = chw
+    rng = np.random.default_rng(C + H)
+    g = ir.Graph()
+    x = g.input("x", (2, C, H, W))
+    w = g.const(rng.normal(size=(20, C, 1, 1)).astype(np.float32), "w")
+    bias = g.const(rng.normal(size=20).astype(np.float32), "bias")
+    g.outputs = [g.op("relu", g.op("conv", x, w, bias, strides=(1, 1), pads=(0, 0, 0, 0),
+                                   dilations=(1, 1), groups=1))]
+    feeds = {"x": rng.normal(size=(2, C, H, W)).astype(np.float32)}
+    ref = interpret(g, feeds)[0]
+    graph = run_pipeline(g, 3)
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()

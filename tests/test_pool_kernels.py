@@ -1,5 +1,6 @@
 """Pooling kernels compiled and run against the reference: padding, ceil mode, strides, dilation.
-Max pools run on the plane kernel (kernel_dwconv), average pools on tensor expressions."""
+Max pools run on the plane kernel (kernel_dwconv), average pools on tensor expressions. Every
+test runs at every vector width (conftest.VECTOR_WIDTHS) on the kernels built for it."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,8 @@ import pytest
 import ir
 from codegen.build import build_artifact, generate_kernels
 from ir.interpreter import interpret
-from neo_cli.targets import get_target
+from conftest import run_artifact_checked
 from passes import run_pipeline
-from runtime import Model
 
 # (op, H, W, kernel, stride, pads, ceil_mode, count_include_pad, dilation)
 CASES = [
@@ -26,7 +26,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
-def test_pool_kernel_matches_reference(case, tmp_path):
+def test_pool_kernel_matches_reference(case, vtarget, tmp_path):
     op, h, w, k, s, p, ceil, cip, d = case
     g = ir.Graph()
     x = g.input("x", (1, 5, h, w))
@@ -37,15 +37,14 @@ def test_pool_kernel_matches_reference(case, tmp_path):
     feeds["x"][0, 1, 3, 4] = np.nan  # max pooling propagates NaN, as numpy and onnxruntime
     ref = interpret(g, feeds)[0]
     graph = run_pipeline(g, 3)
-    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    _, kernels = generate_kernels(graph, vtarget)
     assert [i.kernel for _, i in kernels] == ["plane" if op == "max_pool" else "te"]
-    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
-    with Model(str(tmp_path)) as m:
-        out = m.run(feeds)[0]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_max_pool_reads_a_fused_channel_concat_in_place(tmp_path):
+def test_max_pool_reads_a_fused_channel_concat_in_place(vtarget, tmp_path):
     """squeezenet's concat + max_pool: one plane kernel that picks each channel's source buffer."""
     rng = np.random.default_rng(1)
     g = ir.Graph()
@@ -57,12 +56,11 @@ def test_max_pool_reads_a_fused_channel_concat_in_place(tmp_path):
              "b": rng.normal(size=(2, 5, 15, 15)).astype(np.float32)}
     ref = interpret(g, feeds)[0]
     graph = run_pipeline(g, 3)
-    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    _, kernels = generate_kernels(graph, vtarget)
     pools = [i for _, i in kernels if "max_pool" in i.op]
     assert [(i.op, i.kernel) for i in pools] == [("concat+max_pool", "plane")]
-    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
-    with Model(str(tmp_path)) as m:
-        out = m.run(feeds)[0]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
     np.testing.assert_array_equal(out, ref)
 
 
@@ -71,7 +69,7 @@ def test_max_pool_reads_a_fused_channel_concat_in_place(tmp_path):
     ((2, 5, 13, 11), (1, 2, 0, 1)),  # row tails; no bottom padding: the last tail is masked
     ((1, 4, 6, 7), (0, 0, 3, 2)),  # the last tail may spill into the bottom padding
 ], ids=["stem", "masked-last", "spill"])
-def test_constant_pad_of_planes(shape, pads, tmp_path):
+def test_constant_pad_of_planes(shape, pads, vtarget, tmp_path):
     g = ir.Graph()
     x = g.input("x", shape)
     top, left, bottom, right = pads
@@ -80,9 +78,8 @@ def test_constant_pad_of_planes(shape, pads, tmp_path):
     feeds = {"x": np.random.default_rng(2).normal(size=shape).astype(np.float32)}
     ref = interpret(g, feeds)[0]
     graph = run_pipeline(g, 3)
-    _, kernels = generate_kernels(graph, get_target("x86_64"))
+    _, kernels = generate_kernels(graph, vtarget)
     assert [i.kernel for _, i in kernels] == ["plane"]
-    build_artifact(graph, get_target("host"), tmp_path, {"inputs": []})
-    with Model(str(tmp_path)) as m:
-        out = m.run(feeds)[0]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
     np.testing.assert_array_equal(out, ref)
