@@ -134,9 +134,12 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
 @click.option("--input", "-i", "inputs", multiple=True, help="NAME=FILE.npy (or FILE.npy for one input).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write outputs to this .npz.")
 @click.option("--threads", type=int, help="Threads for the kernels (default: all cores).")
+@click.option("--check", is_flag=True,
+              help="Checked mode: guard bytes around every buffer, verified after every kernel "
+                   "(finds out-of-bounds writes; slower).")
 @_common
 @_guard
-def run_cmd(artifact, inputs, output, threads, json_out, verbose, debug):
+def run_cmd(artifact, inputs, output, threads, check, json_out, verbose, debug):
     """Run a compiled ARTIFACT directory on .npy inputs; outputs go to an .npz keyed by name."""
     ctx = _setup(json_out, verbose, debug)
     import numpy as np
@@ -147,7 +150,7 @@ def run_cmd(artifact, inputs, output, threads, json_out, verbose, debug):
     feeds = parse_inputs(inputs, meta)
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
-    names, outs, info = run_artifact(artifact, feeds, threads)
+    names, outs, info = run_artifact(artifact, feeds, threads, check=check)
     if info.get("emulated"):
         ctx.log(f"running the {info['arch']} artifact under {info.get('emulator')}")
     if output is not None:

@@ -1,10 +1,12 @@
-"""`neo run`: execute a compiled artifact on inputs from .npy files, natively or under qemu."""
+"""`neo run`: execute a compiled artifact on inputs from .npy files through its neo-run, natively or
+under qemu."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +67,25 @@ def parse_inputs(specs: tuple[str, ...], meta: dict) -> dict[str, np.ndarray]:
     return feeds
 
 
+# neo-run's report of a fatal signal in a kernel (runtime/neo_run.c:on_fatal_signal)
+_CRASH = re.compile(r"^neo-run: (kernel .* crashed with SIG[A-Z]+ in .*)$")
+
+
+def _death_signal(returncode: int) -> str | None:
+    """The name of the signal a child died of (negative return codes), else None."""
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = None,
-                 repeat: int = 1) -> tuple[list[str], list[np.ndarray], dict]:
+                 repeat: int = 1, check: bool = False) -> tuple[list[str], list[np.ndarray], dict]:
+    """Run the artifact's own neo-run in a subprocess (under qemu for a foreign arch), so that a
+    kernel that crashes is reported as one line naming it instead of taking the caller down.
+    check: the runtime's checked mode (guard bytes around every buffer, verified per kernel)."""
     meta = read_meta(art)
     arch = meta["target"]["arch"]
     from codegen.toolchain import host_arch
@@ -74,48 +93,66 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
     host = host_arch()
     out_names = [o["name"] for o in meta["outputs"]]
     info: dict = {"arch": arch, "emulated": arch != host}
-    if arch == host:
-        from runtime import ArtifactError, Model
+    prefix: list[str] = []
+    if arch != host:
+        from codegen.toolchain import qemu_command
 
-        try:
-            m = Model(str(art), num_threads=threads)
-        except ArtifactError as e:
-            raise NeoRuntimeError(str(e)) from e
-        try:
-            times = []
-            outs = None
-            for _ in range(max(1, repeat)):
-                t = time.perf_counter()
-                outs = m.run(feeds)
-                times.append(time.perf_counter() - t)
-        except (ValueError, TypeError, RuntimeError) as e:
-            raise NeoRuntimeError(f"{art}: {e}") from e
-        finally:
-            m.close()
-        info["median_ms"] = float(np.median(times) * 1000)
-        return out_names, outs, info
-    from codegen.toolchain import qemu_command
-
-    qemu = qemu_command(arch)
-    if qemu is None:
-        raise NeoRuntimeError(
-            f"{art} is compiled for {arch}; this machine is {host} and has no qemu-{arch} emulator",
-            hint="apt-get install qemu-user-static libc6-arm64-cross libc6-armhf-cross, or copy "
-                 "the directory to the device and run its neo-run there")
+        qemu = qemu_command(arch)
+        if qemu is None:
+            raise NeoRuntimeError(
+                f"{art} is compiled for {arch}; this machine is {host} and has no qemu-{arch} "
+                f"emulator",
+                hint="apt-get install qemu-user-static libc6-arm64-cross libc6-armhf-cross, or "
+                     "copy the directory to the device and run its neo-run there")
+        prefix = qemu
+        info["emulator"] = qemu[0]
+    for name in ("neo-run", "libneort.so"):
+        if not (art / name).is_file():
+            raise NeoRuntimeError(f"compiled artifact {art} is missing {name}",
+                                  hint="recompile with neo compile")
     with tempfile.TemporaryDirectory(prefix="neo-run-") as tmp:
-        cmd = qemu + [str(art / "neo-run"), str(art), "--outdir", tmp]
+        cmd = [*prefix, str(art / "neo-run"), str(art), "--outdir", tmp,
+               "--repeat", str(max(1, repeat))]
         if threads:
             cmd += ["--threads", str(threads)]
+        if check:
+            cmd.append("--check")
         for i, (name, a) in enumerate(feeds.items()):
             p = Path(tmp) / f"in{i}.npy"
             np.save(p, np.ascontiguousarray(a))
             cmd += ["--input", f"{name}={p}"]
-        t = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        info["median_ms"] = (time.perf_counter() - t) * 1000
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as e:
+            raise NeoRuntimeError(f"cannot run {cmd[0]}: {e.strerror or e}") from None
         if r.returncode != 0:
-            raise NeoRuntimeError(f"{art}: running under {qemu[0]} failed: "
-                                  f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or r.returncode}")
+            raise NeoRuntimeError(_failure(art, r, prefix))
+        try:
+            info["median_ms"] = float(json.loads(r.stdout.strip().splitlines()[-1])["median_ms"])
+        except (ValueError, KeyError, IndexError):
+            raise NeoRuntimeError(f"{art}: neo-run printed no timings: {r.stdout.strip()!r}") \
+                from None
         outs = [np.load(Path(tmp) / f"output_{i}.npy") for i in range(len(out_names))]
-    info["emulator"] = qemu[0]
+    from runtime.params import numpy_dtype
+
+    # .npy has no bfloat16: neo-run writes its bits as uint16
+    outs = [o.view(numpy_dtype(m["dtype"])) if o.dtype.name != m["dtype"] else o
+            for o, m in zip(outs, meta["outputs"])]
     return out_names, outs, info
+
+
+def _failure(art: Path, r: subprocess.CompletedProcess, prefix: list[str]) -> str:
+    """One line for a failed neo-run: its crash report, its error, or the signal it died of."""
+    lines = [ln.strip() for ln in (r.stderr or "").splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        m = _CRASH.match(ln)
+        if m:
+            return m.group(1)
+    sig = _death_signal(r.returncode)
+    if sig:
+        where = f" under {prefix[0]}" if prefix else ""
+        return f"{art}: neo-run died of {sig}{where} (no kernel was identified)"
+    ours = [ln[len("neo-run: "):] for ln in lines if ln.startswith("neo-run: ")]
+    msg = ours[-1] if ours else (lines[-1] if lines else f"neo-run exited with {r.returncode}")
+    # load errors already name the artifact; run errors get it in front
+    return msg if str(art) in msg else f"{art}: {msg}"

@@ -22,6 +22,8 @@ from .params import numpy_dtype
 
 _c_int64_p = ctypes.POINTER(ctypes.c_int64)
 
+NEO_LOAD_CHECKED = 0x1  # neort.h: checked mode (guard bytes around every buffer)
+
 
 class ArtifactError(RuntimeError):
     """The artifact directory is missing files, corrupt, or built for another machine."""
@@ -61,8 +63,16 @@ def _bind(lib: ctypes.CDLL) -> None:
         "neo_model_num_nodes": (i, [p]),
         "neo_model_node_name": (cs, [p, i]),
     }
-    for name, (restype, argtypes) in sigs.items():
-        fn = getattr(lib, name)
+    # newer entry points: an artifact built with an older runtime still loads without them
+    optional: dict[str, tuple[Any, list[Any]]] = {
+        "neo_model_load_ex": (i, [cs, i, ctypes.c_uint, ctypes.POINTER(p)]),
+    }
+    for name, (restype, argtypes) in {**sigs, **optional}.items():
+        fn = getattr(lib, name, None)
+        if fn is None and name in optional:
+            continue
+        if fn is None:
+            raise AttributeError(f"undefined symbol: {name}")
         fn.restype = restype
         fn.argtypes = argtypes
 
@@ -72,9 +82,14 @@ class Model:
 
     `Model(path).run(x)` returns the outputs as a list of new arrays. A Model serializes its own
     calls, so it can be shared between Python threads; the native code runs without the GIL.
+
+    `check=True` loads it in the runtime's checked mode (NEO_LOAD_CHECKED in neort.h): guard bytes
+    around every buffer, verified after every kernel; a kernel that wrote out of bounds makes
+    run() raise RuntimeError naming the kernel, its node and the buffer. Slower; for debugging.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
+                 check: bool = False) -> None:
         self._handle: ctypes.c_void_p | None = None
         self._lock = threading.Lock()
         self.path = Path(path)
@@ -105,7 +120,16 @@ class Model:
 
         handle = ctypes.c_void_p()
         threads = 0 if num_threads is None else int(num_threads)
-        if self._lib.neo_model_load(os.fsencode(self.path), threads, ctypes.byref(handle)) != 0:
+        self.checked = bool(check)
+        if self.checked:
+            if not hasattr(self._lib, "neo_model_load_ex"):
+                raise ArtifactError(f"the runtime in {self.path} predates checked mode; "
+                                    f"recompile the model to get a current runtime")
+            rc = self._lib.neo_model_load_ex(os.fsencode(self.path), threads, NEO_LOAD_CHECKED,
+                                             ctypes.byref(handle))
+        else:
+            rc = self._lib.neo_model_load(os.fsencode(self.path), threads, ctypes.byref(handle))
+        if rc != 0:
             raise ArtifactError(self._error())
         self._handle = handle
 

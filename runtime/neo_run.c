@@ -1,27 +1,35 @@
 /* neo_run.c - `neo-run`, the command-line runner shipped in every compiled artifact.
  *
  *   neo-run DIR [--threads N] [--repeat N] [--warmup N] [--input NAME=FILE.npy]...
- *               [--input-index I=FILE.npy]... [--outdir OUT]
+ *               [--input-index I=FILE.npy]... [--outdir OUT] [--check]
  *
  * Reads inputs from .npy files (v1/v2/v3 headers, little-endian, C order; dtype and shape must
  * equal the model's), runs the model, writes OUT/output_<i>.npy, and with --repeat prints one JSON
- * line of timings. Built for the target (`neo run` runs it under qemu for foreign targets); uses
- * only the public API in neort.h.
+ * line of timings. --check loads the model in checked mode (NEO_LOAD_CHECKED: guard bytes around
+ * every buffer, verified after every kernel). Built for the target (`neo run` runs it, under qemu
+ * for foreign targets); uses only the public API in neort.h.
+ *
+ * Errors are one line on stderr starting "neo-run: ", exit status 1. A fatal signal in a kernel
+ * prints "neo-run: kernel FUNC (node NAME) crashed with SIGSEGV in DIR; ..." and then dies of
+ * that signal.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* sigaction's SA_NODEFER and SA_ONSTACK, sigaltstack */
 #include "neort.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *USAGE =
     "usage: neo-run DIR [--threads N] [--repeat N] [--warmup N] [--input NAME=FILE.npy]...\n"
-    "               [--input-index I=FILE.npy]... [--outdir OUT]\n";
+    "               [--input-index I=FILE.npy]... [--outdir OUT] [--check]\n";
 
 /* npy descr of each dtype name; 1-byte types use '|' as numpy writes them */
 static const struct { const char *dtype, *descr; size_t size; } NPY[] = {
@@ -253,6 +261,67 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* ---- crash reports: name the kernel a fatal signal hit, with async-signal-safe calls only ---- */
+
+static NeoModel *g_model;
+static const char *g_dir;
+static int g_checked;
+static atomic_flag g_crashing = ATOMIC_FLAG_INIT; /* lock-free, so usable in a handler */
+
+static void put(const char *s) {
+    size_t n = 0;
+    while (s[n]) n++;
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void on_fatal_signal(int sig) {
+    /* every task of a kernel may fault at once: the first thread reports and ends the process,
+     * the others wait for that */
+    if (atomic_flag_test_and_set(&g_crashing))
+        for (;;) pause();
+    const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS"
+                     : sig == SIGFPE  ? "SIGFPE"  : "SIGILL";
+    int i = g_model ? neo_model_current_node(g_model) : -1;
+    if (i >= 0) {
+        put("neo-run: kernel ");
+        put(neo_model_node_func(g_model, i));
+        put(" (node ");
+        put(neo_model_node_name(g_model, i));
+        put(") crashed with ");
+        put(name);
+        put(" in ");
+        put(g_dir);
+        put(g_checked ? " (checked mode: an access beyond the guard bytes or to read-only memory)\n"
+                      : "; rerun with --check to find an out-of-bounds write\n");
+    } else {
+        put("neo-run: crashed with ");
+        put(name);
+        put(" outside the kernels\n");
+    }
+    /* the default action, let through at once by SA_NODEFER: die of the signal */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_crash_handler(void) {
+    /* an alternate stack for the main thread, so a kernel's stack overflow is reported too */
+    static char altstack[65536];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sa.sa_flags = SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) sigaction(sigs[k], &sa, NULL);
+}
+
 static int parse_int(const char *s, const char *opt) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -263,7 +332,7 @@ static int parse_int(const char *s, const char *opt) {
 
 int main(int argc, char **argv) {
     const char *dir = NULL, *outdir = NULL;
-    int threads = 0, repeat = 0, warmup = 0, nspecs = 0;
+    int threads = 0, repeat = 0, warmup = 0, nspecs = 0, check = 0;
     struct { const char *key, *file; int by_index; } *specs = calloc((size_t)argc, sizeof *specs);
     if (!specs) die("out of memory");
     for (int i = 1; i < argc; i++) {
@@ -275,6 +344,10 @@ int main(int argc, char **argv) {
         if (strncmp(arg, "--", 2) != 0) {
             if (dir) die("unexpected argument '%s'\n%s", arg, USAGE);
             dir = arg;
+            continue;
+        }
+        if (!strcmp(arg, "--check")) {
+            check = 1;
             continue;
         }
         if (i + 1 >= argc) die("%s needs a value\n%s", arg, USAGE);
@@ -300,7 +373,12 @@ int main(int argc, char **argv) {
     if (!dir) die("missing the artifact directory\n%s", USAGE);
 
     NeoModel *m = NULL;
-    if (neo_model_load(dir, threads, &m) != 0) die("%s", neo_last_error());
+    if (neo_model_load_ex(dir, threads, check ? NEO_LOAD_CHECKED : 0, &m) != 0)
+        die("%s", neo_last_error());
+    g_model = m;
+    g_dir = dir;
+    g_checked = check;
+    install_crash_handler();
     for (int s = 0; s < nspecs; s++) {
         int idx = -1;
         if (specs[s].by_index) {
@@ -347,6 +425,7 @@ int main(int argc, char **argv) {
     free(ms);
     for (int s = 0; s < nspecs; s++) free((void *)specs[s].key);
     free(specs);
+    g_model = NULL;
     neo_model_free(m);
     return 0;
 }

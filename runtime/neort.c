@@ -414,7 +414,24 @@ typedef struct {
     NeoKernelFn fn;
     void **args;
     bool parallel;
+    int num_args;
+    int *arg_tensor; /* checked mode: the tensor id of each arg, to name a damaged buffer */
 } NeoNode;
+
+/* checked mode: a buffer in its own mapping,
+ *   no-access page | head guard (NEO_GUARD_BYTES) | data (nbytes) | tail guard | no-access page
+ * with the guards filled with GUARD_BYTE; data is 64-byte aligned, the tail guard starts right
+ * after the last data byte and runs to the end of the accessible pages (>= NEO_GUARD_BYTES). */
+typedef struct {
+    const char *name;  /* the first tensor placed in it (points into NeoModel.tensor_names) */
+    char kind;         /* 'i' input, 'o' output, 'w' workspace */
+    int index;         /* the input/output index, or the storage id */
+    size_t nbytes;
+    uint8_t *map;
+    size_t map_size;
+    uint8_t *data, *tail;
+    size_t tail_len;
+} GuardBuf;
 
 typedef struct NeoPool NeoPool;
 typedef struct { NeoPool *pool; int task; } NeoWorker;
@@ -438,12 +455,153 @@ struct NeoModel {
     void *lib;
     void *params;
     size_t params_size;
-    void *workspace;
+    void *workspace; /* NULL in checked mode: every storage is a GuardBuf instead */
     int num_inputs, num_outputs, num_nodes;
     NeoIO *inputs, *outputs;
     NeoNode *nodes;
     NeoPool *pool;
+    unsigned flags;
+    atomic_int current; /* the node running now, -1 outside a run (read by crash handlers) */
+    /* checked mode only */
+    GuardBuf *gbufs;
+    int num_gbufs, cap_gbufs;
+    int num_tensors;
+    char **tensor_names; /* by tensor id */
+    int *tensor_gbuf;    /* by tensor id: its GuardBuf, -1 for params */
 };
+
+/* ---- checked mode: guarded buffers ---- */
+
+#define GUARD_BYTE 0xA5u
+#define GUARD_WORD 0xA5A5A5A5A5A5A5A5ull
+
+static size_t page_size(void) {
+    long p = sysconf(_SC_PAGESIZE);
+    return p >= NEO_GUARD_BYTES ? (size_t)p : 4096;
+}
+
+static void guard_fill(GuardBuf *b) {
+    memset(b->data - NEO_GUARD_BYTES, GUARD_BYTE, NEO_GUARD_BYTES);
+    memset(b->tail, GUARD_BYTE, b->tail_len);
+}
+
+/* map a guarded, zeroed buffer of nbytes; NULL when out of memory */
+static uint8_t *guard_alloc(GuardBuf *b, size_t nbytes) {
+    size_t pg = page_size(), body = 2 * (size_t)NEO_GUARD_BYTES + nbytes;
+    if (body < nbytes || body > SIZE_MAX - 3 * pg) return NULL;
+    size_t inner = (body + pg - 1) / pg * pg, total = inner + 2 * pg;
+    uint8_t *map = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    if (mprotect(map + pg, inner, PROT_READ | PROT_WRITE) != 0) {
+        munmap(map, total);
+        return NULL;
+    }
+    b->map = map;
+    b->map_size = total;
+    b->nbytes = nbytes;
+    b->data = map + pg + NEO_GUARD_BYTES;
+    b->tail = b->data + nbytes;
+    b->tail_len = (size_t)(map + pg + inner - b->tail);
+    guard_fill(b);
+    return b->data;
+}
+
+/* no branch per byte: this runs over every guard after every node */
+static bool guard_intact(const uint8_t *p, size_t n) {
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        acc |= w ^ GUARD_WORD;
+    }
+    for (; i < n; i++) acc |= p[i] ^ GUARD_BYTE;
+    return acc == 0;
+}
+
+/* how far before the data / past its end the damage reaches (0: intact) */
+static size_t damage_before(const GuardBuf *b) {
+    const uint8_t *head = b->data - NEO_GUARD_BYTES;
+    for (size_t i = 0; i < NEO_GUARD_BYTES; i++)
+        if (head[i] != GUARD_BYTE) return NEO_GUARD_BYTES - i;
+    return 0;
+}
+
+static size_t damage_after(const GuardBuf *b) {
+    for (size_t i = b->tail_len; i > 0; i--)
+        if (b->tail[i - 1] != GUARD_BYTE) return i;
+    return 0;
+}
+
+static bool guard_damaged(const GuardBuf *b) {
+    return !guard_intact(b->data - NEO_GUARD_BYTES, NEO_GUARD_BYTES) ||
+           !guard_intact(b->tail, b->tail_len);
+}
+
+/* after node n ran: verify every guard; a damaged one fails naming the kernel and the buffer
+ * (preferring one of the node's own), and all guards are restored for the next run */
+static int check_guards(NeoModel *m, const NeoNode *n) {
+    int bad = -1, nbad = 0;
+    const char *bad_name = NULL;
+    for (int b = 0; b < m->num_gbufs; b++) {
+        if (!guard_damaged(&m->gbufs[b])) continue;
+        nbad++;
+        const char *own = NULL; /* the name the node knows this buffer by, if it is an arg */
+        for (int k = 0; k < n->num_args && !own; k++)
+            if (m->tensor_gbuf[n->arg_tensor[k]] == b) own = m->tensor_names[n->arg_tensor[k]];
+        if (bad < 0 || (own && !bad_name)) {
+            bad = b;
+            bad_name = own;
+        }
+    }
+    if (bad < 0) return 0;
+    GuardBuf *g = &m->gbufs[bad];
+    size_t before = damage_before(g), after = damage_after(g);
+    char what[96], where[64], more[64] = "";
+    if (before && after)
+        snprintf(what, sizeof what, "%zu bytes before the start and %zu bytes past the end",
+                 before, after);
+    else if (before)
+        snprintf(what, sizeof what, "%zu bytes before the start", before);
+    else
+        snprintf(what, sizeof what, "%zu bytes past the end", after);
+    snprintf(where, sizeof where, "%s %d", g->kind == 'w' ? "storage" : g->kind == 'i' ? "input"
+                                                                                    : "output",
+             g->index);
+    if (nbad > 1) snprintf(more, sizeof more, "; %d other buffers damaged too", nbad - 1);
+    fail("checked mode: kernel %s (node %s) wrote %s of buffer '%s' (%s, %zu bytes)%s", n->func,
+         n->name, what, bad_name ? bad_name : g->name, where, g->nbytes, more);
+    for (int b = 0; b < m->num_gbufs; b++) guard_fill(&m->gbufs[b]);
+    return -1;
+}
+
+/* the GuardBuf of a tensor in checked mode: inputs and outputs get their own; workspace tensors
+ * share one per (storage id, nbytes). Tensors of one storage id have disjoint lifetimes unless
+ * one is a view (a reshape) of the other, which has the same size; so giving different sizes
+ * different buffers changes no data flow and puts the tail guard right after each tensor. */
+static int guard_buf_for(NeoModel *m, char kind, int index, size_t nbytes, int tensor) {
+    if (kind == 'w')
+        for (int b = 0; b < m->num_gbufs; b++)
+            if (m->gbufs[b].kind == 'w' && m->gbufs[b].index == index &&
+                m->gbufs[b].nbytes == nbytes)
+                return b;
+    if (m->num_gbufs == m->cap_gbufs) {
+        int cap = m->cap_gbufs ? 2 * m->cap_gbufs : 16;
+        GuardBuf *nb = realloc(m->gbufs, (size_t)cap * sizeof *nb);
+        if (!nb) return fail("out of memory");
+        m->gbufs = nb;
+        m->cap_gbufs = cap;
+    }
+    GuardBuf *g = &m->gbufs[m->num_gbufs];
+    memset(g, 0, sizeof *g);
+    if (!guard_alloc(g, nbytes))
+        return fail("checked mode: cannot map a guarded buffer of %zu bytes: %s", nbytes,
+                    strerror(errno));
+    g->name = m->tensor_names[tensor];
+    g->kind = kind;
+    g->index = index;
+    return m->num_gbufs++;
+}
 
 /* ---- the thread pool ---- */
 
@@ -804,6 +962,8 @@ static int load_tensor(Loader *L, NeoModel *m, const JVal *t, int pos, void *wor
     if (id->i < 0 || id->i >= L->num_tensors || L->tensor_storage[id->i])
         return fail("%s: %s: id must be unique and in 0..%d", L->json_path, where,
                     L->num_tensors - 1);
+    if ((m->flags & NEO_LOAD_CHECKED) && !(m->tensor_names[id->i] = xstrdup(name->s)))
+        return fail("out of memory");
     NeoIO io = {0};
     int rc = parse_shape(L, t, where, &io);
     const char *kind = storage->s;
@@ -826,11 +986,18 @@ static int load_tensor(Loader *L, NeoModel *m, const JVal *t, int pos, void *wor
                             (long long)index->i);
             }
             slot->name = xstrdup(name->s);
-            slot->buf = alloc_aligned(io.nbytes);
             slot->dtype = io.dtype, slot->ndim = io.ndim, slot->shape = io.shape;
             slot->nbytes = io.nbytes;
             io.shape = NULL; /* now owned by the slot */
-            if (!slot->name || !slot->buf) rc = fail("out of memory");
+            if (!slot->name) {
+                rc = fail("out of memory");
+            } else if (m->flags & NEO_LOAD_CHECKED) {
+                int b = guard_buf_for(m, kind[0], (int)index->i, io.nbytes, (int)id->i);
+                if (b < 0) rc = -1;
+                else slot->buf = m->gbufs[b].data, m->tensor_gbuf[id->i] = b;
+            } else if (!(slot->buf = alloc_aligned(io.nbytes))) {
+                rc = fail("out of memory");
+            }
             ptr = slot->buf;
         }
     } else if (rc == 0 && !strcmp(kind, "param")) {
@@ -849,14 +1016,23 @@ static int load_tensor(Loader *L, NeoModel *m, const JVal *t, int pos, void *wor
             ptr = (void *)(L->param_data + e->offset);
     } else if (rc == 0 && !strcmp(kind, "workspace")) {
         JVal *off = field(L, t, "offset", J_INT, where);
-        if (!off || !field(L, t, "storage_id", J_INT, where))
+        JVal *sid = off ? field(L, t, "storage_id", J_INT, where) : NULL;
+        int b;
+        if (!off || !sid)
             rc = -1;
         else if (off->i < 0 || off->i > workspace_nbytes ||
                  io.nbytes > (uint64_t)(workspace_nbytes - off->i))
             rc = fail("%s: %s: offset %lld + %zu bytes exceeds workspace_nbytes %lld", L->json_path,
                       where, (long long)off->i, io.nbytes, (long long)workspace_nbytes);
-        else
+        else if (!(m->flags & NEO_LOAD_CHECKED))
             ptr = (char *)workspace + off->i;
+        else if (sid->i < 0 || sid->i > INT_MAX)
+            rc = fail("%s: %s: storage_id %lld is out of range", L->json_path, where,
+                      (long long)sid->i);
+        else if ((b = guard_buf_for(m, 'w', (int)sid->i, io.nbytes, (int)id->i)) < 0)
+            rc = -1;
+        else
+            ptr = m->gbufs[b].data, m->tensor_gbuf[id->i] = b;
     } else if (rc == 0) {
         rc = fail("%s: %s: unknown storage '%s'", L->json_path, where, kind);
     }
@@ -883,6 +1059,9 @@ static int load_node(Loader *L, NeoModel *m, const JVal *jn, int pos, bool *outp
     n->args = calloc((size_t)args->n + 1, sizeof(void *));
     n->parallel = par->b;
     if (!n->name || !n->func || !n->args) return fail("out of memory");
+    if ((m->flags & NEO_LOAD_CHECKED) &&
+        !(n->arg_tensor = calloc((size_t)args->n + 1, sizeof(int))))
+        return fail("out of memory");
     if (nin->i < 0 || nout->i < 0 || nin->i + nout->i > args->n)
         return fail("%s: %s: num_inputs %lld + num_outputs %lld exceed its %d args", L->json_path,
                     where, (long long)nin->i, (long long)nout->i, args->n);
@@ -896,6 +1075,7 @@ static int load_node(Loader *L, NeoModel *m, const JVal *jn, int pos, bool *outp
                         st == 'i' ? "input" : "param", (long long)a->i);
         if (k >= nin->i && k < nin->i + nout->i && st == 'o') output_written[a->i] = true;
         n->args[k] = L->tensor_ptr[a->i];
+        if (n->arg_tensor) n->arg_tensor[n->num_args++] = (int)a->i;
     }
     void *sym = dlsym(m->lib, func->s);
     memcpy(&n->fn, &sym, sizeof sym); /* object-to-function pointer, as POSIX allows */
@@ -962,9 +1142,17 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
     if (!m->lib) return fail("cannot load %s: %s", path, dlerror());
 
     /* tensors and storage */
-    if ((uint64_t)ws->i <= SIZE_MAX) m->workspace = alloc_aligned((size_t)ws->i);
-    if (!m->workspace)
-        return fail("cannot allocate the %lld-byte workspace", (long long)ws->i);
+    if (m->flags & NEO_LOAD_CHECKED) {
+        m->num_tensors = tensors->n;
+        m->tensor_names = calloc((size_t)tensors->n + 1, sizeof(char *));
+        m->tensor_gbuf = malloc(((size_t)tensors->n + 1) * sizeof(int));
+        if (!m->tensor_names || !m->tensor_gbuf) return fail("out of memory");
+        for (int k = 0; k < tensors->n; k++) m->tensor_gbuf[k] = -1;
+    } else {
+        if ((uint64_t)ws->i <= SIZE_MAX) m->workspace = alloc_aligned((size_t)ws->i);
+        if (!m->workspace)
+            return fail("cannot allocate the %lld-byte workspace", (long long)ws->i);
+    }
     m->num_inputs = inputs->n;
     m->num_outputs = outputs->n;
     m->inputs = calloc((size_t)inputs->n + 1, sizeof *m->inputs);
@@ -1002,8 +1190,14 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
 }
 
 NEO_API int neo_model_load(const char *dir, int num_threads, NeoModel **out) {
+    return neo_model_load_ex(dir, num_threads, 0, out);
+}
+
+NEO_API int neo_model_load_ex(const char *dir, int num_threads, unsigned flags, NeoModel **out) {
     if (!dir || !out) return fail("neo_model_load: dir and out must not be NULL");
     *out = NULL;
+    if (flags & ~NEO_LOAD_CHECKED)
+        return fail("neo_model_load_ex: unknown flags 0x%x", flags & ~NEO_LOAD_CHECKED);
     struct stat st;
     if (stat(dir, &st) != 0) return fail("compiled artifact directory %s does not exist", dir);
     if (!S_ISDIR(st.st_mode)) return fail("compiled artifact %s is not a directory", dir);
@@ -1011,6 +1205,8 @@ NEO_API int neo_model_load(const char *dir, int num_threads, NeoModel **out) {
     if (file_missing(dir, "compiled_model.json", L.json_path, sizeof L.json_path)) return -1;
     NeoModel *m = calloc(1, sizeof *m);
     if (!m) return fail("out of memory loading %s", dir);
+    m->flags = flags;
+    atomic_init(&m->current, -1);
     size_t len = 0;
     int rc = read_text(L.json_path, &L.text, &len);
     if (rc == 0) {
@@ -1040,11 +1236,11 @@ NEO_API int neo_model_load(const char *dir, int num_threads, NeoModel **out) {
     return 0;
 }
 
-static void free_io(NeoIO *io, int n) {
+static void free_io(NeoIO *io, int n, bool own_buf) {
     for (int i = 0; io && i < n; i++) {
         free(io[i].name);
         free(io[i].shape);
-        free(io[i].buf);
+        if (own_buf) free(io[i].buf);
     }
     free(io);
 }
@@ -1056,11 +1252,18 @@ NEO_API void neo_model_free(NeoModel *m) {
         free(m->nodes[i].name);
         free(m->nodes[i].func);
         free(m->nodes[i].args);
+        free(m->nodes[i].arg_tensor);
     }
     free(m->nodes);
-    free_io(m->inputs, m->num_inputs);
-    free_io(m->outputs, m->num_outputs);
+    bool checked = m->flags & NEO_LOAD_CHECKED; /* then the I/O buffers are GuardBufs */
+    free_io(m->inputs, m->num_inputs, !checked);
+    free_io(m->outputs, m->num_outputs, !checked);
     free(m->workspace);
+    for (int b = 0; b < m->num_gbufs; b++) munmap(m->gbufs[b].map, m->gbufs[b].map_size);
+    free(m->gbufs);
+    for (int t = 0; m->tensor_names && t < m->num_tensors; t++) free(m->tensor_names[t]);
+    free(m->tensor_names);
+    free(m->tensor_gbuf);
     if (m->lib) dlclose(m->lib);
     if (m->params) munmap(m->params, m->params_size);
     free(m);
@@ -1079,6 +1282,21 @@ NEO_API const char *neo_model_node_name(const NeoModel *m, int i) {
         return NULL;
     }
     return m->nodes[i].name;
+}
+
+NEO_API const char *neo_model_node_func(const NeoModel *m, int i) {
+    if (!m || i < 0 || i >= m->num_nodes) {
+        fail("node index %d out of range", i);
+        return NULL;
+    }
+    return m->nodes[i].func;
+}
+
+NEO_API unsigned neo_model_flags(const NeoModel *m) { return m ? m->flags : 0; }
+
+NEO_API int neo_model_current_node(const NeoModel *m) {
+    /* a lock-free atomic load: async-signal-safe; the cast only drops const for C11's signature */
+    return m ? atomic_load_explicit(&((NeoModel *)m)->current, memory_order_relaxed) : -1;
 }
 
 static const NeoIO *io_at(const NeoModel *m, int i, bool is_in) {
@@ -1176,17 +1394,25 @@ static int run_nodes(NeoModel *m, double *node_seconds) {
     if (!m) return fail("model is NULL");
     for (int i = 0; i < m->num_inputs; i++)
         if (!m->inputs[i].set) return fail("input '%s' was not set before run", m->inputs[i].name);
-    for (int i = 0; i < m->num_nodes; i++) {
+    bool checked = m->flags & NEO_LOAD_CHECKED;
+    if (checked) /* 0xFF bytes are NaN in every float type: reads of unwritten memory show */
+        for (int b = 0; b < m->num_gbufs; b++)
+            if (m->gbufs[b].kind != 'i') memset(m->gbufs[b].data, 0xFF, m->gbufs[b].nbytes);
+    int rc = 0;
+    for (int i = 0; i < m->num_nodes && rc == 0; i++) {
         NeoNode *n = &m->nodes[i];
+        atomic_store_explicit(&m->current, i, memory_order_relaxed);
         double t0 = node_seconds ? now_seconds() : 0.0;
         int task = 0;
-        int32_t rc = n->parallel ? pool_run(m->pool, n->fn, n->args, &task) : n->fn(n->args, 0, 1);
+        int32_t krc = n->parallel ? pool_run(m->pool, n->fn, n->args, &task) : n->fn(n->args, 0, 1);
         if (node_seconds) node_seconds[i] += now_seconds() - t0;
-        if (rc != 0)
-            return fail("node '%s' (kernel %s) failed with code %d in task %d", n->name, n->func,
-                        (int)rc, task);
+        if (checked) rc = check_guards(m, n); /* damage is worse news than a failure code */
+        if (rc == 0 && krc != 0)
+            rc = fail("node '%s' (kernel %s) failed with code %d in task %d", n->name, n->func,
+                      (int)krc, task);
     }
-    return 0;
+    atomic_store_explicit(&m->current, -1, memory_order_relaxed);
+    return rc;
 }
 
 NEO_API int neo_model_run(NeoModel *m) { return run_nodes(m, NULL); }

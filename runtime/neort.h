@@ -48,8 +48,31 @@ NEO_API const char *neo_runtime_version(void);
 NEO_API const char *neo_last_error(void);
 
 /* Load the artifact in directory `dir`. num_threads <= 0 uses all CPUs available to the process.
- * On success *out receives the model, to be released with neo_model_free(). */
+ * On success *out receives the model, to be released with neo_model_free().
+ * Same as neo_model_load_ex(dir, num_threads, 0, out). */
 NEO_API int neo_model_load(const char *dir, int num_threads, NeoModel **out);
+
+/* Flags of neo_model_load_ex(). */
+/* Checked mode, for finding kernels that write out of bounds (slower; for debugging):
+ *   - every input, output and workspace storage gets its own mapping instead of the shared arena:
+ *     a no-access page, NEO_GUARD_BYTES of a known pattern, the tensor (64-byte aligned, the
+ *     pattern again right after its last byte up to the next page), a no-access page;
+ *   - workspace storages and outputs are filled with 0xFF bytes (NaN for float types) before
+ *     every run, so reads of memory no kernel wrote show up;
+ *   - after every node (all its tasks) the guards of every buffer are verified; a damaged guard
+ *     makes neo_model_run() fail with a message naming the kernel, its node and the buffer, e.g.
+ *     "checked mode: kernel neo_k3_conv2d (node conv_3) wrote 12 bytes past the end of buffer
+ *     'relu_2' (storage 4, 4096 bytes)", and the guards are restored.
+ * Params are always mapped read-only, so a write to one faults in either mode; so does an access
+ * beyond the guard bytes in checked mode. */
+#define NEO_LOAD_CHECKED 0x1u
+#define NEO_GUARD_BYTES 1024
+
+/* neo_model_load() with flags (NEO_LOAD_*; unknown bits are an error). */
+NEO_API int neo_model_load_ex(const char *dir, int num_threads, unsigned flags, NeoModel **out);
+
+/* The flags the model was loaded with. */
+NEO_API unsigned neo_model_flags(const NeoModel *m);
 
 /* Release everything the model owns (threads, buffers, mappings, library). NULL is allowed. */
 NEO_API void neo_model_free(NeoModel *m);
@@ -87,6 +110,14 @@ NEO_API int neo_model_num_threads(const NeoModel *m);
 NEO_API int neo_model_profile(NeoModel *m, int repeat, double *node_seconds);
 NEO_API int neo_model_num_nodes(const NeoModel *m);
 NEO_API const char *neo_model_node_name(const NeoModel *m, int i);
+/* The kernel function (compiled.so symbol) node i calls. */
+NEO_API const char *neo_model_node_func(const NeoModel *m, int i);
+
+/* The index of the node whose kernel is running now (-1 outside a run). For crash reports: with
+ * a valid model this, neo_model_node_name() and neo_model_node_func() on a valid index are
+ * async-signal-safe, so a SIGSEGV handler may call them to name the kernel that faulted (neo-run
+ * does). */
+NEO_API int neo_model_current_node(const NeoModel *m);
 
 #ifdef __cplusplus
 }
