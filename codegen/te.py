@@ -214,6 +214,65 @@ def affine(e: Expr) -> tuple[dict[str, int], int] | None:
     return None
 
 
+def free_vars(e: Expr) -> frozenset[str]:
+    if isinstance(e, Var):
+        return frozenset((e.name,))
+    if isinstance(e, Reduce):
+        return free_vars(e.body) - frozenset(e.vars)
+    return frozenset().union(*map(free_vars, children(e)))
+
+
+def conjuncts(g: Expr) -> tuple[Expr, ...]:
+    if isinstance(g, Bin) and g.op == "and" and g.dtype == "bool":
+        return conjuncts(g.a) + conjuncts(g.b)
+    return (g,)
+
+
+def map_children(e: Expr, f: Callable[[Expr], Expr]) -> Expr:
+    """e with f applied to each direct child (no folding)."""
+    if isinstance(e, Bin):
+        return Bin(e.op, f(e.a), f(e.b), e.dtype)
+    if isinstance(e, Cmp):
+        return Cmp(e.op, f(e.a), f(e.b))
+    if isinstance(e, Un):
+        return Un(e.op, f(e.a), e.attrs, e.dtype)
+    if isinstance(e, Select):
+        return Select(f(e.cond), f(e.a), f(e.b), e.dtype)
+    if isinstance(e, Cast):
+        return Cast(f(e.a), e.dtype)
+    if isinstance(e, Load):
+        return Load(e.buf, f(e.index), e.dtype, f(e.guard) if e.guard is not None else None,
+                    e.fill)
+    if isinstance(e, Reduce):
+        return Reduce(e.op, e.vars, e.extents, f(e.body), e.dtype)
+    return e
+
+
+def guard_loads(e: Expr, guard: Expr) -> Expr:
+    """`e` evaluated only where `guard` holds: each load (index tables and gathers included)
+    takes the conjuncts of `guard` that share a variable with its address, the conditions that
+    keep that address inside its buffer. Loads whose address depends on none (a per-channel
+    operand under a spatial pad) stay unguarded: they are inside wherever e is evaluated."""
+    parts = [(c, free_vars(c)) for c in conjuncts(guard)]
+    done: dict[int, tuple[Expr, Expr]] = {}  # by id: producers share subexpressions
+
+    def go(x):
+        if id(x) not in done:
+            y = map_children(x, go)
+            if isinstance(y, Load):
+                used = free_vars(y.index)
+                g = None
+                for c, vs in parts:
+                    if vs & used:
+                        g = and_(g, c)
+                if g is not None:
+                    y = Load(y.buf, y.index, y.dtype, and_(g, y.guard), y.fill)
+            done[id(x)] = (x, y)
+        return done[id(x)][1]
+
+    return go(e)
+
+
 def uses_var(e: Expr, name: str) -> bool:
     if isinstance(e, Var):
         return e.name == name
@@ -260,13 +319,16 @@ class Tensor:
         return self.fn(idx)
 
     def guarded(self, idx, guard: Expr | None, fill) -> Expr:
-        """Element at idx where guard holds, `fill` elsewhere (padding), never reading outside."""
+        """Element at idx where guard holds, `fill` elsewhere (padding), never reading outside.
+
+        idx may leave the tensor where guard is false, so every load of an inlined producer
+        takes the guard (guard_loads): the Select alone would not stop its loads."""
         e = self(idx)
         if guard is None:
             return e
         if isinstance(e, Load) and e.guard is None:
-            return Load(e.buf, e.index, e.dtype, guard, fill)
-        return select(guard, e, Const(self.dtype, fill))
+            return Load(e.buf, guard_loads(e.index, guard), e.dtype, guard, fill)
+        return select(guard, guard_loads(e, guard), Const(self.dtype, fill))
 
 
 def buffer_tensor(buf: int, shape: tuple[int, ...], dtype: str) -> Tensor:
