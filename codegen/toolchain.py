@@ -72,10 +72,23 @@ def _have_zig() -> bool:
     return importlib.util.find_spec("ziglang") is not None
 
 
+@functools.cache
+def zig_exe() -> list[str]:
+    """The zig executable of the ziglang package, run directly: `python -m ziglang` would add a
+    Python start-up (~0.1 s) to every compile and link."""
+    spec = importlib.util.find_spec("ziglang")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        for name in ("zig", "zig.exe"):
+            exe = Path(loc, name)
+            if exe.is_file() and os.access(exe, os.X_OK):
+                return [str(exe)]
+    return [sys.executable, "-m", "ziglang"]
+
+
 def zig_cc() -> list[str]:
     """The C compiler command: zig's clang, or the system `cc` (host builds only) without ziglang."""
     if _have_zig():
-        return [sys.executable, "-m", "ziglang", "cc"]
+        return [*zig_exe(), "cc"]
     cc = shutil.which("cc")
     if cc is None:
         raise ToolchainError("no C compiler: install the 'ziglang' package (pip install ziglang)")
@@ -86,7 +99,7 @@ def zig_cc() -> list[str]:
 def compiler_version() -> str:
     """Version of the compiler behind zig_cc(), part of every cache key."""
     if _have_zig():
-        cmd = [sys.executable, "-m", "ziglang", "version"]
+        cmd = [*zig_exe(), "version"]
     else:
         cmd = [*zig_cc(), "--version"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
