@@ -208,8 +208,16 @@ def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), a
     dtypes = ([v.dtype for v in ext] + [te_dtype(t) for t in tables + list(extra_tables)]
               + [node.outputs[0].dtype])
     holder: list = [None]
-    pinned = {"e2": I64(0)} if out_rank == 4 else {}
-    col = f"e{out_rank - 1}"
+    # One index runs over the whole output plane (P positions): the plane's last dim with the
+    # others pinned to 0. Epilogue operands are constant over the plane or cover all of it
+    # (fusion's _coalescable), so a full-plane operand is read contiguously along it. A load
+    # drops the index of a dim of size 1, so where the rows are one element wide (OW == 1)
+    # the index runs over the rows instead.
+    pinned, col = {}, f"e{out_rank - 1}"
+    if out_rank == 4:
+        flat_h = node.outputs[0].shape[3] == 1
+        pinned = {"e3" if flat_h else "e2": I64(0)}
+        col = "e2" if flat_h else "e3"
     if not over_channels:
         def bind(b, m, n0, img, grp):
             return {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned}

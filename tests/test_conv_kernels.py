@@ -46,6 +46,10 @@ CASES = [
     ((24, 32, 12, 12, 3, 1, (1, 0, 2, 1), 1, 1), "winograd"),  # asymmetric pads
     ((16, 16, 16, 16, 3, 1, 0, 1, 1), "winograd"),  # no padding
     ((16, 32, 7, 7, 3, 1, 1, 1, 1), "winograd"),  # 7x7: 16 tiles, the fewest it takes
+    # one-column output plane (OW == 1): the fused residual is read down the rows (found by
+    # test_kernel_properties: its last, size-1 index was dropped, so every row read row 0)
+    ((1, 1, 7, 3, 5, 1, (0, 0, 0, 2), 1, 1), "gemm"),
+    ((8, 16, 9, 1, 3, 1, 1, 1, 1), "channel"),
 ]
 
 
