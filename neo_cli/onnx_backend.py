@@ -40,8 +40,10 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 
 def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
-                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
-    """Compile `model` for the host into the artifact directory `out_dir`."""
+                 input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 target: Any = None) -> None:
+    """Compile `model` into the artifact directory `out_dir`, for `target` (a Target that runs
+    here; the host's by default)."""
     from codegen.build import build_artifact
     from frontends.onnx import import_onnx
     from passes import run_pipeline
@@ -52,7 +54,7 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     shapes.update({k: tuple(v) for k, v in (input_shapes or {}).items()})
     graph = import_onnx(model, shapes, model_name=model.graph.name)
     graph = run_pipeline(graph, opt_level)
-    target = get_target("host")
+    target = target or get_target("host")
     meta = {
         "compiler": "neo onnx backend",
         "framework": "onnx",
@@ -66,14 +68,15 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
 
 
 def _load_compiled(model: onnx.ModelProto, opt_level: int,
-                   input_shapes: Mapping[str, Sequence[int]] | None) -> Model:
+                   input_shapes: Mapping[str, Sequence[int]] | None, target: Any = None,
+                   check: bool = False) -> Model:
     work = Path(tempfile.mkdtemp(prefix="neo-onnx-backend-"))
     try:
         out = work / "artifact"
-        compile_onnx(model, out, opt_level=opt_level, input_shapes=input_shapes)
+        compile_onnx(model, out, opt_level=opt_level, input_shapes=input_shapes, target=target)
         # The runtime maps the params and dlopens the kernels at load time, so the files can go
         # as soon as the model is loaded.
-        return Model(out)
+        return Model(out, check=True) if check else Model(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -99,9 +102,11 @@ class NeoBackendRep(BackendRep):
 
     def __init__(self, model: onnx.ModelProto, *, opt_level: int = 3,
                  input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 compiled: Model | None = None, constant_inputs: Sequence[str] = ()):
+                 compiled: Model | None = None, constant_inputs: Sequence[str] = (),
+                 target: Any = None, check: bool = False):
         self.onnx_model = model
         self.opt_level = opt_level
+        self.target, self.check = target, check
         self.input_shapes = dict(input_shapes or {})
         self.input_names = [name for name, _, _ in _model_inputs(model)]
         self.constant_inputs = tuple(constant_inputs)
@@ -122,7 +127,7 @@ class NeoBackendRep(BackendRep):
             model = specialize(self.onnx_model, {n: arrays[n] for n in needed})
             shapes = {k: v for k, v in self.input_shapes.items() if k not in needed}
             try:
-                compiled = _load_compiled(model, self.opt_level, shapes)
+                compiled = _load_compiled(model, self.opt_level, shapes, self.target, self.check)
             except ConstantInputsNeeded as e:
                 more = [n for n in e.inputs if n not in needed and n in arrays]
                 if not more:
@@ -173,16 +178,19 @@ class NeoBackend(Backend):
         if not cls.supports_device(device):
             raise RuntimeError(f"Neo's ONNX backend runs on CPU only, not {device!r}")
         super().prepare(model, device, **kwargs)
+        # opt_level (3), input_shapes, target (a Target that runs here; the host's), check (the
+        # runtime's checked mode)
         opt_level = int(kwargs.get("opt_level", 3))
         input_shapes = kwargs.get("input_shapes")
+        build = {"target": kwargs.get("target"), "check": bool(kwargs.get("check", False))}
         try:
-            compiled = _load_compiled(model, opt_level, input_shapes)
+            compiled = _load_compiled(model, opt_level, input_shapes, **build)
         except ConstantInputsNeeded as e:
             # Compiled in run(), specialized to the values of e.inputs.
             return NeoBackendRep(model, opt_level=opt_level, input_shapes=input_shapes,
-                                 constant_inputs=e.inputs)
+                                 constant_inputs=e.inputs, **build)
         return NeoBackendRep(model, opt_level=opt_level, input_shapes=input_shapes,
-                             compiled=compiled)
+                             compiled=compiled, **build)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",

@@ -345,5 +345,5 @@ def run_artifact_checked(path, feeds) -> list[np.ndarray]:
     """Run an artifact in-process on this machine with the runtime's checked mode."""
     from runtime import Model
 
-    with Model(str(path)) as m:
+    with Model(str(path), check=True) as m:
         return m.run(feeds)

@@ -6,7 +6,7 @@ reference logit and give the same top-1. The networks are random (weights=None) 
 with different top-1s, each with a margin well above the tolerance, so the comparison can tell a
 wrong kernel from a right one.
 
-x86_64 runs in-process through `runtime.Model`; arm64 through `neo_cli.run.run_artifact` (neo-run
+x86_64 (also `host` and, on an AVX-512 CPU, `ml_c5`) runs in-process through `runtime.Model`; arm64 through `neo_cli.run.run_artifact` (neo-run
 under qemu-aarch64-static); armv7 through the `neo run` command (qemu-arm-static).
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cpu_has_avx512
 
 RTOL = 1e-4  # of max |reference|
 # The two inputs are picked from these, in order: the first with a clear top-1, then the first
@@ -35,8 +36,16 @@ CASES = [
     ("mobilenet_v2", "arm64"),
     ("squeezenet1_1", "arm64"),
     ("squeezenet1_1", "armv7"),
+    # this machine's own vector width and ISA (AVX-512 where it has it), and ml_c5's AVX-512
+    ("resnet18", "host"),
+    ("mobilenet_v2", "host"),
+    ("squeezenet1_1", "host"),
+    ("resnet18", "ml_c5"),
+    ("mobilenet_v2", "ml_c5"),
+    ("squeezenet1_1", "ml_c5"),
 ]
-ARCH = {"x86_64": "x86_64", "arm64": "aarch64", "armv7": "armv7"}
+ARCH = {"x86_64": "x86_64", "host": "x86_64", "ml_c5": "x86_64", "arm64": "aarch64",
+        "armv7": "armv7"}
 
 
 def _margin(logits: np.ndarray) -> float:
@@ -80,7 +89,7 @@ def references(torchvision_onnx, imagenet_input, ort_reference):
 def _run_native(art: Path, x: np.ndarray) -> np.ndarray:
     from runtime import Model
 
-    with Model(art) as m:
+    with Model(art, check=True) as m:  # checked mode: an out-of-bounds write fails the run
         assert m.input_names == ["input"] and m.output_names == ["output"]
         (out,) = m.run(x)
     return out
@@ -89,7 +98,7 @@ def _run_native(art: Path, x: np.ndarray) -> np.ndarray:
 def _run_artifact(art: Path, x: np.ndarray) -> np.ndarray:
     from neo_cli.run import run_artifact
 
-    names, outs, info = run_artifact(art, {"input": x})
+    names, outs, info = run_artifact(art, {"input": x}, check=True)
     assert names == ["output"]
     assert info["arch"] == "aarch64"
     return outs[0]
@@ -99,7 +108,7 @@ def _run_cli(art: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
     np.save(tmp / "x.npy", x)
     proc = subprocess.run(
         [sys.executable, "-m", "neo_cli.main", "run", str(art), "--input", f"input={tmp / 'x.npy'}",
-         "--output", str(tmp / "out.npz"), "--json"],
+         "--output", str(tmp / "out.npz"), "--json", "--check"],
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, f"neo run failed ({proc.returncode}): {proc.stderr}"
     res = json.loads(proc.stdout)
@@ -128,6 +137,8 @@ def assert_matches_reference(out: np.ndarray, ref: np.ndarray, what: str) -> Non
 def test_torchvision_model_matches_onnxruntime(name, target, references, compile_cached,
                                                require_qemu, tmp_path):
     require_qemu(ARCH[target])  # before compiling: a skip (locally) should cost nothing
+    if target == "ml_c5" and not cpu_has_avx512():
+        pytest.skip("ml_c5 code is AVX-512: this CPU cannot run it")
     path, inputs = references(name)
     art = compile_cached(path, target, shape={"input": [1, 3, 224, 224]})
     meta = json.loads((art / "compiled.meta").read_text())
@@ -135,7 +146,7 @@ def test_torchvision_model_matches_onnxruntime(name, target, references, compile
     assert meta["inputs"] == [{"name": "input", "dtype": "float32", "shape": [1, 3, 224, 224]}]
     assert meta["outputs"] == [{"name": "output", "dtype": "float32", "shape": [1, 1000]}]
     for i, (x, ref) in enumerate(inputs):
-        if target == "x86_64":
+        if ARCH[target] == "x86_64":
             out = _run_native(art, x)
         elif target == "arm64":
             out = _run_artifact(art, x)

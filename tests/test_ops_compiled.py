@@ -1,5 +1,6 @@
-"""Every op the ONNX frontend converts, compiled for this machine through NeoBackend and run, against
-onnxruntime: floats to rtol 1e-4 / atol 1e-5, integers and booleans exactly.
+"""Every op the ONNX frontend converts, compiled through NeoBackend at every vector width
+(conftest.VECTOR_WIDTHS) and run here, against onnxruntime: floats to rtol 1e-4 / atol 1e-5,
+integers and booleans exactly.
 
 Shapes are picked to hit the code generator's edge cases: inner dimensions of 1, 7, 17 and 33 (vector
 tails of 8-lane kernels), broadcasting of scalars, channels and [N,1] x [1,M], negative axes, the
@@ -11,13 +12,15 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from conftest import VECTOR_WIDTHS, width_target
 from onnx_helpers import make_model, run_ort
 
 from frontends.onnx import supported_ops
 from neo_cli.onnx_backend import NeoBackend
 
 RNG = np.random.default_rng(20240611)
-# Inner dims that leave no, a partial, and a full-plus-partial vector (8 float lanes here).
+CHECKED = True  # the runtime's checked mode (guard bytes around every buffer)
+# Inner dims that leave no, a partial, and a full-plus-partial vector (of 4, 8 or 16 float lanes).
 TAIL_SHAPES = [(1,), (2, 7), (3, 17), (2, 3, 33)]
 
 
@@ -85,14 +88,15 @@ def _typed_outputs(model: onnx.ModelProto, arrays) -> onnx.ModelProto:
     return typed
 
 
-def run_case(case: Case, opt_level: int = 3) -> None:
+def run_case(case: Case, opt_level: int = 3, width: str = "w256") -> None:
     if case.oracle == "onnxruntime":
         expected = run_ort(case.model, case.feeds)
     else:  # where onnxruntime departs from the spec, the ONNX reference implementation
         from onnx.reference import ReferenceEvaluator
 
         expected = ReferenceEvaluator(case.model).run(None, case.feeds)
-    rep = NeoBackend.prepare(_typed_outputs(case.model, expected), opt_level=opt_level)
+    rep = NeoBackend.prepare(_typed_outputs(case.model, expected), opt_level=opt_level,
+                             target=width_target(width), check=CHECKED)
     try:
         got = rep.run(list(case.feeds.values()))
     finally:
@@ -1062,9 +1066,10 @@ OPT_LEVEL_CASES = [p for p in CASES["Fusion"]] + [
 ALL_CASES = [p for cases in CASES.values() for p in cases]
 
 
+@pytest.mark.parametrize("width", VECTOR_WIDTHS)
 @pytest.mark.parametrize("case", ALL_CASES)
-def test_op_compiled_matches_onnxruntime(case: Case):
-    run_case(case)
+def test_op_compiled_matches_onnxruntime(case: Case, width: str):
+    run_case(case, 3, width)
 
 
 def test_every_supported_op_has_cases():
@@ -1073,7 +1078,8 @@ def test_every_supported_op_has_cases():
 
 
 
+@pytest.mark.parametrize("width", ["w128", "w512"])
 @pytest.mark.parametrize("opt_level", [0, 1])
 @pytest.mark.parametrize("case", OPT_LEVEL_CASES)
-def test_op_compiled_at_low_opt_level(case: Case, opt_level: int):
-    run_case(case, opt_level)
+def test_op_compiled_at_low_opt_level(case: Case, opt_level: int, width: str):
+    run_case(case, opt_level, width)
