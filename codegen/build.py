@@ -17,8 +17,8 @@ import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir as lir
 
-from ir import Graph, Node, Value
-from ir.types import itemsize
+from neo.ir import Graph, Node, Value
+from neo.ir.types import itemsize
 
 from . import toolchain
 from .lower import KernelInfo, LoweringError, describe, lower_node
@@ -51,7 +51,7 @@ class CodegenError(RuntimeError):
 
 def materialize_outputs(g: Graph) -> Graph:
     """Every graph output is written by a kernel into its own buffer (copy where it is not)."""
-    from passes.rewrite import Rewriter
+    from neo.passes.rewrite import Rewriter
 
     seen: set[int] = set()
     outs = []
@@ -188,7 +188,7 @@ def build_artifact(g: Graph, target, out_dir: Path, meta: dict, opt_level: int =
     def tensor_for_param(name: str, arr: np.ndarray) -> int:
         pname = _param_name(name, params)
         params[pname] = np.ascontiguousarray(arr)
-        from ir.types import dtype_name
+        from neo.ir.types import dtype_name
 
         t = {"id": len(tensors), "name": pname, "shape": list(arr.shape),
              "dtype": dtype_name(arr.dtype), "nbytes": int(arr.nbytes), "storage": "param",
@@ -263,7 +263,7 @@ def build_artifact(g: Graph, target, out_dir: Path, meta: dict, opt_level: int =
         toolchain.link_shared([obj], target.arch, stage / "compiled.so", cpu=None)
         toolchain.build_runtime(target.arch, stage)
         timings["link"] = time.perf_counter() - t2
-        from runtime.params import write_params
+        from neo.runtime.params import write_params
 
         write_params(stage / "compiled.params", params)
         _write_json(stage / "compiled_model.json", graph_json)

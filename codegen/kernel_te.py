@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from ir import Graph, op_def
-from ir.types import dtype_name
+from neo.ir import Graph, op_def
+from neo.ir.types import dtype_name
 
 from . import te
 from .llvm_util import I32, I64, PTR, STORAGE, for_range, gep, lane_mask, masked_store, task_range

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from llvmlite import ir
 
-from ir.ops_nn import WINOGRAD_F2
+from neo.ir.ops_nn import WINOGRAD_F2
 
 from .kernel_dwconv import fill_plane
 from .llvm_util import (

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from ir import Node, op_def
-from ir.ops_nn import _spatial
+from neo.ir import Node, op_def
+from neo.ir.ops_nn import _spatial
 
 from . import te, te_ops  # noqa: F401  (attaches computes)
 from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
@@ -79,7 +79,7 @@ def _lower_te(module, node, body, func, vector_bits) -> KernelInfo:
 
 
 def te_dtype(arr: np.ndarray) -> str:
-    from ir.types import dtype_name
+    from neo.ir.types import dtype_name
 
     return dtype_name(arr.dtype)
 
@@ -102,7 +102,7 @@ def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelCont
         return acc
 
     env[id(first.outputs[0])] = te.Tensor(first.outputs[0].shape, "float32", anchor_fn)
-    from ir import op_def
+    from neo.ir import op_def
 
     for n in body.nodes[body.nodes.index(first) + 1:]:
         ins = [env[id(v)] for v in n.inputs]

@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from ir import op_def
-from ir.ops_elementwise import BINARY, UNARY
-from ir.ops_nn import _spatial
-from ir.ops_tensor import resize_tables
+from neo.ir import op_def
+from neo.ir.ops_elementwise import BINARY, UNARY
+from neo.ir.ops_nn import _spatial
+from neo.ir.ops_tensor import resize_tables
 
 from . import te
 from .te import Tensor, broadcast_index, const

@@ -61,7 +61,7 @@ def to_onnx(params, path: Path) -> None:
 
 
 def neo(*args: str) -> dict:
-    r = subprocess.run([sys.executable, "-m", "neo_cli.main", *args, "--json"],
+    r = subprocess.run([sys.executable, "-m", "neo", *args, "--json"],
                        capture_output=True, text=True, check=False)
     if r.returncode != 0:
         sys.exit(f"neo {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-import ir
+from neo import ir
 
 from . import pytorch as _pytorch  # imports no torch until a model is opened
 

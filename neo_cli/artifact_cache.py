@@ -12,24 +12,29 @@ import json
 import os
 import shutil
 import tempfile
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
 
 MAX_ENTRIES = 8
-_SOURCES = ("ir", "passes", "codegen", "frontends", "runtime", "neo_cli")
+_SOURCES = ("neo.ir", "neo.passes", "neo.codegen", "neo.frontends", "neo.runtime", "neo")
 
 
 @lru_cache(maxsize=1)
 def source_digest() -> str:
-    root = Path(__file__).resolve().parent.parent
+    """A digest of the compiler's sources, wherever the layers are (repository folders or the
+    installed package)."""
     h = hashlib.sha256(__version__.encode())
     for pkg in _SOURCES:
-        for p in sorted((root / pkg).rglob("*")):
-            if p.suffix in (".py", ".c", ".h") and p.is_file():
-                h.update(str(p.relative_to(root)).encode())
-                h.update(p.read_bytes())
+        spec = importlib.util.find_spec(pkg)
+        for loc in spec.submodule_search_locations or ():
+            root = Path(loc)
+            for p in sorted(root.rglob("*")):
+                if p.suffix in (".py", ".c", ".h") and p.is_file():
+                    h.update(f"{pkg}/{p.relative_to(root)}".encode())
+                    h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -47,7 +52,7 @@ def cache_key(model_files: list[Path], fields: dict) -> str:
 
 
 def _root() -> Path:
-    from codegen.toolchain import cache_dir
+    from neo.codegen.toolchain import cache_dir
 
     return cache_dir() / "artifacts"
 

@@ -34,14 +34,14 @@ def summarize(seconds: list[float]) -> dict:
 
 def bench_artifact(art: Path, threads: int | None, repeat: int, warmup: int, per_op: bool) -> dict:
     meta = read_meta(art)
-    from codegen.toolchain import host_arch
+    from neo.codegen.toolchain import host_arch
 
     host = host_arch()
     if meta["target"]["arch"] != host:
         raise UsageError(f"{art} is built for {meta['target']['arch']}; timing it under emulation "
                          f"on this {host} machine would measure qemu, not the model",
                          hint="copy the artifact to the device and run its neo-run --repeat 50")
-    from runtime import ArtifactError, Model
+    from neo.runtime import ArtifactError, Model
 
     try:
         m = Model(str(art), num_threads=threads)

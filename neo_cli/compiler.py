@@ -37,7 +37,7 @@ class CompileOptions:
 
 
 def _frontend(name: str):
-    from frontends import FRONTENDS
+    from neo.frontends import FRONTENDS
 
     fe = FRONTENDS.get(name)
     if fe is None:
@@ -88,9 +88,9 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         graph = fe.load(model_path, dict(shapes), options=copts)
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
-    import codegen.lower  # noqa: F401  (attaches kernels to ops, which fusion consults)
-    from ir.graph import IRError
-    from passes import run_pipeline
+    import neo.codegen.lower  # noqa: F401  (attaches kernels to ops, which fusion consults)
+    from neo.ir.graph import IRError
+    from neo.passes import run_pipeline
 
     t = time.perf_counter()
 
@@ -103,8 +103,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     except IRError as e:
         raise CompileError(f"{model_path.name}: optimization produced an invalid graph: {e}") from e
     timings["passes"] = time.perf_counter() - t
-    from codegen.build import CodegenError, build_artifact
-    from codegen.toolchain import ToolchainError
+    from neo.codegen.build import CodegenError, build_artifact
+    from neo.codegen.toolchain import ToolchainError
 
     meta = {
         "compiler": f"neo {__version__}",

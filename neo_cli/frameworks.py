@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from neo_cli.errors import UsageError
+from neo.errors import UsageError
 
 ShapeForm = Literal["dict", "dict-or-list", "none"]
 Layout = Literal["NCHW", "NHWC"]

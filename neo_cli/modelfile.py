@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
 from typing import Literal, Self
 
-from neo_cli.errors import ModelLoadError, UsageError
-from neo_cli.frameworks import Framework, all_frameworks, parse_framework
+from neo.errors import ModelLoadError, UsageError
+from neo.frameworks import Framework, all_frameworks, parse_framework
 
 MAX_TAR_MEMBERS = 10_000
 MAX_TAR_BYTES = 8 * 2**30  # total uncompressed size of the regular files in an archive

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
-from runtime import Model
+from neo.runtime import Model
 
 from .errors import ConstantInputsNeeded
 
@@ -33,7 +33,7 @@ from .errors import ConstantInputsNeeded
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """The declared shapes of the model's real inputs; dims without a value are left to the
     frontend, which then asks for them."""
-    from frontends.onnx import onnx_model_inputs
+    from neo.frontends.onnx import onnx_model_inputs
 
     return {name: tuple(dims) for name, dims, _ in onnx_model_inputs(model)
             if dims is not None and all(d is not None for d in dims)}
@@ -44,9 +44,9 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
                  target: Any = None) -> None:
     """Compile `model` into the artifact directory `out_dir`, for `target` (a Target that runs
     here; the host's by default)."""
-    from codegen.build import build_artifact
-    from frontends.onnx import import_onnx
-    from passes import run_pipeline
+    from neo.codegen.build import build_artifact
+    from neo.frontends.onnx import import_onnx
+    from neo.passes import run_pipeline
 
     from .targets import get_target
 
@@ -156,7 +156,7 @@ class NeoBackendRep(BackendRep):
 
 
 def _model_inputs(model: onnx.ModelProto):
-    from frontends.onnx import onnx_model_inputs
+    from neo.frontends.onnx import onnx_model_inputs
 
     return onnx_model_inputs(model)
 

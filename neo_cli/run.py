@@ -88,14 +88,14 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
     check: the runtime's checked mode (guard bytes around every buffer, verified per kernel)."""
     meta = read_meta(art)
     arch = meta["target"]["arch"]
-    from codegen.toolchain import host_arch
+    from neo.codegen.toolchain import host_arch
 
     host = host_arch()
     out_names = [o["name"] for o in meta["outputs"]]
     info: dict = {"arch": arch, "emulated": arch != host}
     prefix: list[str] = []
     if arch != host:
-        from codegen.toolchain import qemu_command
+        from neo.codegen.toolchain import qemu_command
 
         qemu = qemu_command(arch)
         if qemu is None:
@@ -133,7 +133,7 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
             raise NeoRuntimeError(f"{art}: neo-run printed no timings: {r.stdout.strip()!r}") \
                 from None
         outs = [np.load(Path(tmp) / f"output_{i}.npy") for i in range(len(out_names))]
-    from runtime.params import numpy_dtype
+    from neo.runtime.params import numpy_dtype
 
     # .npy has no bfloat16: neo-run writes its bits as uint16
     outs = [o.view(numpy_dtype(m["dtype"])) if o.dtype.name != m["dtype"] else o

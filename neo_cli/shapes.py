@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from neo_cli.errors import ModelLoadError, UsageError
-from neo_cli.frameworks import Framework, parse_framework
+from neo.errors import ModelLoadError, UsageError
+from neo.frameworks import Framework, parse_framework
 
 MAX_RANK = 8
 MAX_DIM = 2**31 - 1  # dims are int32 in the artifact's metadata and the runtime's C API

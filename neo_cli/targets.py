@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from neo_cli.errors import UsageError
+from neo.errors import UsageError
 
 Arch = Literal["x86_64", "aarch64", "armv7"]
 

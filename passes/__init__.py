@@ -5,8 +5,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ir import Graph
-from ir.verify import verify
+from neo.ir import Graph
+from neo.ir.verify import verify
 
 from .basic import eliminate_dead_code, fold_constants, simplify
 from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Graph, Node, run_reference
+from neo.ir import Graph, Node, run_reference
 
 from .rewrite import Rewriter, rewrite
 

@@ -3,7 +3,7 @@ larger than 1x1 but depthwise ones, which pad in cache): the conv then reads a p
 plain (or strided) vector loads and scalar broadcasts."""
 from __future__ import annotations
 
-from ir import Graph, Node
+from neo.ir import Graph, Node
 
 from .rewrite import Rewriter, rewrite
 

@@ -1,7 +1,7 @@
 """Composite ops expressed with simpler ones so fusion and the tensor-expression path cover them."""
 from __future__ import annotations
 
-from ir import Graph, Node
+from neo.ir import Graph, Node
 
 from .rewrite import Rewriter, rewrite
 

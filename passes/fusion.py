@@ -10,7 +10,7 @@ Rules (TVM's, by fusion kind):
 """
 from __future__ import annotations
 
-from ir import FusionKind, Graph, Node, Value, op_def
+from neo.ir import FusionKind, Graph, Node, Value, op_def
 
 K = FusionKind
 

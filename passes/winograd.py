@@ -7,8 +7,8 @@ it measured 1.4x faster although the transformed weights are 16/9 the size) and 
 """
 from __future__ import annotations
 
-from ir import Graph, Node
-from ir.ops_nn import _spatial, winograd_tiles, winograd_weights
+from neo.ir import Graph, Node
+from neo.ir.ops_nn import _spatial, winograd_tiles, winograd_weights
 
 from .rewrite import Rewriter, rewrite
 

@@ -187,7 +187,7 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
 
 def neo_command() -> list[str]:
     exe = Path(sys.executable).parent / "neo"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "neo_cli.main"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "neo"]
 
 
 def zig_cache_dir() -> str:
@@ -240,7 +240,7 @@ def rss_child(argv: list[str]) -> None:
     engine, model, input_path, threads, runs = argv
     x = np.load(input_path)
     if engine == "ours":
-        from runtime import Model
+        from neo.runtime import Model
 
         m = Model(model, num_threads=int(threads))
         for _ in range(int(runs)):
@@ -329,7 +329,7 @@ def bench_latency(torch, model, x: np.ndarray, onnx_path: Path, art: Path | None
                   s: Settings) -> dict:
     engines, closers = [], []
     if art is not None:
-        from runtime import Model
+        from neo.runtime import Model
 
         m = Model(art, num_threads=threads)
         closers.append(m.close)
@@ -362,7 +362,7 @@ def bench_latency(torch, model, x: np.ndarray, onnx_path: Path, art: Path | None
 
 
 def accuracy(art: Path, onnx_path: Path, inputs: list[np.ndarray]) -> dict:
-    from runtime import Model
+    from neo.runtime import Model
 
     sess = ort_session(onnx_path, 1)
     name = sess.get_inputs()[0].name
@@ -456,7 +456,7 @@ def cpu_info() -> dict:
 def versions(torch) -> dict:
     import onnxruntime
 
-    from neo_cli import __version__
+    from neo import __version__
 
     v = {"python": platform.python_version(), "neo": __version__,
          "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}

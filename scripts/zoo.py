@@ -85,8 +85,8 @@ def trace_to(model, example, path: Path) -> None:
 def compile_and_run(path: Path, shapes: str, feeds: dict, workdir: Path, target: str = "x86_64",
                     compiler_options: str | None = None) -> tuple[list, dict]:
     """`neo compile --framework pytorch` then run the artifact; returns (outputs, compile info)."""
-    from neo_cli.compiler import CompileOptions, compile_model
-    from neo_cli.run import run_artifact
+    from neo.compiler import CompileOptions, compile_model
+    from neo.run import run_artifact
 
     out = workdir / "artifact"
     info = compile_model(CompileOptions(framework="pytorch", shape=shapes, target=target,
@@ -112,7 +112,7 @@ def compare(got, want) -> tuple[float, bool]:
 def check_model(name: str, workdir: Path) -> Result:
     import torch
 
-    from neo_cli.errors import NeoError, UnsupportedModelError
+    from neo.errors import NeoError, UnsupportedModelError
 
     t0 = time.perf_counter()
     try:

@@ -24,13 +24,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
-# The tests import ir, codegen, runtime, neo_cli, frontends from the repo root and onnx_helpers from
-# here, however pytest is started (another cwd, no ini file, python -m pytest or plain pytest).
-for _p in (str(REPO_ROOT), str(TESTS_DIR)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+# The tests import neo (installed, editable: `pip install -e .`) and onnx_helpers from here,
+# however pytest is started (another cwd, no ini file, python -m pytest or plain pytest).
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
 
-from codegen.toolchain import qemu_command
+from neo.codegen.toolchain import qemu_command
 
 # Target arch names as the CLI spells them -> the toolchain's names.
 ARCH_ALIASES = {"arm64": "aarch64", "aarch64": "aarch64", "armv7": "armv7", "x86_64": "x86_64"}
@@ -92,7 +91,7 @@ def compile_cached(tmp_path_factory: pytest.TempPathFactory):
 
     Tests must not modify the returned directory (copy it first).
     """
-    from neo_cli.compiler import CompileOptions, compile_model
+    from neo.compiler import CompileOptions, compile_model
 
     root = tmp_path_factory.mktemp("artifacts")
     done: dict[tuple, Path] = {}
@@ -325,7 +324,7 @@ def width_target(width: str):
     """The x86 Target for one of VECTOR_WIDTHS; 'avx512' skips on a CPU without AVX-512."""
     from dataclasses import replace
 
-    from neo_cli.targets import get_target
+    from neo.targets import get_target
 
     if width == "avx512":
         if not cpu_has_avx512():
@@ -343,7 +342,7 @@ def vtarget(request):
 
 def run_artifact_checked(path, feeds) -> list[np.ndarray]:
     """Run an artifact in-process on this machine with the runtime's checked mode."""
-    from runtime import Model
+    from neo.runtime import Model
 
     with Model(str(path), check=True) as m:
         return m.run(feeds)

@@ -18,11 +18,11 @@ import pytest
 from onnx import helper
 from onnx_helpers import make_model
 
-from codegen.build import emit_assembly, generate_kernels
-from codegen.kernel_gemm import choose_blocking
-from frontends.onnx import import_onnx
-from neo_cli.targets import get_target
-from passes import run_pipeline
+from neo.codegen.build import emit_assembly, generate_kernels
+from neo.codegen.kernel_gemm import choose_blocking
+from neo.frontends.onnx import import_onnx
+from neo.targets import get_target
+from neo.passes import run_pipeline
 
 GEMM_OPS = ("conv", "matmul", "gemm", "dense")
 

@@ -21,7 +21,7 @@ BENCH_SCRIPT = REPO_ROOT / "scripts" / "bench.py"
 
 
 def neo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neo_cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "neo", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
 
 
@@ -106,7 +106,7 @@ def _load_bench_script():
 
 
 def test_bench_script_reads_the_ops_from_neos_unsupported_error():
-    from neo_cli.errors import UnsupportedModelError, UnsupportedOp
+    from neo.errors import UnsupportedModelError, UnsupportedOp
 
     bench = _load_bench_script()
     err = UnsupportedModelError([UnsupportedOp("Einsum", 2, ["e1", "e2"]),

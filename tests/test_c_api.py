@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.toolchain import zig_cc
+from neo.codegen.toolchain import zig_cc
 
 PROGRAM = r"""
 /* capi_test ARTIFACT_DIR INPUT.raw OUTPUT.raw: prints the model's inputs and outputs, runs it on

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ir
-from codegen.build import build_artifact
-from codegen.toolchain import build_runtime, compile_c, host_arch, link_shared, zig_cc
-from ir.interpreter import interpret
-from neo_cli.targets import get_target
-from passes import run_pipeline
-from runtime import Model
-from runtime.params import write_params
+from neo import ir
+from neo.codegen.build import build_artifact
+from neo.codegen.toolchain import build_runtime, compile_c, host_arch, link_shared, zig_cc
+from neo.ir.interpreter import interpret
+from neo.targets import get_target
+from neo.passes import run_pipeline
+from neo.runtime import Model
+from neo.runtime.params import write_params
 
 N = 128  # floats per tensor: 512 bytes, so tensors sit back to back in the unchecked arena
 NB = 4 * N
@@ -226,7 +226,7 @@ def artifact(built, tmp_path):
 
 
 def neo(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neo_cli.main", *map(str, args)], cwd=cwd or REPO,
+    return subprocess.run([sys.executable, "-m", "neo", *map(str, args)], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

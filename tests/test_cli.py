@@ -34,7 +34,7 @@ def neo(*args: str, cwd: Path | None = None, env: dict | None = None,
     # importable from any cwd, installed or not
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "neo_cli.main", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "neo", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 

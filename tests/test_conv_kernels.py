@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ir
-from codegen.build import build_artifact, generate_kernels
-from ir.interpreter import interpret
+from neo import ir
+from neo.codegen.build import build_artifact, generate_kernels
+from neo.ir.interpreter import interpret
 from conftest import run_artifact_checked
-from neo_cli.targets import get_target
-from passes import run_pipeline
+from neo.targets import get_target
+from neo.passes import run_pipeline
 
 # (in channels, out channels, H, W, kernel, stride, pads, dilation, groups), kernel at opt-level 3
 # (a dict: per vector width where the widths choose differently)
@@ -114,7 +114,7 @@ def test_winograd_tile_rows(hw, vtarget, tmp_path):
                          ids=["channel", "narrow", "depthwise-s2", "1x1-chunks", "chunks",
                               "direct", "winograd"])
 def test_conv_kernel_on_arm64(case, tmp_path, require_qemu):
-    from neo_cli.run import run_artifact
+    from neo.run import run_artifact
 
     require_qemu("aarch64")
     rng = np.random.default_rng(1)

@@ -87,7 +87,7 @@ def references(torchvision_onnx, imagenet_input, ort_reference):
 
 
 def _run_native(art: Path, x: np.ndarray) -> np.ndarray:
-    from runtime import Model
+    from neo.runtime import Model
 
     with Model(art, check=True) as m:  # checked mode: an out-of-bounds write fails the run
         assert m.input_names == ["input"] and m.output_names == ["output"]
@@ -96,7 +96,7 @@ def _run_native(art: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _run_artifact(art: Path, x: np.ndarray) -> np.ndarray:
-    from neo_cli.run import run_artifact
+    from neo.run import run_artifact
 
     names, outs, info = run_artifact(art, {"input": x}, check=True)
     assert names == ["output"]
@@ -107,7 +107,7 @@ def _run_artifact(art: Path, x: np.ndarray) -> np.ndarray:
 def _run_cli(art: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
     np.save(tmp / "x.npy", x)
     proc = subprocess.run(
-        [sys.executable, "-m", "neo_cli.main", "run", str(art), "--input", f"input={tmp / 'x.npy'}",
+        [sys.executable, "-m", "neo", "run", str(art), "--input", f"input={tmp / 'x.npy'}",
          "--output", str(tmp / "out.npz"), "--json", "--check"],
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, f"neo run failed ({proc.returncode}): {proc.stderr}"

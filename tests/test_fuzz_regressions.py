@@ -19,18 +19,18 @@ import pytest
 from onnx import helper
 from onnx_helpers import make_model, run_ort
 
-import ir
-from codegen import te
-from codegen.build import build_artifact, generate_kernels
-from codegen.kernel_te import KernelContext, build_body_expr
-from frontends.onnx import import_onnx
-from ir.interpreter import interpret
-from ir.ops_elementwise import BINARY, UNARY
-from ir.registry import run_reference
-from ir.types import np_dtype
-from neo_cli.targets import get_target
-from passes import run_pipeline
-from runtime import Model
+from neo import ir
+from neo.codegen import te
+from neo.codegen.build import build_artifact, generate_kernels
+from neo.codegen.kernel_te import KernelContext, build_body_expr
+from neo.frontends.onnx import import_onnx
+from neo.ir.interpreter import interpret
+from neo.ir.ops_elementwise import BINARY, UNARY
+from neo.ir.registry import run_reference
+from neo.ir.types import np_dtype
+from neo.targets import get_target
+from neo.passes import run_pipeline
+from neo.runtime import Model
 
 WIDTHS = (128, 256, 512)
 LEVELS = (0, 1, 2, 3)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ir
-from codegen.build import build_artifact, generate_kernels
+from neo import ir
+from neo.codegen.build import build_artifact, generate_kernels
 from conftest import run_artifact_checked
-from ir.interpreter import interpret
-from passes import run_pipeline
+from neo.ir.interpreter import interpret
+from neo.passes import run_pipeline
 
 
 def _check(g, feeds, target, tmp_path, kernels_expected=("gemm",)):

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ir
-from ir import FusionKind, Graph, IRError, all_ops, op_def
-from ir.interpreter import interpret
-from ir.ops_elementwise import broadcast_shapes
-from ir.verify import verify
+from neo import ir
+from neo.ir import FusionKind, Graph, IRError, all_ops, op_def
+from neo.ir.interpreter import interpret
+from neo.ir.ops_elementwise import broadcast_shapes
+from neo.ir.verify import verify
 
 
 def test_types_are_inferred_when_a_node_is_built():
@@ -89,7 +89,7 @@ def test_every_op_declares_kind_inference_and_reference():
 
 
 def test_every_te_lowered_op_has_a_compute():
-    import codegen.lower  # noqa: F401  (te computes and dedicated kernels)
+    import neo.codegen.lower  # noqa: F401  (te computes and dedicated kernels)
 
     missing = [n for n, d in all_ops().items()
                if d.compute is None and d.lower is None

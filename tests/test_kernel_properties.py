@@ -16,10 +16,10 @@ from conftest import in_ci, run_artifact_checked, width_target
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ir
-from codegen.build import build_artifact
-from ir.interpreter import interpret
-from passes import run_pipeline
+from neo import ir
+from neo.codegen.build import build_artifact
+from neo.ir.interpreter import interpret
+from neo.passes import run_pipeline
 
 CASES = 100  # per test below; three tests: 300 cases per run
 SETTINGS = settings(max_examples=CASES, deadline=None, derandomize=in_ci(),

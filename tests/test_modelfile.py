@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from neo_cli.errors import ModelLoadError, UsageError
-from neo_cli.modelfile import MAX_TAR_MEMBERS, TarLimits, extract_archive, resolve_model
+from neo.errors import ModelLoadError, UsageError
+from neo.modelfile import MAX_TAR_MEMBERS, TarLimits, extract_archive, resolve_model
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

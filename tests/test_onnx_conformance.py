@@ -20,7 +20,7 @@ import onnx.backend.test
 import pytest
 from onnx.backend.test.loader import load_model_tests
 
-from neo_cli.onnx_backend import NeoBackend
+from neo.onnx_backend import NeoBackend
 
 NODE_DATA = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "node"
 COUNTS_FILE = Path(__file__).resolve().parents[1] / "build" / "conformance_counts.json"
@@ -223,7 +223,7 @@ def conformance_counts(request):
 
 def test_exclusions_are_current():
     """An excluded op the frontend now converts: delete its entry and let its cases run."""
-    from frontends.onnx import supported_ops
+    from neo.frontends.onnx import supported_ops
 
     now_supported = sorted(op for _, op, _ in EXCLUDED if op and op in supported_ops())
     assert not now_supported, f"remove these from EXCLUDED, the frontend converts them: " \

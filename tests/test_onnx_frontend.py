@@ -7,12 +7,12 @@ import pytest
 from onnx import helper, numpy_helper
 from onnx_helpers import make_model, run_ort
 
-import ir
-from frontends import FRONTENDS
-from frontends.onnx import import_onnx, inspect_onnx, onnx_model_inputs, supported_ops
-from ir.interpreter import interpret
-from ir.verify import verify
-from neo_cli.errors import ModelLoadError, UnsupportedModelError, UsageError
+from neo import ir
+from neo.frontends import FRONTENDS
+from neo.frontends.onnx import import_onnx, inspect_onnx, onnx_model_inputs, supported_ops
+from neo.ir.interpreter import interpret
+from neo.ir.verify import verify
+from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
 
 RNG = np.random.default_rng(0)
 

@@ -15,8 +15,8 @@ from onnx import helper
 from conftest import VECTOR_WIDTHS, width_target
 from onnx_helpers import make_model, run_ort
 
-from frontends.onnx import supported_ops
-from neo_cli.onnx_backend import NeoBackend
+from neo.frontends.onnx import supported_ops
+from neo.onnx_backend import NeoBackend
 
 RNG = np.random.default_rng(20240611)
 CHECKED = True  # the runtime's checked mode (guard bytes around every buffer)

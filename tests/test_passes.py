@@ -5,11 +5,11 @@ import numpy as np
 import onnx.parser
 import pytest
 
-from frontends.onnx import import_onnx
-from ir import Graph
-from ir.interpreter import interpret
-from ir.verify import verify
-from passes import (
+from neo.frontends.onnx import import_onnx
+from neo.ir import Graph
+from neo.ir.interpreter import interpret
+from neo.ir.verify import verify
+from neo.passes import (
     decompose_softmax,
     eliminate_dead_code,
     fold_batchnorm_into_conv,
@@ -237,7 +237,7 @@ def test_pipeline_keeps_the_numbers(level, tmp_path):
 
 
 def test_memory_plan_shares_storage_between_non_overlapping_lifetimes():
-    from codegen.memory import plan_memory
+    from neo.codegen.memory import plan_memory
 
     # a -> b -> c -> d, each 1000 bytes: two storages suffice (ping-pong)
     steps = [([0], [1]), ([1], [2]), ([2], [3]), ([3], [4])]

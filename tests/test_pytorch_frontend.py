@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frontends import FRONTENDS
-from frontends.pytorch import import_pytorch, inspect_pytorch, pytorch_model_inputs
-from neo_cli.errors import ModelLoadError, UnsupportedModelError, UsageError
-from neo_cli.run import run_artifact
+from neo.frontends import FRONTENDS
+from neo.frontends.pytorch import import_pytorch, inspect_pytorch, pytorch_model_inputs
+from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
+from neo.run import run_artifact
 from scripts.zoo import check_model, compare, compile_and_run
 
 torch = pytest.importorskip("torch")
@@ -305,8 +305,8 @@ OP_CASES = _op_cases()
 
 @pytest.mark.parametrize("name", sorted(OP_CASES))
 def test_converter(tmp_path, name):
-    from ir.interpreter import interpret
-    from ir.verify import verify
+    from neo.ir.interpreter import interpret
+    from neo.ir.verify import verify
 
     fn, inputs = OP_CASES[name]
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -330,7 +330,7 @@ def test_scripted_module_without_control_flow(tmp_path):
             return nn.functional.relu(self.fc(x)) * 2  # relu's `if inplace:` is a constant
 
     torch.jit.script(Scripted()).save(str(tmp_path / "m.pth"))
-    from ir.interpreter import interpret
+    from neo.ir.interpreter import interpret
 
     x = torch.randn(2, 4)
     g = import_pytorch(tmp_path / "m.pth", {"input0": (2, 4)})
@@ -342,7 +342,7 @@ def test_scripted_module_without_control_flow(tmp_path):
 def test_exported_program_in_core_aten(tmp_path, make):
     """After run_decompositions: convolution, _native_batch_norm_legit_no_training,
     max_pool2d_with_indices (indices unused), addmm, the math form of attention."""
-    from ir.interpreter import interpret
+    from neo.ir.interpreter import interpret
 
     torch.manual_seed(0)
     model = make().eval()
@@ -379,7 +379,7 @@ def test_cli_verbatim_command(tmp_path, target, require_qemu):
     command = f"neo compile --framework pytorch --shape '[[1,3,224,224]]' --target {target}"
     argv = shlex.split(command)
     if shutil.which("neo") is None:  # not installed: the same CLI through its module
-        argv = [sys.executable, "-m", "neo_cli.main", *argv[1:]]
+        argv = [sys.executable, "-m", "neo", *argv[1:]]
     r = subprocess.run(argv, check=False, cwd=tmp_path, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
@@ -444,7 +444,7 @@ def test_constant_subgraphs_need_no_converter(tmp_path):
     x = torch.randn(1, 4, 3)
     path = trace(Masked(), (x,), tmp_path / "m.pth")
     g = import_pytorch(path, {"input0": (1, 4, 3)})
-    from ir.interpreter import interpret
+    from neo.ir.interpreter import interpret
 
     np.testing.assert_allclose(interpret(g, {"input0": x.numpy()})[0], Masked()(x).numpy())
 

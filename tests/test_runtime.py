@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.toolchain import (
+from neo.codegen.toolchain import (
     ToolchainError,
     build_runtime,
     compile_c,
@@ -26,8 +26,8 @@ from codegen.toolchain import (
     link_shared,
     qemu_command,
 )
-from runtime import RUNTIME_ABI_VERSION, ArtifactError, Model, __version__
-from runtime.params import DTYPE_CODES, checksum, read_params, write_params
+from neo.runtime import RUNTIME_ABI_VERSION, ArtifactError, Model, __version__
+from neo.runtime.params import DTYPE_CODES, checksum, read_params, write_params
 
 ARCHES = ("x86_64", "aarch64", "armv7")
 ROWS, COLS = 4, 33  # 132 elements: not a multiple of the task counts we use

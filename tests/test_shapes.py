@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neo_cli.errors import (
+from neo.errors import (
     CompileError,
     ModelLoadError,
     NeoError,
@@ -19,8 +19,8 @@ from neo_cli.errors import (
     exit_code_for,
     format_error,
 )
-from neo_cli.frameworks import FRAMEWORKS, all_frameworks, parse_framework
-from neo_cli.shapes import MAX_DIM, MAX_ELEMENTS, ModelInput, ShapeSpec, bind_shapes, parse_shapes
+from neo.frameworks import FRAMEWORKS, all_frameworks, parse_framework
+from neo.shapes import MAX_DIM, MAX_ELEMENTS, ModelInput, ShapeSpec, bind_shapes, parse_shapes
 
 F32 = "float32"
 

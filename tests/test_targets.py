@@ -5,8 +5,8 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import pytest
 
-from neo_cli.errors import UsageError
-from neo_cli.targets import (
+from neo.errors import UsageError
+from neo.targets import (
     BASE_FEATURES,
     KNOWN_CPUS,
     TRIPLES,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import onnx
 
-import ir
+from neo import ir
 
 from .importer import check_supported, convert_model, inspect_model, load_model, model_inputs
 from .registry import converter_table, supported_ops

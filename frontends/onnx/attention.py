@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, onnx_dtype
 from .registry import converter

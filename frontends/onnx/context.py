@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-import ir
-from ir import Graph, Value
+from neo import ir
+from neo.ir import Graph, Value
 
 
 class AttributeNotImplemented(Exception):

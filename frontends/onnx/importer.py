@@ -11,8 +11,8 @@ import onnx.checker
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-import ir
-from neo_cli.errors import (
+from neo import ir
+from neo.errors import (
     ConstantInputsNeeded,
     ModelLoadError,
     UnsupportedModelError,

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-import ir
-from ir import Value
+from neo import ir
+from neo.ir import Value
 
 from .context import NodeContext, normalize_axes, normalize_axis, onnx_dtype
 from .registry import converter

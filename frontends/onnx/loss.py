@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext
 from .registry import converter

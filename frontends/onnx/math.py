@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, normalize_axes
 from .registry import converter

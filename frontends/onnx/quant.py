@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, normalize_axis, onnx_dtype
 from .registry import converter

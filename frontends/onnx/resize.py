@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, normalize_axes
 from .registry import converter

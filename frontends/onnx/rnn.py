@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-import ir
-from ir import Value
+from neo import ir
+from neo.ir import Value
 
 from .context import NodeContext
 from .registry import converter

@@ -7,8 +7,8 @@ import math
 import numpy as np
 from onnx import numpy_helper
 
-from ir import Value
-from ir.ops_elementwise import broadcast_shapes
+from neo.ir import Value
+from neo.ir.ops_elementwise import broadcast_shapes
 
 from .context import NodeContext, normalize_axes, normalize_axis, onnx_dtype
 from .registry import converter

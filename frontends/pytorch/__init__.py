@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import ir
+from neo import ir
 
 __all__ = ["PytorchFrontend", "import_pytorch", "inspect_pytorch", "pytorch_model_inputs",
            "read_model", "supported_ops"]

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import Missing, NodeContext
 from .math import linear_

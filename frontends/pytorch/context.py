@@ -6,9 +6,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-import ir
-from ir import Graph, Value
-from ir.types import FLOAT_DTYPES, INT_DTYPES
+from neo import ir
+from neo.ir import Graph, Value
+from neo.ir.types import FLOAT_DTYPES, INT_DTYPES
 
 # TorchScript keeps dtypes as c10::ScalarType numbers.
 SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16",

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-import ir
-from neo_cli.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
+from neo import ir
+from neo.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
 from . import registry
 from .context import AttributeNotImplemented, Missing, NodeContext, dtype_name, make_const

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, dtype_name
 from .registry import converter

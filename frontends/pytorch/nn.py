@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import Missing, NodeContext, ntuple
 from .registry import converter

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext
 from .registry import converter

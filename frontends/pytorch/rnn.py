@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext
 from .math import linear_

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ir import Value
+from neo.ir import Value
 
 from .context import NodeContext, dtype_name
 from .registry import converter

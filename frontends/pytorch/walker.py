@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from neo_cli.errors import NotSupportedError
+from neo.errors import NotSupportedError
 
 
 @dataclass(frozen=True)
