@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from neo.ir import Graph, op_def
+from neo.ir import Graph
 from neo.ir.types import dtype_name
 
 from . import te
+from .te_ops import COMPUTES
 from .llvm_util import I32, I64, PTR, STORAGE, for_range, gep, lane_mask, masked_store, task_range
 from .render import Renderer
 
@@ -49,8 +50,8 @@ def build_body_expr(body: Graph, ctx: KernelContext, input_tensors: list[te.Tens
     """Inline every node of a fused body into one accessor for its (single) output."""
     env: dict[int, te.Tensor] = {id(v): t for v, t in zip(body.inputs, input_tensors)}
     for n in body.nodes:
-        d = op_def(n.op)
-        if d.compute is None:
+        compute = COMPUTES.get(n.op)
+        if compute is None:
             raise NotImplementedError(f"op {n.op} has no tensor-expression lowering")
         ins = []
         for v in n.inputs:
@@ -59,7 +60,7 @@ def build_body_expr(body: Graph, ctx: KernelContext, input_tensors: list[te.Tens
             else:
                 ins.append(env[id(v)])
         out = n.outputs[0]
-        fn = d.compute(n.attrs, out.type, ins, ctx)
+        fn = compute(n.attrs, out.type, ins, ctx)
         env[id(out)] = te.Tensor(out.shape, out.dtype, fn)
     return env[id(body.outputs[0])]
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from neo.ir import Node, op_def
+from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
-from . import te, te_ops  # noqa: F401  (attaches computes)
+from . import te
+from .te_ops import COMPUTES
 from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
 from .llvm_util import I64
@@ -51,8 +52,8 @@ def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> Ke
             return info
     # dedicated kernels: the anchor's, or else the first op's that has one (they decide whether
     # they take this body: its producers and epilogue)
-    own = op_def(anchor).lower if anchor is not None else next(
-        (op_def(n.op).lower for n in body.nodes if op_def(n.op).lower is not None), None)
+    own = KERNELS.get(anchor) if anchor is not None else next(
+        (KERNELS[n.op] for n in body.nodes if n.op in KERNELS), None)
     if own is not None:
         info = own(module, node, func, vector_bits)  # None: not this instance, use TE
         if info is not None:
@@ -102,11 +103,9 @@ def _epilogue(node: Node, anchor_index_fn, bias_buf: int | None, ctx: KernelCont
         return acc
 
     env[id(first.outputs[0])] = te.Tensor(first.outputs[0].shape, "float32", anchor_fn)
-    from neo.ir import op_def
-
     for n in body.nodes[body.nodes.index(first) + 1:]:
         ins = [env[id(v)] for v in n.inputs]
-        fn = op_def(n.op).compute(n.attrs, n.outputs[0].type, ins, ctx)
+        fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
         env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
     final = env[id(body.outputs[0])]
     vars_ = tuple(te.Var(f"e{d}") for d in range(out_rank))
@@ -499,7 +498,12 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
     return KernelInfo(func, describe(node), args + [out], kernel="gemm")
 
 
-op_def("winograd_input").lower = _winograd_input
-op_def("winograd_output").lower = _winograd_output
-op_def("max_pool").lower = _max_pool_plane
-op_def("pad").lower = _pad_plane
+# op name -> a dedicated kernel: lower(module, fused_node, func, vector_bits) -> KernelInfo, or
+# None when it does not take this instance (its producers or epilogue), which then goes to the
+# tensor-expression path. codegen/registry.py is the lookup.
+KERNELS = {
+    "winograd_input": _winograd_input,
+    "winograd_output": _winograd_output,
+    "max_pool": _max_pool_plane,
+    "pad": _pad_plane,
+}

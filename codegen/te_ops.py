@@ -1,12 +1,13 @@
 """Tensor-expression computes for the IR ops: `compute(attrs, out_type, inputs, ctx) -> fn(index)`.
 
-Importing this module attaches each compute to its OpDef (`op_def(name).compute`). A compute gets
+`COMPUTES` maps each op name to its compute (codegen/registry.py is the lookup). A compute gets
 accessors for its inputs (buffer loads, or a producer's inlined expression) and returns the
 expression of one output element. `ctx.add_table(array)` adds a compile-time constant buffer.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,12 +17,21 @@ from neo.ir.ops_nn import _spatial
 from neo.ir.ops_tensor import resize_tables
 
 from . import te
-from .te import Tensor, broadcast_index, const
+from .te import broadcast_index, const
+
+
+# op name -> compute(attrs, out_type, input_accessors, ctx) -> (index -> Expr): the op as a
+# tensor expression. Filled by the @register functions below and read by kernel_te, lower and
+# codegen.registry; nothing outside this module adds to it.
+COMPUTES: dict[str, Callable] = {}
 
 
 def register(name: str):
     def deco(fn):
-        op_def(name).compute = fn
+        op_def(name)  # an IR op of that name must exist
+        if name in COMPUTES:
+            raise ValueError(f"tensor-expression compute for {name!r} registered twice")
+        COMPUTES[name] = fn
         return fn
 
     return deco
@@ -39,7 +49,7 @@ def _unary_compute(name):
 
 
 for _n in UNARY:
-    op_def(_n).compute = _unary_compute(_n)
+    register(_n)(_unary_compute(_n))
 
 _CMP = {"equal": "eq", "less": "lt", "less_equal": "le", "greater": "gt", "greater_equal": "ge"}
 
@@ -61,7 +71,7 @@ def _binary_compute(name):
 
 
 for _n in BINARY:
-    op_def(_n).compute = _binary_compute(_n)
+    register(_n)(_binary_compute(_n))
 
 
 @register("where")
@@ -380,7 +390,7 @@ def _reduce(kind):
 
 
 for _k in ("sum", "mean", "max", "min", "prod"):
-    op_def(f"reduce_{_k}").compute = _reduce(_k)
+    register(f"reduce_{_k}")(_reduce(_k))
 
 
 def _pool(kind):
@@ -432,8 +442,8 @@ def _count_in(start, k, d, lo, hi, ctx):
     return total
 
 
-op_def("max_pool").compute = _pool("max")
-op_def("avg_pool").compute = _pool("avg")
+register("max_pool")(_pool("max"))
+register("avg_pool")(_pool("avg"))
 
 
 # -- convolution / matmul fallbacks (direct, for shapes the GEMM kernels do not take) ----------
@@ -469,41 +479,6 @@ def _conv(attrs, out, ins, ctx):
     return fn
 
 
-@register("conv_transpose")
-def _conv_transpose(attrs, out, ins, ctx):
-    # out[n, oc, o] = sum_{ic, k} x[n, ic, i] * w[ic, oc % ocg, k] over the i with
-    # o = i * stride + k * dilation - pad_begin (a gather formulation: no scatter, no atomics).
-    x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
-    g = attrs["groups"]
-    nsp = len(x.shape) - 2
-    strides, dil, pads = _spatial(attrs, nsp)
-    cg = x.shape[1] // g  # input channels per group
-    ocg = w.shape[1]  # output channels per group
-
-    def fn(idx):
-        n, oc = idx[0], idx[1]
-        vars_ = tuple(f"t{ctx.fresh()}" for _ in range(nsp + 1))
-        ic_local = te.Var(vars_[-1])
-        ic = (oc // ocg) * cg + ic_local if g > 1 else ic_local
-        src, wi, guard = [n, ic], [ic, oc % ocg if g > 1 else oc], None
-        for i in range(nsp):
-            kv = te.Var(vars_[i])
-            t = idx[2 + i] + pads[i] - kv * dil[i]
-            q = t
-            if strides[i] > 1:
-                q = t // strides[i]
-                guard = te.and_(guard, te.cmp("eq", t % strides[i], 0))
-            guard = te.and_(guard, te.and_(te.cmp("ge", t, 0), te.cmp("lt", q, x.shape[2 + i])))
-            src.append(q)
-            wi.append(kv)
-        prod = x.guarded(tuple(src), guard, 0.0) * w(tuple(wi))
-        red = te.Reduce("sum", vars_, tuple(w.shape[2:]) + (cg,), prod, out.dtype)
-        return red + bias((oc,)) if bias is not None else red
-
-    return fn
-
-
 @register("matmul")
 def _matmul(attrs, out, ins, ctx):
     a, b = ins
@@ -534,7 +509,6 @@ def batch_shape(out_shape, ar, br):
     return out_shape[:-1] if (ar > 1 or br > 1) else ()
 
 
-_ = Tensor
 
 
 @register("conv_transpose")

@@ -1,7 +1,7 @@
 """The op registry: for every op, in one place, its type inference, fusion kind and numpy reference.
 
-Codegen attaches each op's lowering (`OpDef.compute` for the tensor-expression path) when it is imported,
-so `ir/` depends on nothing above it. Passes ask `op_def(name).kind`; they keep no private lists of op names.
+How an op is lowered lives in codegen's own registry (`codegen/registry.py`), so `ir/` depends on
+nothing above it. Passes ask `op_def(name).kind`; they keep no private lists of op names.
 """
 from __future__ import annotations
 
@@ -38,8 +38,6 @@ class OpDef:
     reference: RefFn
     num_inputs: tuple[int, int] = (1, 1)  # (min, max); max -1 = unbounded
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute defaults
-    compute: Callable | None = None  # attached by codegen.te_ops
-    lower: Callable | None = None  # attached by codegen for dedicated (non-TE) kernels
 
     def __repr__(self) -> str:
         return f"OpDef({self.name}, {self.kind.name})"

@@ -88,7 +88,6 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         graph = fe.load(model_path, dict(shapes), options=copts)
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
-    import neo.codegen.lower  # noqa: F401  (attaches kernels to ops, which fusion consults)
     from neo.ir.graph import IRError
     from neo.passes import run_pipeline
 

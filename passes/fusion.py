@@ -10,6 +10,7 @@ Rules (TVM's, by fusion kind):
 """
 from __future__ import annotations
 
+from neo.codegen.registry import has_lowering
 from neo.ir import FusionKind, Graph, Node, Value, op_def
 
 K = FusionKind
@@ -114,7 +115,7 @@ def _build(g: Graph, group, members, anchor) -> Graph:
             continue
         done.add(gid)
         od = op_def(n.op) if n.op != "reshape" else None
-        if len(mem) == 1 and (od is None or od.compute is None and od.lower is None
+        if len(mem) == 1 and (od is None or not has_lowering(n.op)
                               and od.kind > K.OUT_ELEMWISE_FUSABLE):
             outs = rw.copy(n)
             for o, no in zip(n.outputs, outs):
