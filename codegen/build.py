@@ -51,7 +51,7 @@ class CodegenError(RuntimeError):
 
 def materialize_outputs(g: Graph) -> Graph:
     """Every graph output is written by a kernel into its own buffer (copy where it is not)."""
-    from neo.passes.rewrite import Rewriter
+    from neo.ir.rewrite import Rewriter
 
     seen: set[int] = set()
     outs = []

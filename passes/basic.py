@@ -5,7 +5,7 @@ import numpy as np
 
 from neo.ir import Graph, Node, run_reference
 
-from .rewrite import Rewriter, rewrite
+from neo.ir.rewrite import Rewriter, rewrite
 
 # Folding a node whose inputs are all constant must not blow the params up: an `expand` or a
 # `resize` of a small constant would store the large result. Above this, keep the node.

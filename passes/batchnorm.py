@@ -5,7 +5,7 @@ import numpy as np
 
 from neo.ir import Graph, Node
 
-from .rewrite import Rewriter, rewrite
+from neo.ir.rewrite import Rewriter, rewrite
 
 
 def _bn_scale_shift(n: Node, params):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from neo.ir import Graph, Node
 
-from .rewrite import Rewriter, rewrite
+from neo.ir.rewrite import Rewriter, rewrite
 
 
 def make_conv_padding_explicit(g: Graph) -> Graph:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from neo.ir import Graph, Node
 
-from .rewrite import Rewriter, rewrite
+from neo.ir.rewrite import Rewriter, rewrite
 
 
 def decompose_softmax(g: Graph) -> Graph:

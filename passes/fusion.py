@@ -99,7 +99,7 @@ def fuse_operators(g: Graph) -> Graph:
 
 
 def _build(g: Graph, group, members, anchor) -> Graph:
-    from .rewrite import Rewriter
+    from neo.ir.rewrite import Rewriter
 
     rw = Rewriter(g)
     order = {id(n): i for i, n in enumerate(g.nodes)}

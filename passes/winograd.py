@@ -10,7 +10,7 @@ from __future__ import annotations
 from neo.ir import Graph, Node
 from neo.ir.ops_nn import _spatial, winograd_tiles, winograd_weights
 
-from .rewrite import Rewriter, rewrite
+from neo.ir.rewrite import Rewriter, rewrite
 
 MIN_TILES = 16
 MIN_CHANNELS = 16

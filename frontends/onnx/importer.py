@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from neo import ir
-from neo.errors import (
+from neo.ir.errors import (
     ConstantInputsNeeded,
     ModelLoadError,
     UnsupportedModelError,

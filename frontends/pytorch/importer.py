@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from neo import ir
-from neo.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
+from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
 from . import registry
 from .context import AttributeNotImplemented, Missing, NodeContext, dtype_name, make_const

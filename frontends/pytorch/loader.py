@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neo.errors import ModelLoadError
+from neo.ir.errors import ModelLoadError
 
 INSTALL_HINT = "pip install 'neo-compiler[pytorch]'"
 TRACE_HINT = ("save the model as TorchScript: torch.jit.trace(model.eval(), example)"

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from neo.errors import NotSupportedError
+from neo.ir.errors import NotSupportedError
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from neo.ir import Graph, Node, Value
+from .graph import Graph, Node, Value
 
 
 class Rewriter:
