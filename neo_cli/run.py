@@ -82,10 +82,12 @@ def _death_signal(returncode: int) -> str | None:
 
 
 def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = None,
-                 repeat: int = 1, check: bool = False) -> tuple[list[str], list[np.ndarray], dict]:
+                 repeat: int = 1, check: bool = False, timeout: float | None = None
+                 ) -> tuple[list[str], list[np.ndarray], dict]:
     """Run the artifact's own neo-run in a subprocess (under qemu for a foreign arch), so that a
     kernel that crashes is reported as one line naming it instead of taking the caller down.
-    check: the runtime's checked mode (guard bytes around every buffer, verified per kernel)."""
+    check: the runtime's checked mode (guard bytes around every buffer, verified per kernel).
+    timeout: seconds before neo-run is killed (a kernel that never ends), None to wait."""
     meta = read_meta(art)
     arch = meta["target"]["arch"]
     from neo.codegen.toolchain import host_arch
@@ -122,7 +124,10 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
             np.save(p, np.ascontiguousarray(a))
             cmd += ["--input", f"{name}={p}"]
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise NeoRuntimeError(f"{art}: neo-run did not finish within {timeout:g} s") from None
         except OSError as e:
             raise NeoRuntimeError(f"cannot run {cmd[0]}: {e.strerror or e}") from None
         if r.returncode != 0:
