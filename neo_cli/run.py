@@ -121,7 +121,7 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
             cmd.append("--check")
         for i, (name, a) in enumerate(feeds.items()):
             p = Path(tmp) / f"in{i}.npy"
-            np.save(p, np.ascontiguousarray(a))
+            np.save(p, np.asarray(a, order="C"))  # ascontiguousarray would make a scalar 1-D
             cmd += ["--input", f"{name}={p}"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, check=False,

@@ -317,3 +317,24 @@ def test_fpn_resize_add_conv(fpn, level, width, tmp_path):
     got = run_compiled(graph, width, level, tmp_path / "out", feeds)[0]
     ref = run_ort(model, feeds)[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+# -- found by the graph fuzzer (tests/fuzz; docs/FUZZING.md) -------------------------------------
+# Each case is the fuzzer's minimized graph, checked with the fuzzer's own oracle: compiled at the
+# configs given, run by neo-run in checked mode in a subprocess (as `neo run` does), compared with
+# the float64 reference and onnxruntime.
+def fuzz_check(model, feeds, configs=("O0-w256", "O3-w512")):
+    from fuzz.oracle import Config, check_model
+
+    res = check_model(model, feeds, [Config.parse(c) for c in configs])
+    assert res.configs, "no config ran"
+    assert not res.failures, "\n".join(f.line() for f in res.failures)
+
+
+def test_scalar_graph_input_runs():
+    # seed 508: a rank-0 graph input (the scalar operand of a broadcast). run_artifact saved it
+    # with np.ascontiguousarray, which makes a scalar 1-D, and neo-run refused the shape (1).
+    model = make_model([helper.make_node("Mul", ["x", "s"], ["y"])],
+                       [("x", np.float32, [2, 3]), ("s", np.float32, [])], ["y"])
+    fuzz_check(model, {"x": np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5,
+                       "s": np.array(-1.75, np.float32)})
