@@ -9,3 +9,8 @@ bench:  ## time neo against onnxruntime and PyTorch on six models; writes docs/B
 .PHONY: zoo
 zoo:  ## compile every torchvision model with the PyTorch frontend; writes docs/ZOO.md (~1 h)
 	python3 scripts/zoo.py
+.PHONY: fuzz
+SECONDS ?= 300
+FUZZ_OUT ?= build/fuzz
+fuzz:  ## differential graph fuzzing, fresh seeds, for SECONDS (300); failures minimized into FUZZ_OUT (docs/FUZZING.md)
+	python3 tests/fuzz run --seconds $(SECONDS) --out $(FUZZ_OUT)
