@@ -113,9 +113,27 @@ def cpu_name() -> str:
 
 
 # -- commands ------------------------------------------------------------------------------------
+def private_cache(out: Path) -> Path:
+    """neo's object and link caches in out/.cache (thousands of one-off modules would fill the
+    user's); zig keeps its global cache (its libc stubs take long to rebuild)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    os.environ.setdefault("ZIG_GLOBAL_CACHE_DIR", str(Path(base) / "zig"))
+    cache = (out / ".cache").resolve()
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    return cache / "neo"
+
+
+def trim_cache(neo_cache: Path) -> None:
+    import shutil
+
+    for sub in ("objects", "linked", "artifacts"):
+        shutil.rmtree(neo_cache / sub, ignore_errors=True)
+
+
 def cmd_run(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    neo_cache = private_cache(out)
     base = a.seed if a.seed is not None else int(time.time()) % 1_000_000_000
     log_path = out / "log.txt"
     summary_path = out / "summary.json"
@@ -142,6 +160,8 @@ def cmd_run(a) -> int:
             break
         seed = base + i
         i += 1
+        if i % 100 == 0:
+            trim_cache(neo_cache)
         try:
             spec = generate(seed, a.min_nodes, a.max_nodes, accept=numerically_sound)
         except RuntimeError as e:
