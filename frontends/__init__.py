@@ -11,6 +11,7 @@ from typing import Protocol
 from neo import ir
 
 from . import pytorch as _pytorch  # imports no torch until a model is opened
+from . import xgboost as _xgboost  # needs no xgboost at all
 
 InputSpec = tuple[str, "tuple[int | None, ...] | None", str]
 
@@ -47,4 +48,5 @@ class OnnxFrontend:
         return inspect_onnx(path)
 
 
-FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend()}
+FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend(),
+                                  "xgboost": _xgboost.XgboostFrontend()}

@@ -13,7 +13,7 @@ from typing import Literal
 
 from neo.errors import UsageError
 
-ShapeForm = Literal["dict", "dict-or-list", "none"]
+ShapeForm = Literal["dict", "dict-or-list", "optional-dict", "none"]
 Layout = Literal["NCHW", "NHWC"]
 
 
@@ -48,6 +48,10 @@ class Framework:
         """What --shape must be for this framework, phrased for an error message."""
         if self.shape_form == "none":
             return f"absent ({self.display_name} needs no input shapes)"
+        if self.shape_form == "optional-dict":
+            # XGBoost: the features come from the model; a shape only sets the compiled batch
+            return ("absent (batch 1, features from the model) or a JSON object mapping the "
+                    "input name to [batch, features] with the model's number of features")
         order = " in input order" if self.shapes_in_order else ""
         if self.shape_form == "dict-or-list":
             return (
@@ -129,10 +133,10 @@ _FRAMEWORKS: tuple[Framework, ...] = (
         model_patterns=("*.json", "*.ubj", "*.model", "*.bst"),
         companion_patterns=(),
         model_description="one saved booster (.json, .ubj, .model or .bst)",
-        shape_form="none",
+        shape_form="optional-dict",
         layout=None,
         model_layout=None,
-        shape_example="",
+        shape_example='{"data":[1,30]}',
         shapes_in_order=False,
     ),
     Framework(

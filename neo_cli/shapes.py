@@ -186,6 +186,8 @@ def parse_shapes(framework: Framework | str, text: str | None) -> ShapeSpec:
         if value in ({}, [], None):
             return ShapeSpec(fw.name)
         raise _syntax_error(fw, _describe(value))
+    if fw.shape_form == "optional-dict" and value in ({}, [], None):
+        return ShapeSpec(fw.name)
 
     if isinstance(value, list) and fw.shape_form == "dict-or-list":
         return _parse_list_form(fw, value)
@@ -353,7 +355,7 @@ def bind_shapes(
     fw = parse_framework(framework)
     spec = spec or ShapeSpec(fw.name)
     inputs = list(model_inputs)
-    if fw.shape_form == "none":
+    if fw.shape_form == "none" or (fw.shape_form == "optional-dict" and not spec.given):
         return _bind_without_shapes(fw, inputs)
 
     example = _model_example(fw, inputs)

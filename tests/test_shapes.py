@@ -49,7 +49,7 @@ def test_seven_frameworks_with_their_conventions():
         "mxnet": ("dict", "NCHW", "NCHW"),
         "onnx": ("dict", "NCHW", "NCHW"),
         "pytorch": ("dict-or-list", "NCHW", "NCHW"),
-        "xgboost": ("none", None, None),
+        "xgboost": ("optional-dict", None, None),
         "tflite": ("dict", "NHWC", "NHWC"),
     }
 
@@ -198,16 +198,15 @@ def test_keras_message_explains_nchw_for_an_nhwc_model():
         ("pytorch", '{"x":[1,3,224,224]}', "input0"),
         ("pytorch", '{"input1":[1,3],"input0":[1,3]}', "input0, input1 in that order"),
         ("pytorch", '{"input0":[1,3],"input2":[1,3]}', "named by position"),
-        ("xgboost", '{"data":[1,10]}', "needs no input shapes"),
-        ("xgboost", "[[1,10]]", "drop --shape"),
+        ("xgboost", "[[1,10]]", "only PyTorch takes a list"),
+        ("xgboost", '{"data":[0,10]}', "positive"),
     ],
 )
 def test_parse_bad(framework, text, fact):
     err = usage_error(parse_shapes, framework, text)
     assert f"--shape for {framework}" in err.message
     assert fact in err.message
-    if framework != "xgboost":
-        assert "e.g. " + FRAMEWORKS[framework].shape_example in err.message
+    assert "e.g. " + FRAMEWORKS[framework].shape_example in err.message
 
 
 @given(
@@ -393,6 +392,15 @@ def test_xgboost_takes_shapes_from_the_model():
     assert bound == {"data": (1, 12)}
     assert any("batch size 1" in n for n in bound.notes)
     assert bind_shapes("xgboost", parse_shapes("xgboost", "{}"), [mi("d", [4, 3])]) == {"d": (4, 3)}
+
+
+def test_xgboost_shape_sets_the_batch_and_is_checked_against_the_features():
+    model = [mi("data", [None, 12])]
+    assert bind("xgboost", '{"data":[500,12]}', model) == {"data": (500, 12)}
+    err = usage_error(bind, "xgboost", '{"data":[500,10]}', model)
+    assert "dim 1 is 10 but the model fixes it at 12" in err.message
+    err = usage_error(bind, "xgboost", '{"x":[500,12]}', model)
+    assert "'x'" in err.message and "data [?,12]" in err.message
 
 
 def test_xgboost_without_a_feature_count_is_a_load_error():
