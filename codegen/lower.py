@@ -10,7 +10,7 @@ from llvmlite import ir
 from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
-from . import te
+from . import kernel_trees, te
 from .te_ops import COMPUTES
 from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
@@ -506,4 +506,6 @@ KERNELS = {
     "winograd_output": _winograd_output,
     "max_pool": _max_pool_plane,
     "pad": _pad_plane,
+    "tree_ensemble": kernel_trees.lower_tree_ensemble,
+    "linear_booster": kernel_trees.lower_linear_booster,
 }

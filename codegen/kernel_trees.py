@@ -1,0 +1,412 @@
+"""Tree ensembles (`tree_ensemble`) and linear boosters (`linear_booster`) as native kernels.
+
+The forest is data, not code: compiling 500 trees of 255 nodes as branches (what TL2cgen does)
+takes LLVM minutes and mispredicts a branch at every other node. Instead the nodes are packed into
+one table of 16-byte records, and a small branch-free loop walks them:
+
+    record = {feature | default_left << 31 | categorical << 30, threshold, left child, leaf value}
+
+- Each tree is renumbered breadth-first so that the right child sits right after the left one:
+  `next = left + go_right`. A leaf points to itself (`left = self - 1`, threshold -inf, so every
+  row goes "right"), so a walk runs a fixed number of steps, the tree's depth, with no test for
+  having arrived; the leaf value is in the record the walk ends on.
+- go_right = x is NaN ? !default_left : !(x < threshold); at a categorical node it is whether
+  the category int(x) (0 <= x < 32 * words) is set in the node's bitset, whose offset the
+  threshold slot holds.
+- Walks run in lockstep, K at a time (independent load chains that the CPU overlaps): K rows
+  through one tree (batch mode: blocks of rows, trees outer, so a tree's nodes stay in L1 while
+  every row of the block walks it), or, for a batch smaller than K, K trees for one row.
+- Trees are reordered so that packed tree j adds to group j % G, keeping each group's trees in
+  their original order (missing ones are zero trees); every group sums its leaves in float32 in
+  that order, starting from its base margin, as xgboost's CPU predictor does, so the margins
+  agree to the bit. DART trees multiply their leaf by the tree weight first.
+- The post-transform is XGBoost's: sigmoid as common::Sigmoid, softmax with a double sum, expf
+  from the C library (the one xgboost calls), so outputs agree to the bit too.
+- Row blocks are split statically across the runtime's tasks.
+
+The linear booster is XGBoost's GBLinear::Pred: per row and group, bias + base margin, then
+x[f] * w[f, g] added feature by feature, skipping NaN; rows are spread across tasks.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from neo.ir.ops_ml import LinearBooster, TreeEnsemble
+
+from .llvm_util import (
+    F32,
+    F64,
+    I1,
+    I32,
+    I64,
+    declare,
+    for_range,
+    gep,
+    intrinsic,
+    kernel_function,
+    task_range,
+)
+
+LOCKSTEP = 8  # walks in flight per step: enough independent load chains to hide L1/L2 latency
+BLOCK_ROWS = 64  # rows per block in batch mode: their x rows stay in L1 while all trees pass
+_DEFAULT_LEFT = 1 << 31
+_CATEGORICAL = 1 << 30
+_FEATURE_MASK = _CATEGORICAL - 1
+
+
+@dataclass
+class PackedForest:
+    nodes: np.ndarray  # int32 [n, 4]: feature|flags, threshold bits, left, value bits
+    roots: np.ndarray  # int32 [Tp]
+    depths: np.ndarray  # int32 [Tp]
+    weights: np.ndarray | None  # float32 [Tp]
+    category_bits: np.ndarray | None  # uint32 [*]
+    category_words: int
+    num_trees: int  # Tp: packed, with padding trees
+
+
+def pack_forest(e: TreeEnsemble, multiple: int = 1) -> PackedForest:
+    """The kernel's tables: trees in group-interleaved order (tree j adds to group j % G), padded
+    with zero trees to a multiple of `multiple`, nodes breadth-first with siblings adjacent."""
+    G = e.num_groups
+    per_group: list[list[int]] = [[] for _ in range(G)]
+    for t in range(e.num_trees):
+        per_group[int(e.tree_group[t])].append(t)
+    slots = max((len(p) for p in per_group), default=0)
+    order = [per_group[g][k] if k < len(per_group[g]) else -1
+             for k in range(slots) for g in range(G)]
+    while len(order) % multiple or not order:
+        order.append(-1)
+    words = 0 if e.category_bits is None else e.category_bits.shape[1]
+    neg_inf = int(np.float32(-np.inf).view(np.int32))
+    thr_bits = e.threshold.astype(np.float32).view(np.int32).tolist()
+    val_bits = e.value.astype(np.float32).view(np.int32).tolist()
+    left, right = e.left.tolist(), e.right.tolist()
+    feature, dleft = e.feature.tolist(), e.default_left.tolist()
+    cat_node = e.category_node.tolist() if e.category_node is not None else None
+    recs: list[list[int]] = []
+    roots, depths, weights = [], [], []
+    for t in order:
+        base = len(recs)
+        roots.append(base)
+        weights.append(1.0 if t < 0 or e.tree_weight is None else float(e.tree_weight[t]))
+        if t < 0:  # a padding tree: one leaf adding 0
+            recs.append([0, neg_inf, base - 1, 0])
+            depths.append(0)
+            continue
+        recs.append([])
+        queue = deque([(int(e.tree_root[t]), base, 0)])
+        depth = 0
+        while queue:
+            n, idx, d = queue.popleft()
+            depth = max(depth, d)
+            if left[n] < 0:  # a leaf walks to itself: "right" of left = idx - 1
+                recs[idx] = [0, neg_inf, idx - 1, val_bits[n]]
+                continue
+            kids = len(recs)
+            recs.extend([[], []])
+            word = feature[n] | (_DEFAULT_LEFT if dleft[n] else 0)
+            thr = thr_bits[n]
+            if cat_node is not None and cat_node[n] >= 0:
+                word |= _CATEGORICAL
+                thr = cat_node[n] * words  # the bitset's offset rides in the threshold slot
+            recs[idx] = [word, thr, kids, 0]
+            queue.append((left[n], kids, d + 1))
+            queue.append((right[n], kids + 1, d + 1))
+        depths.append(depth)
+    table = np.array(recs, dtype=np.int64)
+    table = (table & 0xFFFFFFFF).astype(np.uint32).view(np.int32).reshape(-1, 4)
+    return PackedForest(
+        nodes=np.ascontiguousarray(table), roots=np.array(roots, np.int32),
+        depths=np.array(depths, np.int32),
+        weights=np.array(weights, np.float32) if e.tree_weight is not None else None,
+        category_bits=None if e.category_bits is None else
+        e.category_bits.reshape(-1).view(np.int32).copy(),
+        category_words=words, num_trees=len(order))
+
+
+# -- kernel emission ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Tables:
+    nodes: ir.Value
+    roots: ir.Value
+    depths: ir.Value
+    weights: ir.Value | None
+    cats: ir.Value | None
+    words: int
+
+
+def _const_f32(v: float) -> ir.Constant:
+    return ir.Constant(F32, float(np.float32(v)))
+
+
+def _step(b: ir.IRBuilder, t: _Tables, node: ir.Value, xrow: ir.Value) -> ir.Value:
+    """One level of one walk: the next node index (i32)."""
+    rec = b.mul(b.sext(node, I64), I64(4))
+    w0 = b.load(gep(b, t.nodes, rec, I32), typ=I32)
+    thr_i = b.load(gep(b, t.nodes, b.add(rec, I64(1)), I32), typ=I32)
+    left = b.load(gep(b, t.nodes, b.add(rec, I64(2)), I32), typ=I32)
+    thr = b.bitcast(thr_i, F32)
+    feat = b.zext(b.and_(w0, I32(_FEATURE_MASK)), I64)
+    x = b.load(gep(b, xrow, feat, F32), typ=F32)
+    lt = b.fcmp_ordered("<", x, thr)
+    nan = b.fcmp_unordered("uno", x, x)
+    default_right = b.icmp_signed(">=", w0, I32(0))
+    right = b.select(nan, default_right, b.not_(lt))
+    if t.cats is not None:
+        is_cat = b.icmp_unsigned("!=", b.and_(w0, I32(_CATEGORICAL)), I32(0))
+        valid = b.and_(b.fcmp_ordered(">=", x, _const_f32(0.0)),
+                       b.fcmp_ordered("<", x, _const_f32(32.0 * t.words)))
+        take = b.and_(is_cat, valid)
+        c = b.fptosi(b.select(take, x, _const_f32(0.0)), I32)
+        idx = b.select(take, b.add(thr_i, b.ashr(c, I32(5))), I32(0))
+        word = b.load(gep(b, t.cats, b.zext(idx, I64), I32), typ=I32)
+        bit = b.trunc(b.lshr(word, b.and_(c, I32(31))), I1)
+        in_set = b.and_(take, bit)
+        right = b.select(is_cat, b.select(nan, default_right, in_set), right)
+    return b.add(left, b.zext(right, I32))
+
+
+def _leaf(b: ir.IRBuilder, t: _Tables, node: ir.Value, tree: ir.Value) -> ir.Value:
+    rec = b.mul(b.sext(node, I64), I64(4))
+    v = b.bitcast(b.load(gep(b, t.nodes, b.add(rec, I64(3)), I32), typ=I32), F32)
+    if t.weights is not None:
+        v = b.fmul(v, b.load(gep(b, t.weights, tree, F32), typ=F32))
+    return v
+
+
+def _walk(b, t: _Tables, starts: list[ir.Value], xrows: list[ir.Value], steps: ir.Value,
+          slots: list[ir.Value]) -> list[ir.Value]:
+    """Walk len(starts) trees/rows in lockstep for `steps` levels; returns the end nodes."""
+    for s, v in zip(slots, starts):
+        b.store(v, s)
+    with for_range(b, 0, b.sext(steps, I64), 1, "level"):
+        cur = [b.load(s, typ=I32) for s in slots]
+        nxt = [_step(b, t, n, x) for n, x in zip(cur, xrows)]
+        for s, v in zip(slots, nxt):
+            b.store(v, s)
+    return [b.load(s, typ=I32) for s in slots]
+
+
+def _expf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    # the C library's expf: the very function xgboost's transforms call
+    return b.call(declare(b.module, "expf", F32, [F32]), [x])
+
+
+def _emit_transform(b: ir.IRBuilder, transform: str, margins: list[ir.Value], out: ir.Value,
+                    row: ir.Value) -> None:
+    """XGBoost's PredTransform of one row's margins, stored at out[row * width]."""
+    G = len(margins)
+    if transform == "argmax":
+        best, best_i = margins[0], I32(0)
+        for g in range(1, G):
+            gt = b.fcmp_ordered(">", margins[g], best)
+            best = b.select(gt, margins[g], best)
+            best_i = b.select(gt, I32(g), best_i)
+        b.store(b.sitofp(best_i, F32), gep(b, out, row, F32))
+        return
+    if transform == "softmax":
+        wmax = margins[0]
+        for g in range(1, G):
+            wmax = intrinsic(b, "llvm.maxnum", [margins[g], wmax])
+        es = [_expf(b, b.fsub(m, wmax)) for m in margins]
+        wsum = ir.Constant(F64, 0.0)
+        for e in es:
+            wsum = b.fadd(wsum, b.fpext(e, F64))
+        denom = b.fptrunc(wsum, F32)
+        vals = [b.fdiv(e, denom) for e in es]
+    elif transform == "sigmoid":
+        vals = []
+        for m in margins:
+            neg = b.fneg(m)
+            clamp = _const_f32(88.7)
+            arg = b.select(b.fcmp_ordered("<", clamp, neg), clamp, neg)  # std::min(-x, 88.7f)
+            denom = b.fadd(b.fadd(_expf(b, arg), _const_f32(1.0)), _const_f32(1e-16))
+            vals.append(b.fdiv(_const_f32(1.0), denom))
+    elif transform == "exp":
+        vals = [_expf(b, m) for m in margins]
+    elif transform == "hinge":
+        vals = [b.select(b.fcmp_ordered(">", m, _const_f32(0.0)), _const_f32(1.0),
+                         _const_f32(0.0)) for m in margins]
+    else:
+        vals = margins
+    base = b.mul(row, I64(G))
+    for g, v in enumerate(vals):
+        b.store(v, gep(b, out, b.add(base, I64(g)), F32))
+
+
+def emit_tree_kernel(module: ir.Module, name: str, e: TreeEnsemble, transform: str, batch: int,
+                     packed: PackedForest) -> None:
+    """bufs: x [N, F], nodes, roots, depths, [weights], [category bits], out."""
+    nbufs = 4 + (packed.weights is not None) + (packed.category_bits is not None) + 1
+    fn, b, bufs = kernel_function(module, name, nbufs)
+    X, nodes, roots, depths = bufs[:4]
+    k = 4
+    weights = cats = None
+    if packed.weights is not None:
+        weights, k = bufs[k], k + 1
+    if packed.category_bits is not None:
+        cats, k = bufs[k], k + 1
+    out = bufs[k]
+    t = _Tables(nodes, roots, depths, weights, cats, packed.category_words)
+    G, F = e.num_groups, e.num_features
+    by_tree = batch < LOCKSTEP
+    K = LOCKSTEP
+    slots = [b.alloca(I32, name=f"walk{i}") for i in range(K)]
+    R = BLOCK_ROWS if not by_tree else 1
+    acc = b.alloca(F32, size=G * R, name="acc")
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    base = [_const_f32(v) for v in e.base_margin]
+    Tp = packed.num_trees
+
+    def acc_ptr(i):
+        return gep(b, acc, i, F32)
+
+    if by_tree:
+        lo, hi = task_range(b, batch, fn.args[1], fn.args[2])
+        with for_range(b, lo, hi, 1, "row") as row:
+            xrow = gep(b, X, b.mul(row, I64(F)), F32)
+            for g in range(G):
+                b.store(base[g], acc_ptr(I64(g)))
+            with for_range(b, 0, Tp, K, "tree") as j0:
+                steps = I32(0)
+                starts = []
+                for i in range(K):
+                    j = b.add(j0, I64(i))
+                    starts.append(b.load(gep(b, roots, j, I32), typ=I32))
+                    d = b.load(gep(b, depths, j, I32), typ=I32)
+                    steps = b.select(b.icmp_signed(">", d, steps), d, steps)
+                ends = _walk(b, t, starts, [xrow] * K, steps, slots)
+                for i in range(K):  # leaves added in tree order
+                    j = b.add(j0, I64(i))
+                    g = b.urem(j, I64(G)) if G > 1 else I64(0)
+                    p = acc_ptr(g)
+                    b.store(b.fadd(b.load(p, typ=F32), _leaf(b, t, ends[i], j)), p)
+            _emit_transform(b, transform, [b.load(acc_ptr(I64(g)), typ=F32) for g in range(G)],
+                            out, row)
+        b.ret(I32(0))
+        return
+
+    nblocks = -(-batch // R)
+    last_rows = batch - (nblocks - 1) * R
+    lo, hi = task_range(b, nblocks, fn.args[1], fn.args[2])
+
+    def block(r0: ir.Value, rows: int) -> None:
+        for g in range(G):
+            with for_range(b, 0, rows, 1, "init") as i:
+                b.store(base[g], acc_ptr(b.add(I64(g * R), i)))
+        with for_range(b, 0, Tp, 1, "tree") as j:
+            root = b.load(gep(b, roots, j, I32), typ=I32)
+            steps = b.load(gep(b, depths, j, I32), typ=I32)
+            gbase = b.mul(b.urem(j, I64(G)), I64(R)) if G > 1 else I64(0)
+
+            def lockstep(s0: ir.Value, n: int) -> None:
+                xrows = [gep(b, X, b.mul(b.add(r0, b.add(s0, I64(i))), I64(F)), F32)
+                         for i in range(n)]
+                ends = _walk(b, t, [root] * n, xrows, steps, slots[:n])
+                for i in range(n):
+                    p = acc_ptr(b.add(gbase, b.add(s0, I64(i))))
+                    b.store(b.fadd(b.load(p, typ=F32), _leaf(b, t, ends[i], j)), p)
+
+            full, tail = divmod(rows, K)
+            if full:
+                with for_range(b, 0, full * K, K, "sub") as s0:
+                    lockstep(s0, K)
+            if tail:
+                lockstep(I64(full * K), tail)
+        with for_range(b, 0, rows, 1, "out") as i:
+            margins = [b.load(acc_ptr(b.add(I64(g * R), i)), typ=F32) for g in range(G)]
+            _emit_transform(b, transform, margins, out, b.add(r0, i))
+
+    with for_range(b, lo, hi, 1, "block") as blk:
+        r0 = b.mul(blk, I64(R))
+        if last_rows == R:
+            block(r0, R)
+        else:
+            with b.if_else(b.icmp_signed("<", blk, I64(nblocks - 1))) as (whole, part):
+                with whole:
+                    block(r0, R)
+                with part:
+                    block(r0, last_rows)
+    b.ret(I32(0))
+
+
+def emit_linear_kernel(module: ir.Module, name: str, m: LinearBooster, transform: str,
+                       batch: int) -> None:
+    """bufs: x [N, F], weights [F, G], out. Rows split across tasks."""
+    fn, b, (X, W, out) = kernel_function(module, name, 3)
+    G, F = m.num_groups, m.num_features
+    sums = [b.alloca(F32, name=f"margin{g}") for g in range(G)]
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    lo, hi = task_range(b, batch, fn.args[1], fn.args[2])
+    start = (m.bias + m.base_margin).astype(np.float32)  # bias + base, in float32 as xgboost
+    with for_range(b, lo, hi, 1, "row") as row:
+        xrow = gep(b, X, b.mul(row, I64(F)), F32)
+        for g in range(G):
+            b.store(_const_f32(start[g]), sums[g])
+        # feature by feature, every group: each group's sum in xgboost's order
+        with for_range(b, 0, F, 1, "feature") as f:
+            x = b.load(gep(b, xrow, f, F32), typ=F32)
+            present = b.fcmp_ordered("ord", x, x)
+            for g in range(G):
+                w = b.load(gep(b, W, b.add(b.mul(f, I64(G)), I64(g)), F32), typ=F32)
+                acc = b.load(sums[g], typ=F32)
+                b.store(b.select(present, b.fadd(acc, b.fmul(x, w)), acc), sums[g])
+        _emit_transform(b, transform, [b.load(p, typ=F32) for p in sums], out, row)
+    b.ret(I32(0))
+
+
+# -- lowering (codegen/lower.py: KERNELS) ------------------------------------------------------
+
+
+def _only_node(fused, op: str):
+    body = fused.attrs["body"]
+    if len(body.nodes) != 1 or body.nodes[0].op != op:
+        return None
+    return body.nodes[0]
+
+
+def lower_tree_ensemble(module: ir.Module, node, func: str, vector_bits: int):
+    from .lower import KernelInfo, describe
+
+    te = _only_node(node, "tree_ensemble")
+    if te is None:
+        return None
+    x = node.inputs[0]
+    batch = x.shape[0]
+    model: TreeEnsemble = te.attrs["model"]
+    packed = pack_forest(model, multiple=LOCKSTEP if batch < LOCKSTEP else 1)
+    emit_tree_kernel(module, func, model, te.attrs["transform"], batch, packed)
+    args: list = [x, ("param", f"{node.name}.nodes", packed.nodes),
+                  ("param", f"{node.name}.roots", packed.roots),
+                  ("param", f"{node.name}.depths", packed.depths)]
+    if packed.weights is not None:
+        args.append(("param", f"{node.name}.weights", packed.weights))
+    if packed.category_bits is not None:
+        args.append(("param", f"{node.name}.categories", packed.category_bits))
+    units = batch if batch < LOCKSTEP else -(-batch // BLOCK_ROWS)
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], parallel=units > 1,
+                      kernel="trees")
+
+
+def lower_linear_booster(module: ir.Module, node, func: str, vector_bits: int):
+    from .lower import KernelInfo, describe
+
+    lb = _only_node(node, "linear_booster")
+    if lb is None:
+        return None
+    x = node.inputs[0]
+    model: LinearBooster = lb.attrs["model"]
+    emit_linear_kernel(module, func, model, lb.attrs["transform"], x.shape[0])
+    return KernelInfo(func, describe(node), [x, ("param", f"{node.name}.weights", np.ascontiguousarray(
+        model.weight, np.float32)), node.outputs[0]], parallel=x.shape[0] > 1, kernel="linear")
