@@ -36,6 +36,12 @@ class OnnxFrontend:
 
         return onnx_model_inputs(path)
 
+    def dim_names(self, path):
+        """{input: the dim_param name of each dim, None where it has none}."""
+        from .onnx import onnx_dim_params
+
+        return onnx_dim_params(path)
+
     def load(self, path, shapes=None, *, model_name: str = "", options=None):
         from .onnx import import_onnx
 

@@ -61,7 +61,9 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     t = time.perf_counter()
     with resolve_model(opts.model, fw.name, opts.workdir) as src:
         model_path = src.path
-        declared = [ModelInput(n, s, d) for n, s, d in fe.inputs(model_path)]
+        # frontends that know named dynamic dims (ONNX dim_param) say so: shared names must agree
+        dim_names = fe.dim_names(model_path) if hasattr(fe, "dim_names") else {}
+        declared = [ModelInput(n, s, d, dim_names.get(n)) for n, s, d in fe.inputs(model_path)]
         shapes = bind_shapes(fw.name, spec, declared)
         for note in getattr(shapes, "notes", []):
             say(f"note: {note}")

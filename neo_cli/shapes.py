@@ -34,11 +34,23 @@ ModelShape = tuple[int | None, ...]
 
 @dataclass(frozen=True)
 class ModelInput:
-    """An input as the model file declares it: None dims are dynamic, shape None is unknown rank."""
+    """An input as the model file declares it: None dims are dynamic, shape None is unknown rank.
+
+    dim_names: the name of each dynamic dim where the model gives one (ONNX dim_param), else None;
+    inputs that share a name must be given the same size there.
+    """
 
     name: str
     shape: ModelShape | None
     dtype: str
+    dim_names: tuple[str | None, ...] | None = None
+
+    def normalized(self) -> ModelInput:
+        """Non-positive declared dims are dynamic too (exporters write -1 or 0 for them)."""
+        if self.shape is None or all(d is None or d > 0 for d in self.shape):
+            return self
+        shape = tuple(None if d is None or d <= 0 else d for d in self.shape)
+        return ModelInput(self.name, shape, self.dtype, self.dim_names)
 
 
 @dataclass(frozen=True)
@@ -144,8 +156,10 @@ def _check_dims(fw: Framework, label: str, dims: Any) -> Shape:
     shown = f"{label}: {_fmt_json(dims)}"
     if not isinstance(dims, list):
         raise _syntax_error(fw, f"{shown} (a shape is a list of dims)")
-    if not 1 <= len(dims) <= MAX_RANK:
-        raise _syntax_error(fw, f"{shown} (rank {len(dims)}; ranks 1 to {MAX_RANK} are supported)")
+    if len(dims) > MAX_RANK:
+        raise _syntax_error(
+            fw, f"{shown} (rank {len(dims)}; ranks 0 (a scalar, []) to {MAX_RANK} are supported)"
+        )
     for dim in dims:
         # bool is an int subclass in Python, but `true` is never a dim.
         if isinstance(dim, bool) or not isinstance(dim, int):
@@ -279,7 +293,7 @@ def _example_shape(fw: Framework, user_shape: ModelShape | None) -> list[int]:
         return list(template_dims)
     filled = []
     for axis, dim in enumerate(user_shape):
-        if dim is not None:
+        if dim is not None and dim > 0:
             filled.append(dim)
         elif axis > 0 and len(template_dims) == len(user_shape):
             filled.append(template_dims[axis])
@@ -354,7 +368,7 @@ def bind_shapes(
     """
     fw = parse_framework(framework)
     spec = spec or ShapeSpec(fw.name)
-    inputs = list(model_inputs)
+    inputs = [mi.normalized() for mi in model_inputs]
     if fw.shape_form == "none" or (fw.shape_form == "optional-dict" and not spec.given):
         return _bind_without_shapes(fw, inputs)
 
@@ -382,6 +396,10 @@ def bind_shapes(
             bound.append((mi.name, shape))
         elif mi.shape is not None and all(d is not None for d in mi.shape):
             bound.append((mi.name, tuple(int(d) for d in mi.shape if d is not None)))
+        elif (filled := _from_shared_dims(mi, inputs, given, fw)) is not None:
+            bound.append((mi.name, filled))
+            notes.append(f"{fw.name}: input {mi.name!r} compiled with {_fmt_shape(filled)}: its "
+                         "named dynamic dims take the sizes given for the other inputs")
         else:
             if mi.shape is None:
                 missing.append(f"{mi.name!r} has no declared shape")
@@ -397,9 +415,63 @@ def bind_shapes(
                 f"{prefix} is needed: model input {which}; give static {fw.layout} shapes, "
                 f"e.g. --shape '{example}'"
             )
+    if not problems:
+        problems += _shared_dim_conflicts(inputs, dict(bound))
     if problems:
         raise UsageError(f"{prefix} does not fit the model: {'; '.join(problems)}; e.g. {example}")
     return BoundShapes(bound, notes)
+
+
+def _named_dims(inputs: Sequence[ModelInput]) -> dict[str, list[tuple[str, int]]]:
+    """dim_param name -> the (input, axis) pairs of dynamic dims that carry it."""
+    named: dict[str, list[tuple[str, int]]] = {}
+    for mi in inputs:
+        if mi.shape is None or not mi.dim_names or len(mi.dim_names) != len(mi.shape):
+            continue
+        for axis, (dim, name) in enumerate(zip(mi.shape, mi.dim_names, strict=True)):
+            if dim is None and name:
+                named.setdefault(name, []).append((mi.name, axis))
+    return named
+
+
+def _shared_dim_conflicts(inputs: Sequence[ModelInput], bound: dict[str, Shape]) -> list[str]:
+    """A sentence for every dim_param that the bound shapes give different sizes."""
+    problems = []
+    for name, places in _named_dims(inputs).items():
+        sizes = [(inp, axis, bound[inp][axis]) for inp, axis in places
+                 if inp in bound and axis < len(bound[inp])]
+        if len({size for _, _, size in sizes}) > 1:
+            listed = ", ".join(f"{inp!r} dim {axis} is {size}" for inp, axis, size in sizes)
+            problems.append(f"inputs share the dynamic dim {name!r} but the shapes differ there "
+                            f"({listed}); give them the same size")
+    return problems
+
+
+def _from_shared_dims(mi: ModelInput, inputs: Sequence[ModelInput], given: dict[str, Shape],
+                      fw: Framework) -> Shape | None:
+    """The shape of an input left out whose every dynamic dim is named and sized by a given
+    input, else None."""
+    if mi.shape is None or not mi.dim_names or len(mi.dim_names) != len(mi.shape):
+        return None
+    sizes: dict[str, int] = {}
+    for other in inputs:
+        if other.name not in given or other.shape is None or not other.dim_names:
+            continue
+        shape = _user_to_model(fw, given[other.name])
+        if len(shape) != len(other.shape) or len(other.dim_names) != len(shape):
+            continue
+        for dim, name, size in zip(other.shape, other.dim_names, shape, strict=True):
+            if dim is None and name:
+                sizes.setdefault(name, size)
+    filled = []
+    for dim, name in zip(mi.shape, mi.dim_names, strict=True):
+        if dim is not None:
+            filled.append(dim)
+        elif name in sizes:
+            filled.append(sizes[name])
+        else:
+            return None
+    return tuple(filled)
 
 
 def _match_names(

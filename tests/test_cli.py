@@ -428,3 +428,40 @@ def test_recompiling_an_unchanged_model_reuses_the_artifact(small_cnn, tmp_path)
                               extra=["--json", "--no-cache", "--opt-level", "1"]))
     assert_ok(third)
     assert json.loads(third.stdout)["artifact_cached"] is False
+
+
+# -- real exported models: -1 dims, shared dim_params, scalar inputs (issue 10) ----------------
+
+
+def test_minus_one_dims_and_a_scalar_input_compile_and_run(tmp_path):
+    # paddle2onnx writes dynamic dims as dim_value -1; a scalar input (a sample rate, a
+    # threshold) is given as [] in the shape JSON and as a 0-d .npy
+    nodes = [helper.make_node("Mul", ["x", "rate"], ["m"]),
+             helper.make_node("Sigmoid", ["m"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [-1, 3, -1, -1]), ("rate", np.float32, [])],
+                       [("y", np.float32, [-1, 3, -1, -1])])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    out = tmp_path / "out"
+    assert_ok(neo(*compile_args(tmp_path / "m.onnx", out, shape='{"x":[1,3,48,19],"rate":[]}')))
+    assert [i["shape"] for i in read_meta(out)["inputs"]] == [[1, 3, 48, 19], []]
+    x = np.random.default_rng(3).standard_normal((1, 3, 48, 19)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "rate.npy", np.array(0.75, np.float32))
+    assert_ok(neo("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--input",
+                  f"rate={tmp_path / 'rate.npy'}", "--output", tmp_path / "y.npz", "--check"))
+    y = np.load(tmp_path / "y.npz")["y"]
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-0.75 * x)), rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_sharing_a_dim_param_must_agree(tmp_path):
+    model = make_model([helper.make_node("Add", ["a", "b"], ["y"])],
+                       [("a", np.float32, ["batch", 4]), ("b", np.float32, ["batch", 4])], ["y"])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    assert_error(neo(*compile_args(tmp_path / "m.onnx", tmp_path / "bad",
+                                   shape='{"a":[2,4],"b":[3,4]}')),
+                 2, "share the dynamic dim 'batch'", "'a' dim 0 is 2, 'b' dim 0 is 3")
+    assert not (tmp_path / "bad").exists()
+    # b left out: its batch comes from a
+    out = tmp_path / "out"
+    assert_ok(neo(*compile_args(tmp_path / "m.onnx", out, shape='{"a":[5,4]}')))
+    assert [i["shape"] for i in read_meta(out)["inputs"]] == [[5, 4], [5, 4]]

@@ -786,6 +786,22 @@ def test_initializer_listed_as_input_is_a_constant():
     np.testing.assert_allclose(interpret(g, {"x": x})[0], x @ w, rtol=1e-5)
 
 
+def test_non_positive_dim_values_are_dynamic():
+    # exporters (paddle2onnx) write a dynamic dim as dim_value -1; 0 is no static size either
+    model = make_model([helper.make_node("Add", ["x", "y"], ["z"])],
+                       [("x", "float32", (-1, 3, 0, "w")), ("y", "float32", ("n", 3, 1, "w"))],
+                       ["z"], None, 13)
+    assert onnx_model_inputs(model) == [("x", (None, 3, None, None), "float32"),
+                                        ("y", (None, 3, 1, None), "float32")]
+    from neo.frontends.onnx import onnx_dim_params
+
+    assert onnx_dim_params(model) == {"x": (None, None, None, "w"), "y": ("n", None, None, "w")}
+    with pytest.raises(UsageError, match="dynamic"):
+        import_onnx(model)
+    g = import_onnx(model, {"x": (2, 3, 4, 5), "y": (2, 3, 1, 5)})
+    assert g.outputs[0].shape == (2, 3, 4, 5)
+
+
 def test_dynamic_input_needs_a_shape():
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", "float32", ("N", 3))],
                        ["y"], None, 13)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -179,8 +180,7 @@ def test_keras_message_explains_nchw_for_an_nhwc_model():
         ("onnx", '{"":[1,2]}', "empty input name"),
         ("onnx", '{"x":5}', "a shape is a list of dims"),
         ("onnx", '{"x":{"a":1}}', "a shape is a list of dims"),
-        ("onnx", '{"x":[]}', "rank 0"),
-        ("onnx", '{"x":[1,1,1,1,1,1,1,1,1]}', "rank 9"),
+        ("onnx", '{"x":[1,1,1,1,1,1,1,1,1]}', "ranks 0 (a scalar, []) to 8"),
         ("onnx", '{"x":[1,true,3]}', "true is not an integer"),
         ("keras", '{"x":[1,3.0,3]}', "3.0 is not an integer"),
         ("tensorflow", '{"x":[1,"3"]}', "not an integer"),
@@ -449,3 +449,71 @@ def test_unsupported_operators_are_all_listed_at_once():
     assert "Resize (1 node: up; mode='cubic' not implemented)" in err.message
     assert [op.op_type for op in err.ops] == ["NonMaxSuppression", "Loop", "Resize"]
     assert "\n" not in format_error(err)
+
+
+# --- exported models: dynamic dims written as -1, shared dim_params, scalar inputs -------------
+
+
+def test_scalar_input_is_an_empty_shape():
+    spec = parse_shapes("onnx", '{"x":[1,3,8,8],"rate":[]}')
+    assert spec.shapes == {"x": (1, 3, 8, 8), "rate": ()}
+    bound = bind_shapes("onnx", spec, [mi("x", [None, 3, 8, 8]), mi("rate", [])])
+    assert bound == {"x": (1, 3, 8, 8), "rate": ()}
+    # a static scalar input may be left out like any static input
+    assert bind("onnx", '{"x":[2,3,8,8]}', [mi("x", [None, 3, 8, 8]), mi("rate", [])]) == {
+        "x": (2, 3, 8, 8), "rate": ()}
+    err = usage_error(bind, "onnx", '{"x":[1,3,8,8],"rate":[1]}',
+                      [mi("x", [None, 3, 8, 8]), mi("rate", [])])
+    assert "'rate' is [1] (rank 1) but the model's is [] (rank 0)" in err.message
+
+
+@pytest.mark.parametrize("dynamic", [-1, 0, -7])
+def test_non_positive_model_dims_are_dynamic(dynamic):
+    # paddle2onnx writes a dynamic dim as dim_value -1
+    inputs = [mi("x", [dynamic, 3, dynamic, dynamic])]
+    assert bind("onnx", '{"x":[1,3,48,192]}', inputs) == {"x": (1, 3, 48, 192)}
+    err = usage_error(bind, "onnx", '{"x":[1,4,48,192]}', inputs)
+    assert "dim 1 is 4 but the model fixes it at 3" in err.message
+    assert "model shape [?,3,?,?]" in err.message
+
+
+@pytest.mark.parametrize("dynamic", [-1, 0, None])
+def test_suggested_shapes_are_never_non_positive(dynamic):
+    inputs = [mi("x", [dynamic, 3, dynamic, dynamic]), mi("y", [dynamic, 10])]
+    err = usage_error(bind, "onnx", None, inputs)
+    example = err.message.split("e.g. --shape ")[1]
+    dims = [int(d) for d in re.findall(r"-?\d+", example)]
+    assert dims and min(dims) > 0, err.message
+    err = usage_error(bind, "onnx", '{"x":[1,3,9,9]}', [*inputs, mi("z", [dynamic])])
+    dims = [int(d) for d in re.findall(r"-?\d+", err.message.split("e.g. ")[-1])]
+    assert dims and min(dims) > 0, err.message
+
+
+def named(name, shape, dim_names):
+    return ModelInput(name, tuple(shape), F32, tuple(dim_names))
+
+
+SHARED = [named("tokens", [None, None], ["batch", "seq"]),
+          named("mask", [None, None], ["batch", "seq"]),
+          named("scale", [None, 1], ["batch", None])]
+
+
+def test_inputs_sharing_a_dim_param_must_agree():
+    err = usage_error(bind, "onnx", '{"tokens":[2,16],"mask":[2,12],"scale":[2,1]}', SHARED)
+    assert "share the dynamic dim 'seq'" in err.message
+    assert "'tokens' dim 1 is 16, 'mask' dim 1 is 12" in err.message
+    assert "'batch'" not in err.message  # the dims that agree are not blamed
+    err = usage_error(bind, "onnx", '{"tokens":[2,16],"mask":[3,16],"scale":[4,1]}', SHARED)
+    assert "'tokens' dim 0 is 2, 'mask' dim 0 is 3, 'scale' dim 0 is 4" in err.message
+    assert bind("onnx", '{"tokens":[2,16],"mask":[2,16],"scale":[2,1]}', SHARED) == {
+        "tokens": (2, 16), "mask": (2, 16), "scale": (2, 1)}
+
+
+def test_input_left_out_takes_its_named_dims_from_the_others():
+    bound = bind("onnx", '{"tokens":[4,7]}', SHARED)
+    assert bound == {"tokens": (4, 7), "mask": (4, 7), "scale": (4, 1)}
+    assert any("'mask' compiled with [4,7]" in n for n in bound.notes)
+    # a dynamic dim without a name (or a name no given input sizes) still needs a shape
+    err = usage_error(bind, "onnx", '{"tokens":[4,7]}',
+                      [*SHARED, named("extra", [None, None], ["batch", None])])
+    assert "no shape given for model input 'extra'" in err.message

@@ -12,11 +12,18 @@ import onnx
 
 from neo import ir
 
-from .importer import check_supported, convert_model, inspect_model, load_model, model_inputs
+from .importer import (
+    check_supported,
+    convert_model,
+    inspect_model,
+    load_model,
+    model_dim_params,
+    model_inputs,
+)
 from .registry import converter_table, supported_ops
 
-__all__ = ["check_supported", "converter_table", "import_onnx", "inspect_onnx", "onnx_model_inputs",
-           "supported_ops"]
+__all__ = ["check_supported", "converter_table", "import_onnx", "inspect_onnx", "onnx_dim_params",
+           "onnx_model_inputs", "supported_ops"]
 
 
 def import_onnx(model: str | Path | onnx.ModelProto,
@@ -35,6 +42,11 @@ def onnx_model_inputs(model: str | Path | onnx.ModelProto
                       ) -> list[tuple[str, tuple[int | None, ...] | None, str]]:
     """The model's real inputs (initializers excluded): (name, shape with None dims, dtype)."""
     return model_inputs(model)
+
+
+def onnx_dim_params(model: str | Path | onnx.ModelProto) -> dict[str, tuple[str | None, ...]]:
+    """For inputs with named dynamic dims: the dim_param name of each dim (None elsewhere)."""
+    return model_dim_params(model)
 
 
 def inspect_onnx(model: str | Path | onnx.ModelProto) -> dict:

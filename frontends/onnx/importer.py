@@ -73,10 +73,21 @@ def _check_opset(opset: int) -> None:
 
 # -- model queries ---------------------------------------------------------------------------------
 def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    """The declared dims, None where dynamic: a dim_param, no value, or a non-positive dim_value
+    (paddle2onnx and other exporters write a dynamic dim as -1)."""
     t = value_info.type
     if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                 for d in t.tensor_type.shape.dim)
+
+
+def _dim_params(value_info: onnx.ValueInfoProto) -> tuple[str | None, ...] | None:
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_param or None if d.HasField("dim_param") else None
+                 for d in t.tensor_type.shape.dim)
 
 
 def _dtype_text(value_info: onnx.ValueInfoProto) -> str:
@@ -98,6 +109,18 @@ def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def model_inputs(model: ModelLike) -> list[tuple[str, tuple[int | None, ...] | None, str]]:
     proto = load_model(model, external_data=False)
     return [(v.name, _dims(v), _dtype_text(v)) for v in real_inputs(proto)]
+
+
+def model_dim_params(model: ModelLike) -> dict[str, tuple[str | None, ...]]:
+    """The dim_param name of each dynamic dim of each input that has one (None elsewhere): inputs
+    that share a name must get the same size."""
+    proto = load_model(model, external_data=False)
+    out = {}
+    for v in real_inputs(proto):
+        names = _dim_params(v)
+        if names and any(names):
+            out[v.name] = names
+    return out
 
 
 def iter_nodes(graph: onnx.GraphProto, prefix: str = ""
