@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from neo.ir.errors import ModelLoadError
 
 from . import ubjson
@@ -227,6 +228,11 @@ def _from_binary(path: Path, data: bytes) -> Booster:
     s = _Stream(data, path.name)
     if data[:4] == b"binf":
         s.take(4)
+    if len(data) - s.pos < 136 + 16:  # the learner's parameters and two names
+        raise ModelLoadError(
+            f"{path.name}: not an XGBoost model (neither JSON, UBJSON nor XGBoost's legacy binary "
+            f"format; {len(data)} bytes)", hint="save it with xgboost's Booster.save_model("
+            "'model.json')")
     # LearnerModelParamLegacy: 136 bytes
     (base_score, num_feature, num_class, extra_attrs, _metrics, major, minor, num_target,
      _bfa) = s.unpack("fIiiiIIIi")
