@@ -28,7 +28,7 @@ OPSETS = (13, 17, 18, 21)
 MAX_ELEMS = 1 << 15  # per tensor: keeps the numpy references and the run fast
 MAX_MACS = 12_000_000  # per conv / matmul
 SPATIAL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 23, 24, 25, 28, 31,
-           32, 33, 40)
+           32, 33, 36, 40, 47, 64)
 CHANNELS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 48)
 OUT_CHANNELS = (1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 48, 64)
 INT64_MAX = 2**63 - 1
@@ -537,8 +537,8 @@ def same_pads(ins, ks, ss, ds, mode):
     return begin + end
 
 
-CONV_FAMILIES = {"dense": 30, "pointwise": 20, "depthwise": 15, "grouped": 10, "winograd": 18,
-                 "strided": 10, "dilated": 6}
+CONV_FAMILIES = {"dense": 30, "pointwise": 20, "depthwise": 15, "grouped": 10, "winograd": 22,
+                 "strided": 10, "dilated": 6, "narrow": 8}
 
 
 @op
@@ -555,11 +555,18 @@ class Conv(Op):
         fam = s.choice(list(CONV_FAMILIES), list(CONV_FAMILIES.values()))
         k, st, dl, g, mult = [3] * nsp, [1] * nsp, [1] * nsp, 1, 1
         oc = s.choice(OUT_CHANNELS)
+        pre = 0
         if fam == "winograd":
-            if C < 16 or nsp != 2:
+            # Winograd takes 3x3 stride-1 convs with >= 16 channels in and out and >= 16 output
+            # tiles of 2x2; a 1x1 conv first raises the channels where there are fewer
+            if nsp != 2 or sp[0] * sp[1] < 36:
                 fam = "dense"
             else:
                 oc = s.choice([16, 17, 24, 32, 33, 48])
+                pre = 0 if C >= 16 and s.coin(0.7) else s.choice([16, 17, 24, 32])
+        if fam == "narrow":  # fewer output channels than lanes: the spatial direct kernel
+            oc = s.choice([1, 2, 3, 4, 5, 7])
+            k = [s.choice([3, 3, 5, 2])] * nsp
         if fam == "pointwise":
             k = [1] * nsp
             st = [s.choice([1, 1, 1, 2])] * nsp
@@ -598,7 +605,8 @@ class Conv(Op):
             auto = "NOTSET"  # onnxruntime has no SAME padding with dilations
         if any(n < kk for n, kk in zip(sp, k)) and not any(pads):
             pads = [kk // 2 for kk in k] * 2
-        return [x], {"family": fam, "oc": int(oc), "k": k, "s": st, "d": dl, "pads": pads,
+        return [x], {"family": fam, "oc": int(oc), "pre": pre, "k": k, "s": st, "d": dl,
+                     "pads": pads,
                      "g": g, "mult": mult, "bias": s.coin(0.7), "auto_pad": auto,
                      "gain": s.choice([1.0, 1.5]), "seed": int(s.rng.integers(1 << 30))}
 
@@ -610,6 +618,14 @@ class Conv(Op):
         k, st, dl = p["k"], p["s"], p["d"]
         if len(k) != nsp:
             raise Invalid("conv kernel rank")
+        if p.get("pre"):  # a 1x1 conv raising the channels first
+            C = p["pre"]
+            w = (e.rng.standard_normal((C, x.shape[1], *[1] * nsp)) / math.sqrt(x.shape[1]))
+            w = w.astype(np.float32)
+            bound = float(np.abs(w).reshape(C, -1).sum(1).max()) * x.mag
+            x = Val(e.one("Conv", [x.name, e.const(w, "w")], kernel_shape=[1] * nsp),
+                    (x.shape[0], C, *x.shape[2:]), -bound, bound)
+            _check_size(x.shape)
         if p["g"] == "dw":
             g, oc = C, C * p["mult"]
         else:
