@@ -14,3 +14,6 @@ SECONDS ?= 300
 FUZZ_OUT ?= build/fuzz
 fuzz:  ## differential graph fuzzing, fresh seeds, for SECONDS (300); failures minimized into FUZZ_OUT (docs/FUZZING.md)
 	python3 tests/fuzz run --seconds $(SECONDS) --out $(FUZZ_OUT)
+.PHONY: bench-trees
+bench-trees:  ## neo vs xgboost and TL2cgen on two tree ensembles; writes its section of docs/BENCHMARKS.md (~5 min)
+	python3 scripts/bench_trees.py

@@ -202,7 +202,8 @@ def inspect_cmd(model, framework, json_out, verbose, debug):
 
     if framework is None:
         framework = {".onnx": "onnx", ".pt": "pytorch", ".pth": "pytorch", ".pt2": "pytorch",
-                     ".tflite": "tflite", ".h5": "keras", ".keras": "keras"}.get(model.suffix.lower())
+                     ".tflite": "tflite", ".h5": "keras", ".keras": "keras",
+                     ".ubj": "xgboost"}.get(model.suffix.lower())
         if framework is None:
             raise UsageError(f"{model}: cannot tell the framework from the name; pass --framework")
     fw = parse_framework(framework)
@@ -222,6 +223,8 @@ def _format_inspect(info: dict) -> str:
         for i in info.get(key, []):
             shape = i.get("shape")
             lines.append(f"  {i.get('name')}: {i.get('dtype')} {shape}")
+    for key, value in (info.get("details") or {}).items():  # e.g. an XGBoost model's trees
+        lines.append(f"{key.replace('_', ' ')}: {value}")
     hist = info.get("op_histogram") or info.get("ops") or {}
     lines.append(f"ops ({sum(hist.values())} nodes, {len(hist)} types):")
     for op, n in hist.items():

@@ -674,7 +674,13 @@ def main(argv: list[str] | None = None) -> int:
     report["duration_s"] = time.perf_counter() - started
     report["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(report))
+    text = render(report)
+    # keep the tree-ensemble section that scripts/bench_trees.py maintains in the same file
+    old = args.out.read_text() if args.out.exists() else ""
+    begin, end = "<!-- bench_trees:begin -->", "<!-- bench_trees:end -->"
+    if begin in old and end in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    args.out.write_text(text)
     json_out = args.json_out or args.out.parent / "benchmarks.json"
     json_out.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {args.out} and {json_out} in {report['duration_s']:.0f} s")

@@ -353,8 +353,14 @@ def test_missing_model_file(tmp_path):
     assert_error(proc, 3, "nope.onnx")
 
 
+def test_an_onnx_model_given_as_xgboost_is_refused(small_cnn, tmp_path):
+    proc = neo("compile", small_cnn.path, "--framework", "XGBoost", "--target", "x86_64",
+               "--output", tmp_path / "o")
+    assert_error(proc, 3, "looks like a model for ONNX, not XGBoost")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(("framework", "shape"), [
-    ("XGBoost", "{}"),
     ("TFLite", '{"input":[1,32,32,3]}'),
     ("tensorflow", '{"input":[1,32,32,3]}'),
     ("keras", '{"input_1":[1,3,32,32]}'),
