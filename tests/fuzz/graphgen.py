@@ -176,12 +176,13 @@ def broadcast(a, b) -> tuple[int, ...]:
         raise Invalid(f"{a} and {b} do not broadcast") from None
 
 
-def pattern_shape(x: tuple[int, ...], pat: str) -> tuple[int, ...]:
-    """A broadcast operand for x: `pat` aligned right, 'k' keeps x's dim, '1' makes it 1."""
+def pattern_shape(x: tuple[int, ...], pat: str, size: int = 3) -> tuple[int, ...]:
+    """A broadcast operand for x: `pat` aligned right, 'k' keeps x's dim, '1' makes it 1, 'b'
+    is `size` where x's dim is 1 (an outer broadcast: the result is larger than x)."""
     if len(pat) > len(x):
         raise Invalid("pattern longer than the rank")
     tail = x[len(x) - len(pat):]
-    return tuple(d if p == "k" else 1 for d, p in zip(tail, pat))
+    return tuple(d if p == "k" else size if p == "b" and d == 1 else 1 for d, p in zip(tail, pat))
 
 
 def _span(vals) -> tuple[float, float]:
@@ -377,15 +378,18 @@ def _broadcast_operand(s: GenState, x: Val, allow_value: bool = True) -> tuple[s
             "".join(s.choice("k1") for _ in range(r))]
     if r >= 3:
         pats += ["k11", "k" + "1" * (r - 2)]
+    if 1 in x.shape:  # outer broadcasts: [1,C,1,1] + [1,1,H,W]
+        pats += ["".join("b" if d == 1 else s.choice("k1") for d in x.shape)] * 2
     pat = s.choice(pats)
     kind = s.choice(["const", "value", "input"], [4, 3.5 if allow_value else 0, 2.5])
-    return kind, {"pat": pat}
+    return kind, {"pat": pat, "size": s.choice([2, 3, 5, 8, 16, 17])}
 
 
 def _value_partner(s: GenState, x: Val) -> str | None:
     def fits(v: Val):
         try:
-            return v.name != x.name and broadcast(x.shape, v.shape) == x.shape
+            out = broadcast(x.shape, v.shape)
+            return v.name != x.name and len(out) == x.rank and math.prod(out) <= MAX_ELEMS
         except Invalid:
             return False
 
@@ -421,7 +425,7 @@ class Binary(Op):
             else:
                 ins.append(y)
         if kind == "input":
-            shape = pattern_shape(v.shape, p["pat"])
+            shape = pattern_shape(v.shape, p["pat"], p.get("size", 3))
             dom = "positive" if k == "Div" else "normal"
             ins.append(s.new_input(shape, dom))
         if k == "Div" and len(ins) == 2:
@@ -439,7 +443,7 @@ class Binary(Op):
         x, k = ins[0], p["op"]
         others = list(ins[1:])
         if not others:
-            shape = pattern_shape(x.shape, p["pat"])
+            shape = pattern_shape(x.shape, p["pat"], p.get("size", 3))
             if k == "Pow":
                 c = np.full(shape, p["exp"], np.float32)
             elif k == "Div":
@@ -1146,14 +1150,12 @@ class MatMul(Op):
     name, weight = "matmul", 5
 
     def propose(self, s):
-        x = s.pick(lambda v: v.rank >= 2)
-        if x is None:
-            return None
+        x = s.pick(lambda v: v.rank >= 1)
         v = s.vals[x]
         K = v.shape[-1]
-        kind = s.choice(["const", "value", "input"], [6, 2, 2])
+        kind = s.choice(["const", "value", "input"], [6, 2, 2]) if v.rank >= 2 else "const"
         p = {"kind": kind, "n": s.choice(OUT_CHANNELS), "seed": int(s.rng.integers(1 << 30)),
-             "batch": s.coin(0.2)}
+             "batch": s.coin(0.2), "vec": v.rank >= 2 and kind == "const" and s.coin(0.12)}
         ins = [x]
         if kind == "value":
             y = s.pick(lambda u: u.rank >= 2 and u.shape[-2] == K and u.name != v.name
@@ -1169,9 +1171,21 @@ class MatMul(Op):
 
     def emit(self, e, ins, p):
         x = ins[0]
-        if x.rank < 2:
+        if x.rank < 1:
             raise Invalid("rank")
         K = x.shape[-1]
+        if x.rank == 1 or p.get("vec"):  # a vector operand: [K] @ [K, N] or [.., M, K] @ [K]
+            if len(ins) > 1:
+                raise Invalid("vector matmul with a value")
+            wshape = [K] if p.get("vec") else [K, p["n"]]
+            w = (e.rng.standard_normal(wshape) / math.sqrt(K)).astype(np.float32)
+            shape = _check_size(x.shape[:-1] if p.get("vec") else (p["n"],)) if x.rank > 1 or \
+                not p.get("vec") else None
+            if shape is None:
+                raise Invalid("scalar result")
+            out = e.one("MatMul", [x.name, e.const(w, "w")])
+            bound = float(np.abs(w).sum(0).max()) * x.mag
+            return [Val(out, shape, -bound, bound)]
         if len(ins) > 1:
             y = ins[1]
             if y.rank < 2 or y.shape[-2] != K:
@@ -1502,25 +1516,247 @@ class DepthSpace(Op):
 
 @op
 class Cast(Op):
-    name, weight = "cast", 1
+    """A round trip through another type; through int32, integer arithmetic on the way."""
+
+    name, weight = "cast", 1.5
 
     def propose(self, s):
         x = s.pick()
         v = s.vals[x]
         # float16 and int32 round: only exact values, or a last-bit difference of two correct
         # float32 results could round to neighbouring float16 values
-        kinds = ["double"] + (["float16", "int32"] if v.exact and v.mag < 1e4 else [])
-        return [x], {"to": s.choice(kinds)}
+        kinds = ["double"] + (["float16", "int32", "int32"] if v.exact and v.mag < 1e3 else [])
+        ops = [[s.choice(["Mul", "Add", "Sub", "Div", "Max", "Min", "Abs", "Neg"]),
+                s.choice([-3, -2, 2, 3, 5, 7])] for _ in range(s.choice([0, 1, 2, 3]))]
+        return [x], {"to": s.choice(kinds), "int_ops": ops, "per_channel": s.coin(0.3)}
 
     def emit(self, e, ins, p):
         (x,) = ins
         to = {"float16": TensorProto.FLOAT16, "double": TensorProto.DOUBLE,
               "int32": TensorProto.INT32}[p["to"]]
-        if p["to"] != "double" and not (x.exact and x.mag < 1e4):
+        if p["to"] != "double" and not (x.exact and x.mag < 1e3):
             raise Invalid("rounding cast of an inexact value")
-        mid = e.one("Cast", [x.name], to=to)
+        cur, lo, hi = x.name, x.lo, x.hi
+        mid = e.one("Cast", [cur], to=to)
+        lo, hi = math.trunc(lo) - 1, math.trunc(hi) + 1
+        if p["to"] == "int32":
+            for k, c in p.get("int_ops", []):
+                if k in ("Abs", "Neg"):
+                    mid = e.one(k, [mid])
+                    lo, hi = (0, max(abs(lo), abs(hi))) if k == "Abs" else (-hi, lo * -1)
+                    continue
+                shape = (x.shape[1],) + (1,) * (x.rank - 2) if p["per_channel"] and \
+                    x.rank >= 2 else ()
+                cv = np.full(shape, c, np.int32)
+                mid = e.one(k, [mid, e.const(cv, "i")])
+                if k == "Mul":
+                    lo, hi = _span([lo * c, hi * c])
+                elif k in ("Add", "Sub"):
+                    lo, hi = (lo + c, hi + c) if k == "Add" else (lo - c, hi - c)
+                elif k == "Div":  # truncates toward zero
+                    lo, hi = _span([lo / c, hi / c])
+                    lo, hi = math.floor(lo), math.ceil(hi)
+                elif k == "Max":
+                    lo, hi = max(lo, c), max(hi, c)
+                else:
+                    lo, hi = min(lo, c), min(hi, c)
         out = e.one("Cast", [mid], to=TensorProto.FLOAT)
-        return [Val(out, x.shape, x.lo, x.hi, x.exact and p["to"] != "float16")]
+        if p["to"] == "double":
+            lo, hi = x.lo, x.hi
+        return [Val(out, x.shape, float(lo), float(hi), x.exact)]
+
+
+# -- indexing, scans, normalizations of their own -------------------------------------------------
+@op
+class CumSum(Op):
+    name, weight = "cumsum", 1.2
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 1)
+        r = s.vals[x].rank
+        return [x], {"axis": int(s.rng.integers(-r, r)), "exclusive": int(s.coin(0.3)),
+                     "reverse": int(s.coin(0.3)), "scalar_axis": s.coin(0.5)}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        a = p["axis"]
+        if not -x.rank <= a < x.rank:
+            raise Invalid("axis")
+        n = x.shape[a]
+        axis = e.const(np.int64(a) if p["scalar_axis"] else np.array([a], np.int64), "ax")
+        out = e.one("CumSum", [x.name, axis], exclusive=p["exclusive"], reverse=p["reverse"])
+        return [Val(out, x.shape, -n * x.mag, n * x.mag)]
+
+
+@op
+class Trilu(Op):
+    name, weight = "trilu", 0.8
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 2)
+        if x is None:
+            return None
+        return [x], {"upper": int(s.coin(0.5)), "k": s.choice([None, 0, 1, -1, 2, -3])}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        if x.rank < 2:
+            raise Invalid("rank")
+        names = [x.name] + ([] if p["k"] is None else [e.const(np.int64(p["k"]), "k")])
+        out = e.one("Trilu", names, upper=p["upper"])
+        return [Val(out, x.shape, min(x.lo, 0.0), max(x.hi, 0.0), x.exact)]
+
+
+@op
+class GatherElements(Op):
+    name, weight = "gather_elements", 1
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 1)
+        r = s.vals[x].rank
+        return [x], {"axis": int(s.rng.integers(0, r)), "len": s.choice([1, 2, 3, 5, 9]),
+                     "seed": int(s.rng.integers(1 << 30))}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        a = p["axis"]
+        if a >= x.rank:
+            raise Invalid("axis")
+        shape = list(x.shape)
+        shape[a] = p["len"]
+        shape = _check_size(shape)
+        d = x.shape[a]
+        idx = e.rng.integers(-d, d, shape).astype(np.int64)
+        out = e.one("GatherElements", [x.name, e.const(idx, "ind")], axis=a)
+        return [Val(out, shape, x.lo, x.hi, x.exact)]
+
+
+@op
+class ArgExtreme(Op):
+    """ArgMax/ArgMin of an exact value (ties are exact), cast back to float."""
+
+    name, weight = "arg", 1
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 1 and v.exact)
+        if x is None:
+            return None
+        r = s.vals[x].rank
+        return [x], {"op": s.choice(["ArgMax", "ArgMin"]), "axis": int(s.rng.integers(-r, r)),
+                     "keepdims": int(s.coin(0.5)), "last": int(s.coin(0.3))}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        a = p["axis"]
+        if not x.exact or not -x.rank <= a < x.rank:
+            raise Invalid("axis or inexact input")
+        aa = a % x.rank
+        shape = tuple(1 if i == aa else d for i, d in enumerate(x.shape)) if p["keepdims"] else \
+            tuple(d for i, d in enumerate(x.shape) if i != aa)
+        attrs = {"axis": a, "keepdims": p["keepdims"]}
+        if p["last"]:
+            attrs["select_last_index"] = 1
+        idx = e.one(p["op"], [x.name], **attrs)
+        out = e.one("Cast", [idx], to=TensorProto.FLOAT)
+        return [Val(out, shape, 0.0, float(x.shape[aa] - 1), True)]
+
+
+@op
+class TopK(Op):
+    name, weight = "topk", 1
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 1 and max(v.shape, default=0) >= 2)
+        if x is None:
+            return None
+        v = s.vals[x]
+        axes = [a for a, d in enumerate(v.shape) if d >= 2]
+        return [x], {"axis": s.choice(axes), "k": s.choice([1, 2, 3, 5]),
+                     "largest": int(s.coin(0.7)), "neg": s.coin(0.3)}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        a = p["axis"]
+        if a >= x.rank or x.shape[a] < p["k"]:
+            raise Invalid("k")
+        shape = list(x.shape)
+        shape[a] = p["k"]
+        # the values are continuous in the input (the indices are not, and stay unused)
+        vals, _ = e.node("TopK", [x.name, e.const(np.array([p["k"]], np.int64), "k")], 2,
+                         axis=a - x.rank if p["neg"] else a, largest=p["largest"])
+        return [Val(vals, _check_size(shape), x.lo, x.hi, x.exact)]
+
+
+@op
+class Hardmax(Op):
+    name, weight = "hardmax", 0.5
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank >= 1 and v.exact)
+        if x is None:
+            return None
+        return [x], {"axis": s.choice([-1, 0, 1])}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        if not x.exact or not -x.rank <= p["axis"] < x.rank:
+            raise Invalid("axis or inexact input")
+        out = e.one("Hardmax", [x.name], axis=p["axis"])
+        return [Val(out, x.shape, 0.0, 1.0, True)]
+
+
+@op
+class Mod(Op):
+    name, weight = "mod", 0.6
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.exact)
+        if x is None:
+            return None
+        return [x], {"c": s.choice([0.7, 1.5, -0.6, 2.0]), "per_channel": s.coin(0.3),
+                     "seed": int(s.rng.integers(1 << 30))}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        if not x.exact:
+            raise Invalid("fmod of an inexact value")
+        shape = (x.shape[1],) + (1,) * (x.rank - 2) if p["per_channel"] and x.rank >= 2 else ()
+        c = np.full(shape, p["c"], np.float32)
+        if shape:
+            c = c * e.rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        out = e.one("Mod", [x.name, e.const(c, "c")], fmod=1)
+        m = float(np.abs(c).max())
+        return [Val(out, x.shape, -m, m)]
+
+
+@op
+class ChannelNorm(Op):
+    """LRN, LpNormalization, MeanVarianceNormalization."""
+
+    name, weight = "channel_norm", 1.2
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank == 4)
+        if x is None:
+            return None
+        return [x], {"kind": s.choice(["LRN", "LpNormalization", "MeanVarianceNormalization"]),
+                     "size": s.choice([1, 2, 3, 5]), "p": s.choice([1, 2]),
+                     "axis": s.choice([1, -1, 2]), "axes": s.choice([[0, 2, 3], [2, 3], [1]])}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        k = p["kind"]
+        if x.rank != 4:
+            raise Invalid("rank")
+        if k == "LRN":
+            out = e.one(k, [x.name], size=p["size"], alpha=1e-3, beta=0.75, bias=1.0)
+            return [Val(out, x.shape, x.lo, x.hi)]
+        if k == "LpNormalization":
+            out = e.one(k, [x.name], axis=p["axis"], p=p["p"])
+            return [Val(out, x.shape, -1.0, 1.0)]
+        out = e.one(k, [x.name], axes=p["axes"])
+        b = math.sqrt(math.prod(x.shape[a] for a in p["axes"])) + 1
+        return [Val(out, x.shape, -b, b)]
 
 
 # -- building the graph ------------------------------------------------------------------------
