@@ -262,6 +262,11 @@ def targets_cmd(json_out, verbose, debug):
     _emit(ctx, res, human)
 
 
+from .jobs.cli import build_jobs_group  # noqa: E402  (built on the helpers above)
+
+cli.add_command(build_jobs_group(_common, _guard))
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="neo", standalone_mode=False)

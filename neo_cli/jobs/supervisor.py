@@ -1,0 +1,411 @@
+"""The supervisor of one job: `python -m neo.jobs.supervisor STORE JOB_ID`, started detached by
+`neo jobs create` (its own session, output appended to the job's log).
+
+Local backend: wait for a slot (at most MaxParallel local jobs run on this host; the rest stay
+STARTING, first come first served), fork a worker process that compiles into the job's private
+staging directory, and watch it: MaxRuntimeInSeconds (FAILED, time-out) and stop requests
+(SIGTERM to the supervisor -> SIGTERM to the worker's process group, SIGKILL after a grace
+period, STOPPED). The artifact is then published into the output location under a partial name
+and renamed into place, with SIGTERM blocked, and the job marked COMPLETED in the same breath.
+
+Dask backend: submit the compile as a task to the scheduler, follow its events (each attempt's
+start and the compile log), retry once when a worker is lost mid-compile, cancel it on stop or
+time-out, and publish the artifact bytes the task returns.
+
+If the supervisor itself dies (kill -9, reboot), the worker dies with it (PR_SET_PDEATHSIG) and
+the next `neo jobs describe/list/wait` finds the job and marks it FAILED (service.reconcile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import traceback
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from neo.errors import NeoError
+
+from . import locations, proc, runner, service
+from .store import JobRecord, JobStore
+
+POLL_S = 0.05
+SLOT_POLL_S = 0.25
+STATUS_POLL_S = 0.5  # how often a running job re-reads its status (a stop from elsewhere)
+MAX_DASK_ATTEMPTS = 2  # the first run and one retry after a lost worker
+
+
+def _stamp(when: float | None = None) -> str:
+    t = datetime.now() if when is None else datetime.fromtimestamp(when)
+    return t.isoformat(sep=" ", timespec="milliseconds")
+
+
+class Supervisor:
+    def __init__(self, store: JobStore, job_id: int) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.pid = os.getpid()
+        self.term = False
+        self._status_checked = 0.0
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _on_term(self, signum, frame) -> None:
+        self.term = True
+
+    def log(self, msg: str, who: str = "supervisor", when: float | None = None) -> None:
+        print(f"{_stamp(when)} [{who}] {msg}", flush=True)
+
+    def job(self) -> JobRecord:
+        job = self.store.get_by_id(self.job_id)
+        assert job is not None
+        return job
+
+    # -- state changes ---------------------------------------------------------------------------
+
+    def stop_wanted(self) -> bool:
+        """A stop was asked for: SIGTERM (pending or received), or STOPPING in the store."""
+        if self.term or signal.SIGTERM in signal.sigpending():
+            return True
+        now = time.monotonic()
+        if now - self._status_checked >= STATUS_POLL_S:
+            self._status_checked = now
+            return self.job().status == "STOPPING"
+        return False
+
+    def settle_stopped(self) -> None:
+        # A SIGTERM sent by hand (not `neo jobs stop`) stops the job too.
+        self.store.transition(self.job_id, ("STARTING", "INPROGRESS", "STOPPING"), "STOPPED")
+        self.log("stopped")
+
+    def fail(self, reason: str, exit_code: int | None = None) -> None:
+        failed = self.store.transition(self.job_id, ("STARTING", "INPROGRESS"), "FAILED",
+                                       failure_reason=reason, exit_code=exit_code)
+        if failed is None and self.job().status == "STOPPING":
+            self.settle_stopped()
+            return
+        self.log(f"FAILED: {reason}")
+
+    def timeout_reason(self, job: JobRecord) -> str:
+        limit = job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        return (f"TimeOut: the compilation ran longer than StoppingCondition.MaxRuntimeInSeconds "
+                f"({limit} s) and was stopped")
+
+    def publish(self, job: JobRecord, artifact: Path, digest: str, derived: str) -> None:
+        """Put the artifact in place and mark the job COMPLETED, or leave nothing if a stop came
+        first. SIGTERM waits while this runs, so a stop cannot cut it in half."""
+        out = job.request["OutputConfig"]["S3OutputLocation"]
+        name = job.execution["ArtifactName"]
+        final = locations.join(out, name)
+        # Remembered first: if this process dies after the rename, reconcile can still tell the
+        # artifact in place is this job's, by its digest.
+        self.store.update(self.job_id, touch=False, digest=digest, derived=derived, artifact=final)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            if self.stop_wanted():
+                self.settle_stopped()
+                return
+            try:
+                final = locations.publish(artifact, out, name, self.job_id)
+            except (OSError, NeoError) as e:
+                self.fail(f"ClientError: OutputConfiguration: cannot write {final}: "
+                          f"{getattr(e, 'strerror', None) or e}", 2)
+                return
+            if self.store.transition(self.job_id, ("INPROGRESS",), "COMPLETED",
+                                     artifact=final) is None:
+                locations.remove(final)  # stopped meanwhile: a stopped job leaves nothing
+                self.settle_stopped()
+                return
+            self.log(f"COMPLETED: {final} (blake2b {digest[:16]}...)")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    # -- entry -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        job = self.store.get_by_id(self.job_id)
+        if job is None:
+            self.log(f"no job {self.job_id} in {self.store.path}")
+            return 1
+        self.store.update(self.job_id, touch=False, supervisor_pid=self.pid,
+                          supervisor_start=proc.start_time(self.pid), host=proc.host_name(),
+                          boot_id=proc.boot_id())
+        self.log(f"supervisor pid {self.pid} for job {job.name}")
+        self.stage = self.store.job_dir(job) / "stage"
+        try:
+            if job.status != "STARTING":
+                if job.status == "STOPPING":
+                    self.settle_stopped()
+                return 0
+            if job.backend == "dask":
+                self.run_dask(job)
+            else:
+                self.run_local(job)
+        except BaseException as e:  # noqa: BLE001  (a bug: the job says so, the log has why)
+            self.log(traceback.format_exc().rstrip())
+            reason, code = runner.failure_reason(e)
+            self.fail(reason, code)
+            return 1
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+        return 0
+
+    # -- local backend ---------------------------------------------------------------------------
+
+    def run_local(self, job: JobRecord) -> None:
+        limit = int(job.execution.get("MaxParallel") or 1)
+        host = proc.host_name()
+        queued = False
+        last_reconcile = 0.0
+        while True:
+            if self.stop_wanted():
+                self.settle_stopped()
+                return
+            if time.monotonic() - last_reconcile > 1.0:
+                service.reconcile(self.store)  # dead jobs must not hold slots
+                last_reconcile = time.monotonic()
+            claimed = self.store.claim_slot(self.job_id, host, limit)
+            if claimed is not None:
+                job = claimed
+                break
+            status = self.job().status
+            if status != "STARTING":
+                if status == "STOPPING":
+                    self.settle_stopped()
+                return
+            if not queued:
+                self.log(f"queued: {limit} local job(s) may run at once (--max-parallel)")
+                queued = True
+            time.sleep(SLOT_POLL_S * (1 + random.random()))
+        self.log("INPROGRESS")
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.stage.mkdir(parents=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self._worker(job)  # never returns
+        try:
+            os.setpgid(pid, pid)  # (the child does it too; whichever runs first)
+        except OSError:
+            pass
+        self.store.update(self.job_id, worker=f"local pid {pid}")
+        assert job.start_time is not None
+        deadline = job.start_time + job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if self.stop_wanted():
+                self.log("stop requested: terminating the compile")
+                self.kill_worker(pid)
+                service.cleanup(self.store, job)
+                self.settle_stopped()
+                return
+            if time.time() > deadline:
+                self.log("MaxRuntimeInSeconds exceeded: terminating the compile")
+                self.kill_worker(pid)
+                service.cleanup(self.store, job)
+                self.fail(self.timeout_reason(job))
+                return
+            time.sleep(POLL_S)
+        self.finish_local(job, status)
+
+    def finish_local(self, job: JobRecord, status: int) -> None:
+        result_file = self.stage / "result.json"
+        result = json.loads(result_file.read_text()) if result_file.is_file() else None
+        if result is None:
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                if sig == "SIGKILL":
+                    self.fail("WorkerLost: the compiler process was killed (SIGKILL; out of "
+                              "memory?)")
+                else:
+                    self.fail(f"InternalError: the compiler process died of {sig} (a bug in neo "
+                              "or its toolchain; see the job's log)", 1)
+            else:
+                self.fail("InternalError: the compiler process exited with code "
+                          f"{os.WEXITSTATUS(status)} without a result (see the job's log)", 1)
+            return
+        if not result["ok"]:
+            self.fail(result["reason"], result["exit_code"])
+            return
+        self.publish(job, Path(result["artifact_file"]), result["digest"], result["derived"])
+
+    def kill_worker(self, pid: int) -> None:
+        """SIGTERM to the worker's process group (the compile and its zig children), SIGKILL
+        after the grace period."""
+        proc.kill_group(pid, signal.SIGTERM)
+        end = time.monotonic() + service.STOP_GRACE_S
+        while time.monotonic() < end:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                proc.kill_group(pid, signal.SIGKILL)  # any child it left
+                return
+            time.sleep(POLL_S)
+        self.log(f"the compile ignored SIGTERM for {service.STOP_GRACE_S:g} s: SIGKILL")
+        proc.kill_group(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+    def _worker(self, job: JobRecord) -> None:
+        """The forked worker: compile into the staging directory, write result.json, exit."""
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            proc.die_with_parent()
+            if os.getppid() != self.pid:  # the supervisor died before the line above
+                os._exit(1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+            def say(line: str) -> None:
+                self.log(line, "worker")
+
+            s3uri = job.request["InputConfig"]["S3Uri"]
+            say(f"pid {os.getpid()}: compiling {s3uri}")
+            try:
+                model = locations.fetch(s3uri, self.stage / "model")
+            except (OSError, NeoError) as e:
+                reason, rc = runner.failure_reason(
+                    e if isinstance(e, NeoError) else
+                    NeoError(f"cannot read the model {s3uri}: {e}"))
+                result: dict[str, Any] = {"ok": False, "reason": reason, "exit_code": rc}
+            else:
+                result = runner.run_compile(job.request, job.execution, model, self.stage, say)
+            tmp = self.stage / "result.json.tmp"
+            tmp.write_text(json.dumps(result))
+            os.replace(tmp, self.stage / "result.json")
+            code = 0
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    # -- Dask backend ----------------------------------------------------------------------------
+
+    def run_dask(self, job: JobRecord) -> None:
+        from distributed import Client
+        from distributed.scheduler import KilledWorker
+
+        from neo.artifact_cache import source_digest
+
+        address = job.execution["Scheduler"]
+        self.log(f"connecting to the Dask scheduler {address}")
+        try:
+            client = Client(address, timeout="20s", set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            self.fail(f"ClientError: Scheduler: cannot connect to the Dask scheduler {address}: "
+                      f"{e}", 2)
+            return
+        try:
+            s3uri = job.request["InputConfig"]["S3Uri"]
+            try:
+                payload = locations.read_payload(s3uri)
+            except (OSError, NeoError) as e:
+                self.fail(f"ClientError: InputConfiguration: cannot read the model {s3uri}: {e}",
+                          3)
+                return
+            key = f"neo-compile-{job.name}-{job.id}-{uuid.uuid4().hex[:8]}"
+            future = client.submit(runner.dask_compile_task, job.request, job.execution, payload,
+                                   key, key=key, pure=False, retries=0)
+            self.log(f"submitted task {key}")
+            outcome = self._follow(job, client, future, key)
+            if outcome is None:
+                return
+            if self.job().status == "STARTING":  # finished before its start event was seen
+                self.store.transition(self.job_id, ("STARTING",), "INPROGRESS",
+                                      start_time=time.time(), attempts=1)
+            if future.status == "error":
+                exc = future.exception()
+                if isinstance(exc, KilledWorker):
+                    self.fail(f"WorkerLost: Dask workers died while running the compile ({exc})")
+                else:
+                    reason, code = runner.failure_reason(exc)
+                    self.fail(reason, code)
+                return
+            if future.status != "finished":
+                self.fail(f"WorkerLost: the task ended {future.status} on the scheduler")
+                return
+            result = future.result()
+            if result.get("source_digest") != source_digest():
+                self.log(f"note: worker {result.get('worker')} runs another neo build than this "
+                         "machine: artifacts may differ from local compiles")
+            if not result["ok"]:
+                self.fail(result["reason"], result["exit_code"])
+                return
+            self.stage.mkdir(parents=True, exist_ok=True)
+            artifact = self.stage / job.execution["ArtifactName"]
+            artifact.write_bytes(result["artifact_bytes"])
+            self.publish(self.job(), artifact, result["digest"], result["derived"])
+        finally:
+            client.close()
+
+    def _follow(self, job: JobRecord, client, future, topic: str) -> bool | None:
+        """Follow the task until it is done (True), or settle the job and return None: stopped,
+        timed out, or lost its worker more than once."""
+        workers: list[str] = []
+        seen = 0
+        deadline = None
+        limit = job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        while True:
+            if self.stop_wanted():
+                future.cancel()
+                self.log("stop requested: task cancelled")
+                self.settle_stopped()
+                return None
+            done = future.done()  # before reading the events: a finished task's are all in
+            events = client.get_events(topic)
+            for when, msg in events[seen:]:
+                if msg.get("event") == "start":
+                    workers.append(msg["worker"])
+                    if len(workers) == 1:
+                        started = self.store.transition(self.job_id, ("STARTING",), "INPROGRESS",
+                                                        start_time=time.time(), attempts=1,
+                                                        worker=msg["worker"])
+                        if started is None:
+                            continue  # a stop came first; the next turn settles it
+                        assert started.start_time is not None
+                        deadline = started.start_time + limit
+                        self.log(f"INPROGRESS on worker {msg['worker']} (pid {msg['pid']})")
+                    else:
+                        self.log(f"worker {workers[-2]} was lost while compiling; the scheduler "
+                                 f"started the task again on {msg['worker']} (attempt "
+                                 f"{len(workers)})")
+                        self.store.update(self.job_id, attempts=len(workers), worker=msg["worker"])
+                        if len(workers) > MAX_DASK_ATTEMPTS:
+                            future.cancel()
+                            self.fail(f"WorkerLost: workers {', '.join(workers[:-1])} were lost "
+                                      "while compiling this job (it is retried once)")
+                            return None
+                elif msg.get("event") == "log":
+                    self.log(msg.get("line", ""), msg.get("worker", "worker"), when)
+            seen = len(events)
+            if done:
+                return True
+            if deadline is not None and time.time() > deadline:
+                future.cancel()
+                self.fail(self.timeout_reason(job))
+                return None
+            time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m neo.jobs.supervisor STORE JOB_ID", file=sys.stderr)
+        return 2
+    return Supervisor(JobStore(args[0]), int(args[1])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
