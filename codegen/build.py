@@ -18,6 +18,7 @@ import numpy as np
 from llvmlite import ir as lir
 
 from neo.ir import Graph, Node, Value
+from neo.ir.target import Target
 from neo.ir.types import itemsize
 
 from . import toolchain
@@ -76,7 +77,7 @@ def _sanitize(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)[:48]
 
 
-def generate_kernels(g: Graph, target, progress: Callable[[str], None] | None = None):
+def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] | None = None):
     """LLVM module with one function per fused node; returns (module, kernels)."""
     module = lir.Module(name="neo_model")
     module.triple = target.triple
@@ -110,7 +111,7 @@ def _reshape_copy_kernel(n: Node) -> Node:
     return Node("fused", n.inputs, {"body": body, "anchor": None}, n.outputs, n.name, n.origin)
 
 
-def compile_module(module: lir.Module, target, opt_level: int) -> tuple[bytes, bool]:
+def compile_module(module: lir.Module, target: Target, opt_level: int) -> tuple[bytes, bool]:
     """Parse, verify, optimize, emit an object for the target; cached by content hash."""
     _init_llvm()
     text = str(module)
@@ -141,7 +142,7 @@ def compile_module(module: lir.Module, target, opt_level: int) -> tuple[bytes, b
     return obj, False
 
 
-def emit_assembly(module: lir.Module, target, opt_level: int = 3) -> str:
+def emit_assembly(module: lir.Module, target: Target, opt_level: int = 3) -> str:
     _init_llvm()
     tm = llvm.Target.from_triple(target.triple).create_target_machine(
         cpu=target.cpu, features=target.features, opt=3, reloc="pic")
@@ -156,7 +157,7 @@ def emit_assembly(module: lir.Module, target, opt_level: int = 3) -> str:
     return tm.emit_assembly(mod)
 
 
-def build_artifact(g: Graph, target, out_dir: Path, meta: dict, opt_level: int = 3,
+def build_artifact(g: Graph, target: Target, out_dir: Path, meta: dict, opt_level: int = 3,
                    progress: Callable[[str], None] | None = None) -> BuildResult:
     """Write the artifact into out_dir atomically: all files appear, or none change."""
     say = progress or (lambda s: None)
@@ -245,7 +246,7 @@ def build_artifact(g: Graph, target, out_dir: Path, meta: dict, opt_level: int =
         t.update(storage="workspace", storage_id=sid, offset=plan.offsets[sid])
     graph_json = {
         "format": "neo-graph", "format_version": FORMAT_VERSION, "arch": target.arch,
-        "triple": target.triple, "library": "compiled.so", "params": "compiled.params",
+        "triple": target.triple, "library": target.model_library, "params": "compiled.params",
         "workspace_nbytes": plan.workspace_nbytes, "tensors": tensors,
         "inputs": [key_of[id(v)] for v in g.inputs], "outputs": out_ids, "nodes": nodes_json,
     }
@@ -260,16 +261,17 @@ def build_artifact(g: Graph, target, out_dir: Path, meta: dict, opt_level: int =
     stage = Path(tempfile.mkdtemp(prefix=".neo-build-", dir=out_dir.parent))
     try:
         t2 = time.perf_counter()
-        toolchain.link_shared([obj], target.arch, stage / "compiled.so", cpu=None)
+        toolchain.link_shared([obj], target.arch, stage / target.model_library, cpu=None)
         toolchain.build_runtime(target.arch, stage)
         timings["link"] = time.perf_counter() - t2
         from neo.runtime.params import write_params
 
         write_params(stage / "compiled.params", params)
         _write_json(stage / "compiled_model.json", graph_json)
-        files = {f: _sha256(stage / f) for f in ("compiled.so", "compiled_model.json",
+        files = {f: _sha256(stage / f) for f in (target.model_library, "compiled_model.json",
                                                  "compiled.params")}
-        meta = {**meta, "format_version": FORMAT_VERSION, "files": files,
+        # the target as built, whatever the caller described (docs/ARTIFACT_FORMAT.md)
+        meta = {**meta, "target": target.meta(), "format_version": FORMAT_VERSION, "files": files,
                 "workspace_nbytes": plan.workspace_nbytes}
         _write_json(stage / "compiled.meta", meta)
         out_dir.mkdir(parents=True, exist_ok=True)

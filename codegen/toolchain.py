@@ -1,8 +1,10 @@
 """The compiler-side toolchain: zig as a cross C compiler/linker, the runtime build cache, and qemu.
 
 Zig ships clang, lld and glibc stubs for every target, so one pip package links shared objects for
-x86_64, aarch64 and armv7 Linux without a system cross toolchain. We pin glibc 2.17 so the results run
-on old boards (the armv7 and aarch64 images of the last decade) as well as here under qemu-user.
+every arch of `neo.ir.target.ARCHES` without a system cross toolchain. Each arch's row names its zig
+target and the oldest glibc it links against (2.17 where the arch allows: the armv7 and aarch64
+images of the last decade run the results; riscv64 starts at 2.27), and the qemu-user binary and
+sysroot that run it here.
 """
 
 from __future__ import annotations
@@ -18,23 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ZIG_TARGETS: dict[str, str] = {
-    "x86_64": "x86_64-linux-gnu.2.17",
-    "aarch64": "aarch64-linux-gnu.2.17",
-    "armv7": "arm-linux-gnueabihf.2.17",
-}
-# Baseline CPUs when the caller names none. zig's armv7 baseline is v7-A + VFPv3 + NEON; every board
-# we target in 32-bit mode (Raspberry Pi 2 v1.1, 3, 4: Cortex-A7/A53/A72) also has VFPv4 (fused
-# multiply-add), which qemu-arm emulates too.
-DEFAULT_CPU: dict[str, str | None] = {
-    "x86_64": None,
-    "aarch64": None,
-    "armv7": "generic+v7a+neon+vfp4",
-}
-QEMU: dict[str, tuple[str, str]] = {
-    "aarch64": ("qemu-aarch64-static", "/usr/aarch64-linux-gnu"),
-    "armv7": ("qemu-arm-static", "/usr/arm-linux-gnueabihf"),
-}
+from neo.ir.target import ARCHES, arch_of_machine
+
+# Derived from the arch table (neo.ir.target.ARCHES); kept as names for callers.
+ZIG_TARGETS: dict[str, str] = {name: facts.zig_target for name, facts in ARCHES.items()}
+# Baseline CPUs for C code when the caller names none (None: zig's baseline for the arch).
+DEFAULT_CPU: dict[str, str | None] = {name: facts.zig_cpu for name, facts in ARCHES.items()}
+QEMU: dict[str, tuple[str, str]] = {name: (f.qemu, f.sysroot) for name, f in ARCHES.items()}
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 RUNTIME_SOURCES = ("neort.h", "neort.c", "neo_run.c")
 RUNTIME_FILES = ("libneort.so", "neort.h", "neo-run")
@@ -52,15 +44,12 @@ class ToolchainError(RuntimeError):
 
 
 def host_arch() -> str:
-    """The host as one of the target arch names: x86_64, aarch64 or armv7."""
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return "x86_64"
-    if machine in ("aarch64", "arm64"):
-        return "aarch64"
-    if machine.startswith(("armv7", "armv8l")) or machine == "armhf":
-        return "armv7"
-    raise ToolchainError(f"unsupported host architecture {platform.machine()!r}")
+    """The host as one of the target arch names (a key of neo.ir.target.ARCHES)."""
+    arch = arch_of_machine(platform.machine())
+    if arch is None:
+        raise ToolchainError(f"unsupported host architecture {platform.machine()!r}; "
+                             f"known: {', '.join(ARCHES)}")
+    return arch
 
 
 def _check_arch(arch: str) -> None:
@@ -226,7 +215,9 @@ def build_runtime(arch: str, out_dir: Path) -> None:
     Builds are cached in cache_dir()/runtime/<key>, key = sha256(C sources, compiler version, arch,
     flags), so only the first call per arch and runtime version pays for the compiler.
     """
-    flags = [*target_flags(arch), *RUNTIME_CFLAGS]
+    # The runtime's arch (the one it checks artifacts against) comes from the build, not from an
+    # arch list in its sources.
+    flags = [*target_flags(arch), *RUNTIME_CFLAGS, f'-DNEO_ARCH="{arch}"']
     key = _runtime_key(arch, flags)
     root = cache_dir() / "runtime"
     cached = root / f"{arch}-{key[:32]}"
@@ -253,18 +244,25 @@ def build_runtime(arch: str, out_dir: Path) -> None:
     _install(cached / "neo-run", out_dir / "neo-run", 0o755)
 
 
-def qemu_command(arch: str) -> list[str] | None:
+def qemu_command(arch: str, cpu: str | None = None, features: str = "") -> list[str] | None:
     """The command prefix that runs an `arch` Linux binary here.
 
-    [] for the host's own arch (run it directly), the qemu-user command for aarch64/armv7 when the
+    [] for the host's own arch (run it directly), the qemu-user command for another arch when the
     emulator is on PATH and the target's sysroot exists, None when `arch` cannot run on this host.
+    cpu and features (the artifact's target) pick qemu's CPU where that matters: RISC-V vectors are
+    on, at the length the code assumes, only for code built with them; without a cpu, the most
+    capable CPU neo builds for.
     """
     _check_arch(arch)
     if arch == host_arch():
         return []
-    if arch not in QEMU:
+    facts = ARCHES[arch]
+    if shutil.which(facts.qemu) is None or not Path(facts.sysroot).is_dir():
         return None
-    exe, sysroot = QEMU[arch]
-    if shutil.which(exe) is None or not Path(sysroot).is_dir():
-        return None
-    return [exe, "-L", sysroot]
+    return facts.qemu_command(cpu, features)
+
+
+def missing_emulator_hint(arch: str) -> str:
+    """What to install to run `arch` binaries here (Debian/Ubuntu)."""
+    facts = ARCHES[arch]
+    return f"apt-get install qemu-user-static {facts.cross_libc} (for {facts.qemu} and {facts.sysroot})"

@@ -252,13 +252,11 @@ def targets_cmd(json_out, verbose, debug):
     from .targets import UNSUPPORTED_TARGETS, all_targets
 
     ts = all_targets()
-    res = {"status": "ok", "targets": [{"name": t.name, "arch": t.arch, "triple": t.triple,
-                                        "cpu": t.cpu, "features": t.features,
-                                        "vector_bits": t.vector_bits,
-                                        "description": t.description} for t in ts],
+    res = {"status": "ok", "targets": [{**t.meta(), "description": t.description} for t in ts],
            "refused": sorted(UNSUPPORTED_TARGETS)}
-    human = "\n".join(f"{t.name:<16} {t.arch:<8} {t.cpu:<18} {t.vector_bits:>3}-bit  {t.description}"
-                      for t in ts)
+    human = "\n".join(f"{t.name:<15} {t.triple:<30} {t.cpu:<15} {t.vector_bits:>3}-bit  "
+                      f"{t.description}" for t in ts)
+    human += f"\nrefused (neo compile --target NAME says why): {', '.join(res['refused'])}"
     _emit(ctx, res, human)
 
 

@@ -97,15 +97,21 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
     info: dict = {"arch": arch, "emulated": arch != host}
     prefix: list[str] = []
     if arch != host:
-        from neo.codegen.toolchain import qemu_command
+        from neo.codegen.toolchain import missing_emulator_hint, qemu_command
+        from neo.ir.target import ARCHES
 
-        qemu = qemu_command(arch)
+        if arch not in ARCHES:
+            raise NeoRuntimeError(f"{art} is compiled for {arch}, an arch this neo does not know "
+                                  f"(known: {', '.join(ARCHES)})",
+                                  hint="recompile it with this neo, or run it on the device")
+        target = meta["target"]
+        qemu = qemu_command(arch, target.get("cpu"), target.get("features") or "")
         if qemu is None:
             raise NeoRuntimeError(
-                f"{art} is compiled for {arch}; this machine is {host} and has no qemu-{arch} "
-                f"emulator",
-                hint="apt-get install qemu-user-static libc6-arm64-cross libc6-armhf-cross, or "
-                     "copy the directory to the device and run its neo-run there")
+                f"{art} is compiled for {arch}; this machine is {host} and has no "
+                f"{ARCHES[arch].qemu} emulator",
+                hint=f"{missing_emulator_hint(arch)}, or copy the directory to the device and "
+                     "run its neo-run there")
         prefix = qemu
         info["emulator"] = qemu[0]
     for name in ("neo-run", "libneort.so"):

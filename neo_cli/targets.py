@@ -1,9 +1,11 @@
-"""Compilation targets: Neo's device names, generic architectures, this machine, and TargetPlatform.
+"""Compilation targets as users name them: Neo's devices, generic architectures, this machine,
+TargetPlatform and CompilerOptions.
 
-This compiler emits Linux CPU code for three architectures (x86_64, aarch64, hard-float ARMv7).
-A `Target` says which LLVM triple, CPU and features to generate code for and how wide the float
-vectors are. Neo's devices map to the CPU of the board or instance; devices whose point is a GPU,
-an AI accelerator, Windows or Core ML are refused with a message saying what to use instead.
+The `Target` model and the facts of every architecture and OS live in `neo.ir.target` (the bottom
+layer, so codegen can type its parameters with it); this module is the user-facing side. It emits
+Linux CPU code for x86_64, aarch64, hard-float ARMv7 and riscv64. Neo's devices map to the CPU of the
+board or instance; devices whose point is a GPU, an AI accelerator, Windows or Core ML are refused
+with a message saying what to use instead.
 
 `resolve_target` turns the CLI's `--target` / `--target-platform` / `--compiler-options` into a
 `Target` and a `CompilerOptions`. CPU and feature names are checked against the LLVM that llvmlite
@@ -20,56 +22,16 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from neo.errors import UsageError
+from neo.ir.target import ARCHES, OSES, Arch, Target, arch_of_machine, llvm_binding, make_target
 
-Arch = Literal["x86_64", "aarch64", "armv7"]
-
-TRIPLES: dict[str, str] = {
-    "x86_64": "x86_64-unknown-linux-gnu",
-    "aarch64": "aarch64-unknown-linux-gnu",
-    "armv7": "armv7-unknown-linux-gnueabihf",
-}
-
-# Features every target of the arch gets unless the user replaces them with `mattr`. ARMv7 boards
-# with NEON all have VFPv4 (Cortex-A7/A15/A17/A53+); Cortex-A8/A9 boards need
-# --compiler-options '{"mcpu":"cortex-a9"}', whose own features LLVM knows.
-BASE_FEATURES: dict[str, str] = {
-    "x86_64": "",
-    "aarch64": "+neon,+fp-armv8",
-    "armv7": "+neon,+vfp4",
-}
-
+TRIPLES: dict[str, str] = {name: facts.triple() for name, facts in ARCHES.items()}
+# Features every target of the arch gets unless the user replaces them with `mattr`.
+BASE_FEATURES: dict[str, str] = {name: facts.base_features for name, facts in ARCHES.items()}
 # A few CPU names per arch for error messages (each is checked against LLVM by the tests).
-KNOWN_CPUS: dict[str, tuple[str, ...]] = {
-    "x86_64": (
-        "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "goldmont", "haswell", "broadwell",
-        "skylake", "skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids",
-        "alderlake", "znver2", "znver3", "znver4",
-    ),
-    "aarch64": (
-        "generic", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a73",
-        "cortex-a75", "cortex-a76", "cortex-a78", "carmel", "neoverse-n1", "neoverse-n2",
-        "neoverse-v1", "apple-m1",
-    ),
-    "armv7": (
-        "generic", "cortex-a7", "cortex-a8", "cortex-a9", "cortex-a15", "cortex-a17", "cortex-a53",
-    ),
-}  # fmt: skip
-
-# x86 CPUs by the widest float vectors they have; used only when the features do not say.
-_AVX512_CPUS = frozenset((
-    "x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
-    "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
-    "graniterapids", "graniterapids-d", "diamondrapids", "knl", "knm", "znver4", "znver5",
-))  # fmt: skip
-_AVX_CPUS = frozenset((
-    "x86-64-v3", "sandybridge", "ivybridge", "corei7-avx", "core-avx-i", "haswell", "core-avx2",
-    "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake", "arrowlake-s",
-    "lunarlake", "pantherlake", "gracemont", "sierraforest", "grandridge", "clearwaterforest",
-    "znver1", "znver2", "znver3", "bdver1", "bdver2", "bdver3", "bdver4", "btver2",
-))  # fmt: skip
+KNOWN_CPUS: dict[str, tuple[str, ...]] = {name: f.known_cpus for name, f in ARCHES.items()}
 
 # Neo's own spelling of ARM FPU features (its docs say "+vfpv4") differs from LLVM's.
 _FEATURE_ALIASES = {
@@ -85,6 +47,17 @@ _USE_INSTEAD = (
     "or for the Jetson's CPU use jetson_nano"
 )
 
+
+def _supported_platforms() -> str:
+    oses = [o.name.capitalize() for o in OSES.values() if o.supported]
+    return f"{' and '.join(oses)} on {', '.join(ARCHES)}"
+
+
+def _unsupported_os(os_name: str) -> str:
+    return (f"{os_name} targets are not supported yet (the runtime is ported to "
+            f"{_supported_platforms()} only)")
+
+
 UNSUPPORTED_TARGETS: dict[str, str] = {
     "ml_p2": "ml_p2 is an NVIDIA K80 GPU instance",
     "ml_p3": "ml_p3 is an NVIDIA V100 GPU instance",
@@ -93,32 +66,10 @@ UNSUPPORTED_TARGETS: dict[str, str] = {
     "ml_inf2": "ml_inf2 targets AWS Inferentia2 chips",
     "ml_trn1": "ml_trn1 targets AWS Trainium chips",
     "ml_eia2": "ml_eia2 is an Elastic Inference GPU accelerator",
-    "x86_win32": "x86_win32 is 32-bit Windows",
-    "x86_win64": "x86_win64 is Windows",
+    "x86_win32": f"x86_win32 is 32-bit Windows: {_unsupported_os('Windows')}",
+    "x86_win64": f"x86_win64 is Windows on x86-64: {_unsupported_os('Windows')}",
     "coreml": "coreml produces an Apple Core ML model",
 }
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to generate code for: LLVM triple, CPU and features, and the float vector width."""
-
-    name: str
-    arch: Arch
-    triple: str
-    cpu: str
-    features: str
-    vector_bits: int  # float vector register width codegen should use: 512, 256, 128 (32: scalar)
-    description: str
-
-    def create_target_machine(
-        self, opt: int = 3, reloc: str = "pic", codemodel: str = "default"
-    ) -> Any:
-        """An llvmlite TargetMachine for this target (position-independent for shared objects)."""
-        llvm = _llvm()
-        return llvm.Target.from_triple(self.triple).create_target_machine(
-            cpu=self.cpu, features=self.features, opt=opt, reloc=reloc, codemodel=codemodel
-        )
 
 
 @dataclass
@@ -140,14 +91,7 @@ DTYPES = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "u
 # --- LLVM -------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _llvm() -> Any:
-    import llvmlite.binding as llvm
-
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    return llvm
-
+_llvm = llvm_binding
 
 _stderr_lock = threading.Lock()
 
@@ -188,24 +132,8 @@ def _cpu_known(arch: str, cpu: str) -> bool:
 # --- the target table -------------------------------------------------------------------------
 
 
-def _vector_bits(arch: str, cpu: str, features: str) -> int:
-    flags = {f[1:]: f[0] == "+" for f in features.split(",") if f[:1] in "+-" and len(f) > 1}
-    if arch != "x86_64":
-        # NEON registers are 128 bits; without NEON only scalar VFP is left.
-        return 128 if flags.get("neon", True) else 32
-    avx512 = flags.get("avx512f", cpu in _AVX512_CPUS)
-    cpu_has_avx = cpu in _AVX_CPUS or cpu in _AVX512_CPUS
-    # Enabling AVX2/AVX-512 implies AVX; disabling AVX disables everything wider (as in LLVM).
-    avx = flags.get("avx", cpu_has_avx or flags.get("avx2", False) or avx512)
-    if avx and avx512:
-        return 512
-    return 256 if avx else 128
-
-
 def _make(name: str, arch: Arch, cpu: str, description: str, features: str | None = None) -> Target:
-    feats = BASE_FEATURES[arch] if features is None else features
-    bits = _vector_bits(arch, cpu, feats)
-    return Target(name, arch, TRIPLES[arch], cpu, feats, bits, description)
+    return make_target(name, arch, cpu, description, features)
 
 
 _GENERIC: tuple[Target, ...] = (
@@ -213,6 +141,14 @@ _GENERIC: tuple[Target, ...] = (
           "portable x86-64 with AVX2 + FMA (x86-64-v3: Intel Haswell / AMD Zen and newer)"),
     _make("arm64", "aarch64", "generic", "portable 64-bit ARMv8-A with NEON (alias: aarch64)"),
     _make("armv7", "armv7", "generic", "portable 32-bit ARMv7-A hard-float with NEON and VFPv4"),
+    # RVV is optional before the RVA23 profile, so the portable riscv64 target is scalar RV64GC;
+    # rv64gcv is for boards with RVV 1.0 (SpacemiT K1, Sophgo SG2044, Canaan K230): 128-bit
+    # vectors, the VLEN the V extension guarantees, so its code runs on any VLEN (ir/target.py).
+    _make("riscv64", "riscv64", "generic-rv64",
+          "portable 64-bit RISC-V RV64GC, scalar floats (alias: rv64gc)"),
+    _make("rv64gcv", "riscv64", "generic-rv64",
+          "64-bit RISC-V RV64GC + vector extension 1.0 (RVV), 128-bit vectors (VLEN >= 128)",
+          "+m,+a,+f,+d,+c,+v"),
 )  # fmt: skip
 
 _DEVICES: tuple[Target, ...] = (
@@ -249,7 +185,7 @@ _DEVICES: tuple[Target, ...] = (
 )  # fmt: skip
 
 _TARGETS: dict[str, Target] = {t.name: t for t in _GENERIC + _DEVICES}
-TARGET_ALIASES: dict[str, str] = {"aarch64": "arm64"}
+TARGET_ALIASES: dict[str, str] = {"aarch64": "arm64", "rv64gc": "riscv64"}
 
 
 @functools.cache
@@ -257,16 +193,11 @@ def host_target() -> Target:
     """This machine's CPU, as LLVM detects it (name and the full feature string)."""
     llvm = _llvm()
     machine = llvm.get_process_triple().split("-", 1)[0].lower()
-    if machine in ("x86_64", "amd64"):
-        arch: Arch = "x86_64"
-    elif machine in ("aarch64", "arm64"):
-        arch = "aarch64"
-    elif machine.startswith("arm"):
-        arch = "armv7"
-    else:
+    arch = arch_of_machine(machine)
+    if arch is None:
         raise UsageError(
             f"--target host: this machine is {machine}, which this compiler cannot generate code "
-            "for; supported: x86_64, aarch64, armv7"
+            f"for; supported: {', '.join(ARCHES)}"
         )
     cpu = llvm.get_host_cpu_name() or "generic"
     try:
@@ -302,15 +233,17 @@ def get_target(name: str) -> Target:
     guess = f"did you mean {close[0]}? " if close else ""
     raise UsageError(
         f"unknown --target {name!r}; {guess}valid targets: {', '.join(sorted(names))} "
-        "(or use --target-platform os=LINUX,arch=X86_64|ARM64|ARM_EABIHF)"
+        f"(or use --target-platform os=LINUX,arch={'|'.join(_PLATFORM_ARCHES)})"
     )
 
 
 # --- TargetPlatform ---------------------------------------------------------------------------
 
-_PLATFORM_ARCHES = {"X86_64": "x86_64", "ARM64": "arm64", "ARM_EABIHF": "armv7"}
+# Neo's TargetPlatform arches, and RISCV64 (not one of Neo's) for the riscv64 target.
+_PLATFORM_ARCHES = {"X86_64": "x86_64", "ARM64": "arm64", "ARM_EABIHF": "armv7",
+                    "RISCV64": "riscv64"}
 _OSES = ("LINUX", "ANDROID")
-_ARCHES = ("X86_64", "X86", "ARM64", "ARM_EABI", "ARM_EABIHF")
+_ARCHES = ("X86_64", "X86", "ARM64", "ARM_EABI", "ARM_EABIHF", "RISCV64")
 _ACCELERATORS = ("INTEL_GRAPHICS", "MALI", "NVIDIA", "NNA")
 
 
@@ -365,8 +298,9 @@ def parse_target_platform(text: str) -> Target:
         )
     if os_name == "ANDROID":
         raise UsageError(
-            "--target-platform os=ANDROID is not supported yet: the runtime is built for Linux; "
-            "use os=LINUX for Linux boards"
+            "--target-platform os=ANDROID is not supported yet: the runtime is built for Linux "
+            "with glibc (supported: os=LINUX with arch=" + ", ".join(_PLATFORM_ARCHES)
+            + "); use os=LINUX for Linux boards"
         )
     if arch == "X86":
         raise UsageError(
@@ -505,7 +439,8 @@ def apply_compiler_options(target: Target, options: CompilerOptions) -> Target:
         _check_cpu(target, options.mcpu)
         cpu = options.mcpu
         # A named CPU brings its own features; the old target's (or the host's) would contradict it.
-        features = BASE_FEATURES[target.arch] if cpu == "generic" else ""
+        generic = cpu in ("generic", target.arch_facts.default_cpu)
+        features = BASE_FEATURES[target.arch] if generic else ""
     if options.mattr is not None:
         mattr = []
         for item in options.mattr:
@@ -515,6 +450,9 @@ def apply_compiler_options(target: Target, options: CompilerOptions) -> Target:
             mattr.append(item[0] + name)
         features = ",".join(mattr)
         _check_features(target, cpu, features)
+    problem = target.arch_facts.check(cpu, features)
+    if problem:
+        raise UsageError(f"--compiler-options for target {target.name}: {problem}")
     changed = ", ".join(
         part
         for part in (
@@ -527,7 +465,7 @@ def apply_compiler_options(target: Target, options: CompilerOptions) -> Target:
         target,
         cpu=cpu,
         features=features,
-        vector_bits=_vector_bits(target.arch, cpu, features),
+        vector_bits=target.arch_facts.vector_bits(cpu, features),
         description=f"{target.description}; with {changed}",
     )
 
@@ -552,6 +490,7 @@ def resolve_target(
 
 
 __all__ = [
+    "ARCHES",
     "BASE_FEATURES",
     "DTYPES",
     "KNOWN_CPUS",

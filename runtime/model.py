@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import platform
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,15 +30,25 @@ class ArtifactError(RuntimeError):
     """The artifact directory is missing files, corrupt, or built for another machine."""
 
 
-def _host_arch() -> str:
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return "x86_64"
-    if machine in ("aarch64", "arm64"):
-        return "aarch64"
-    if machine.startswith(("armv7", "armv8l")) or machine == "armhf":
-        return "armv7"
-    return machine
+def _elf_machine(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(EI_CLASS, EI_DATA, e_machine) of an ELF file: word size, byte order and instruction set;
+    None when it is not ELF (or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return head[4], head[5], int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def _process_machine() -> tuple[int, int, int] | None:
+    """The ELF machine of this Python process: what a library must be built for to load here."""
+    for exe in ("/proc/self/exe", sys.executable):
+        if exe and (found := _elf_machine(exe)) is not None:
+            return found
+    return None
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -66,6 +77,7 @@ def _bind(lib: ctypes.CDLL) -> None:
     # newer entry points: an artifact built with an older runtime still loads without them
     optional: dict[str, tuple[Any, list[Any]]] = {
         "neo_model_load_ex": (i, [cs, i, ctypes.c_uint, ctypes.POINTER(p)]),
+        "neo_runtime_arch": (cs, []),
     }
     for name, (restype, argtypes) in {**sigs, **optional}.items():
         fn = getattr(lib, name, None)
@@ -98,19 +110,22 @@ class Model:
             raise ArtifactError(f"compiled artifact directory {self.path} does not exist")
         if not graph_path.is_file():
             raise ArtifactError(f"compiled artifact {self.path} is missing compiled_model.json")
-        try:
-            arch = json.loads(graph_path.read_text()).get("arch")
-        except (ValueError, AttributeError):
-            arch = None  # the native loader reports malformed graphs, with the line
-        host = _host_arch()
-        if isinstance(arch, str) and arch != host:
-            raise ArtifactError(
-                f"compiled artifact {self.path} is built for {arch}, this machine is {host}: "
-                f"use `neo run` (which runs it under qemu) or run it on the device"
-            )
         lib_path = self.path / "libneort.so"
         if not lib_path.is_file():
             raise ArtifactError(f"compiled artifact {self.path} is missing libneort.so")
+        # The artifact's runtime was built for the artifact's arch (NEO_ARCH); whether this
+        # process can load it is a question for the two binaries, not for a table of arch names.
+        lib_machine, here = _elf_machine(lib_path), _process_machine()
+        if lib_machine is not None and here is not None and lib_machine != here:
+            try:
+                arch = json.loads(graph_path.read_text()).get("arch")
+            except (ValueError, AttributeError):
+                arch = None
+            raise ArtifactError(
+                f"compiled artifact {self.path} is built for {arch or 'another arch'}, this "
+                f"machine is {platform.machine()}: use `neo run` (which runs it under qemu) or "
+                f"run it on the device"
+            )
         try:
             # RTLD_LOCAL: artifacts of different runtime versions can be loaded side by side
             self._lib = ctypes.CDLL(str(lib_path.resolve()), mode=os.RTLD_NOW | os.RTLD_LOCAL)
@@ -315,6 +330,13 @@ class Model:
     def get_version(self) -> str:
         """Version of the native runtime library shipped in the artifact."""
         return self._lib.neo_runtime_version().decode()
+
+    @property
+    def runtime_arch(self) -> str | None:
+        """The arch the artifact's native runtime was built for (None for runtimes before 0.1.0's
+        neo_runtime_arch)."""
+        fn = getattr(self._lib, "neo_runtime_arch", None)
+        return fn().decode() if fn is not None else None
 
     def has_metadata(self) -> bool:
         return self._metadata is not None

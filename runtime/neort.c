@@ -8,7 +8,8 @@
  * A run is then a loop of indirect calls, the parallel ones fanned out over a persistent thread
  * pool.
  *
- * C11 + pthreads + dlopen/mmap; built by codegen/toolchain.py for x86_64, aarch64 and armv7.
+ * C11 + pthreads + dlopen/mmap, nothing arch-specific: codegen/toolchain.py builds it for every arch
+ * of its table (neo.ir.target.ARCHES) and passes the arch's name as NEO_ARCH.
  */
 #define _GNU_SOURCE
 #include "neort.h"
@@ -31,14 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#define NEO_ARCH "x86_64"
-#elif defined(__aarch64__)
-#define NEO_ARCH "aarch64"
-#elif defined(__arm__)
-#define NEO_ARCH "armv7"
-#else
-#error "neort supports x86_64, aarch64 and armv7"
+/* The arch this runtime runs artifacts of (an artifact's "arch"), named by the build:
+ * -DNEO_ARCH='"riscv64"'. It is what the runtime checks and reports, so it must be the build's. */
+#ifndef NEO_ARCH
+#error "build with -DNEO_ARCH=\"<arch>\" (the artifact arch name, e.g. aarch64), as codegen/toolchain.py does"
 #endif
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -69,6 +66,7 @@ static int fail(const char *fmt, ...) {
 }
 
 NEO_API const char *neo_runtime_version(void) { return NEO_VERSION; }
+NEO_API const char *neo_runtime_arch(void) { return NEO_ARCH; }
 NEO_API const char *neo_last_error(void) { return g_error; }
 
 /* ---- dtypes (codes are the params-file codes) ---- */
@@ -605,10 +603,11 @@ static int guard_buf_for(NeoModel *m, char kind, int index, size_t nbytes, int t
 
 /* ---- the thread pool ---- */
 
+/* A spin-wait hint where the ISA has one; elsewhere the loop's atomic load is enough. */
 static inline void cpu_relax(void) {
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
-#else
+#elif defined(__aarch64__) || defined(__arm__)
     __asm__ __volatile__("yield" ::: "memory");
 #endif
 }

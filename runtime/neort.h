@@ -44,6 +44,10 @@ typedef int32_t (*NeoKernelFn)(void **args, int32_t task, int32_t num_tasks);
 /* Runtime version string, e.g. "0.1.0". */
 NEO_API const char *neo_runtime_version(void);
 
+/* The arch this runtime was built for, as artifacts name it ("x86_64", "aarch64", "riscv64", ...);
+ * it loads only artifacts of that arch. */
+NEO_API const char *neo_runtime_arch(void);
+
 /* Message of the last failure on the calling thread ("" when there was none). */
 NEO_API const char *neo_last_error(void);
 

@@ -29,10 +29,11 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from neo.codegen.toolchain import qemu_command
+from neo.codegen.toolchain import missing_emulator_hint, qemu_command
+from neo.ir.target import ARCHES
 
 # Target arch names as the CLI spells them -> the toolchain's names.
-ARCH_ALIASES = {"arm64": "aarch64", "aarch64": "aarch64", "armv7": "armv7", "x86_64": "x86_64"}
+ARCH_ALIASES = {"arm64": "aarch64", **{name: name for name in ARCHES}}
 
 
 def in_ci() -> bool:
@@ -40,16 +41,22 @@ def in_ci() -> bool:
 
 
 def require_qemu_for(arch: str) -> list[str]:
-    """Command prefix running an `arch` Linux binary here ([] on the host's arch).
+    """Command prefix running Linux binaries of `arch` here ([] on the host's arch).
 
+    `arch` is a target name (every arch names one: aarch64, riscv64; also arm64, rv64gcv): qemu
+    gets the CPU that target's code needs (RISC-V vectors on for rv64gcv, off for riscv64, so
+    vector instructions in scalar code trap).
     Locally a missing emulator skips the test; in CI it fails, because CI installs qemu-user-static
     and a silent skip there would leave a whole target untested.
     """
-    arch = ARCH_ALIASES.get(arch, arch)
-    cmd = qemu_command(arch)
+    from neo.targets import get_target
+
+    target = get_target(arch)
+    arch = target.arch
+    cmd = qemu_command(arch, target.cpu, target.features)
     if cmd is None:
         msg = (f"cannot run {arch} binaries here: qemu-user-static or the {arch} cross libc is "
-               "missing (apt-get install qemu-user-static libc6-arm64-cross libc6-armhf-cross)")
+               f"missing ({missing_emulator_hint(arch)}; scripts/install-system.sh installs all)")
         if in_ci():
             pytest.fail(msg)
         pytest.skip(msg)

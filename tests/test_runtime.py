@@ -26,10 +26,12 @@ from neo.codegen.toolchain import (
     link_shared,
     qemu_command,
 )
+from neo.ir.target import ARCHES as ARCH_FACTS
 from neo.runtime import RUNTIME_ABI_VERSION, ArtifactError, Model, __version__
 from neo.runtime.params import DTYPE_CODES, checksum, read_params, write_params
 
-ARCHES = ("x86_64", "aarch64", "armv7")
+# every arch of the table: the runtime sources have no arch list, so each must build and run
+ARCHES = tuple(ARCH_FACTS)
 ROWS, COLS = 4, 33  # 132 elements: not a multiple of the task counts we use
 
 KERNELS = r"""
@@ -70,7 +72,7 @@ def graph_json(arch: str) -> dict:
         "format": "neo-graph",
         "format_version": 1,
         "arch": arch,
-        "triple": f"{arch}-unknown-linux-gnu",
+        "triple": ARCH_FACTS[arch].triple(),
         "library": "compiled.so",
         "params": "compiled.params",
         "workspace_nbytes": 64 + (f32 + 63) // 64 * 64,
@@ -149,7 +151,7 @@ def make_artifact(arch: str, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("artifacts")
-    # the zig invocations are independent subprocesses: build the three arches side by side
+    # the zig invocations are independent subprocesses: build the arches side by side
     with ThreadPoolExecutor(len(ARCHES)) as pool:
         futures = {a: pool.submit(make_artifact, a, root / a) for a in ARCHES}
         return {a: f.result() for a, f in futures.items()}
@@ -204,6 +206,7 @@ def test_python_model_runs_and_describes(native: Path) -> None:
         assert m.output_dtypes == m.get_output_dtypes() == ["float32", "bool"]
         assert m.get_version() == __version__ and RUNTIME_ABI_VERSION == 1
         assert m.has_metadata() and m.metadata["target"]["arch"] == host_arch()
+        assert m.runtime_arch == host_arch()  # from the build's -DNEO_ARCH
         for data in (inputs, [inputs["x"], inputs["bias"]]):
             y, mask = m.run(data)
             np.testing.assert_array_equal(y, expected[0])
@@ -369,11 +372,25 @@ def test_missing_kernel_symbol(broken: Path) -> None:
         Model(broken)
 
 
-def test_foreign_artifact_in_python(artifacts: dict[str, Path]) -> None:
-    foreign = next(a for a in ARCHES if a != host_arch())
+@pytest.mark.parametrize("foreign", [a for a in ARCHES if a != host_arch()])
+def test_foreign_artifact_in_python(artifacts: dict[str, Path], foreign: str) -> None:
+    # the check compares the ELF machine of the artifact's libneort.so with this process's
     with pytest.raises(RuntimeError, match=f"built for {foreign}.*neo run") as info:
         Model(artifacts[foreign])
     assert isinstance(info.value, ArtifactError)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_runtime_binaries_are_built_for_their_arch(artifacts: dict[str, Path], arch: str) -> None:
+    from neo.runtime.model import _elf_machine
+
+    facts = ARCH_FACTS[arch]
+    for name in ("libneort.so", "neo-run", "compiled.so"):
+        elf_class, data, _ = _elf_machine(artifacts[arch] / name)
+        assert (elf_class, data) == ({32: 1, 64: 2}[facts.pointer_bits],
+                                     {"little": 1, "big": 2}[facts.endian]), (arch, name)
+    # the arch the runtime checks against is the build's, baked in as a string
+    assert f"\0{arch}\0".encode() in (artifacts[arch] / "libneort.so").read_bytes()
 
 
 def test_foreign_artifact_in_c(broken: Path) -> None:

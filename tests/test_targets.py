@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import llvmlite.binding as llvm
 import pytest
 
 from neo.errors import UsageError
+from neo.ir.target import ARCHES, OSES, arch_of_machine, make_target, riscv_isa
 from neo.targets import (
     BASE_FEATURES,
     KNOWN_CPUS,
@@ -99,6 +102,9 @@ def test_every_target_emits_code(target):
         ("qcs605", "aarch64", "cortex-a75", 128),
         ("deeplens", "x86_64", "goldmont", 128),
         ("imx8mplus", "aarch64", "cortex-a53", 128),
+        ("riscv64", "riscv64", "generic-rv64", 32),
+        ("rv64gc", "riscv64", "generic-rv64", 32),
+        ("rv64gcv", "riscv64", "generic-rv64", 128),
     ],
 )
 def test_known_devices(name, arch, cpu, bits):
@@ -194,6 +200,7 @@ def test_exactly_one_of_target_and_platform():
         ("os=linux, arch=arm_eabihf", "armv7"),
         ("OS=Linux,Arch=Arm64", "arm64"),
         ('{"Os":"LINUX","Arch":"ARM64"}', "arm64"),
+        ("os=LINUX,arch=RISCV64", "riscv64"),
     ],
 )
 def test_target_platform(text, name):
@@ -215,9 +222,9 @@ def test_target_platform(text, name):
         ("os=LINUX,arch=ARM64,accelerator=NVIDIA", ["accelerator=NVIDIA", "CPU code"]),
         ("os=LINUX,arch=ARM64,accelerator=MALI", ["not supported", "drop accelerator="]),
         ("os=LINUX,arch=X86_64,accelerator=TPU", ["INTEL_GRAPHICS"]),
-        ("os=ANDROID,arch=ARM64", ["ANDROID", "not supported yet", "os=LINUX"]),
+        ("os=ANDROID,arch=ARM64", ["ANDROID", "not supported yet", "os=LINUX", "RISCV64"]),
         ("os=WINDOWS,arch=X86_64", ["unknown os", "LINUX"]),
-        ("os=LINUX,arch=RISCV64", ["unknown arch", "ARM_EABIHF"]),
+        ("os=LINUX,arch=MIPS64", ["unknown arch", "ARM_EABIHF", "RISCV64"]),
         ("arch=ARM64", ["needs os="]),
         ("os=LINUX", ["needs arch="]),
         ("os=LINUX,arch", ["key=value"]),
@@ -301,3 +308,93 @@ def test_compiler_option_errors(target, text, facts):
     err = usage_error(resolve_target, target, None, text)
     for fact in facts:
         assert fact in err.message
+
+
+# --- targets as data (neo.ir.target) ------------------------------------------------------------
+
+
+def test_every_arch_row_is_consistent_with_llvm_and_zig():
+    from neo.codegen.toolchain import ZIG_TARGETS
+
+    for name, facts in ARCHES.items():
+        target = make_target(name, name)
+        assert target.triple == TRIPLES[name] == facts.triple()
+        # the triple's pointer size is the row's: LLVM's data layout says it (64 when unstated)
+        layout = str(target.create_target_machine().target_data)
+        found = re.search(r"(?:^|-)p:(\d+)", layout)
+        assert (int(found.group(1)) if found else 64) == facts.pointer_bits, (name, layout)
+        assert layout.startswith("e") == (facts.endian == "little"), (name, layout)
+        assert llvm_diagnostics(target.triple, facts.default_cpu, facts.base_features) == []
+        assert ZIG_TARGETS[name] == f"{facts.zig_arch}-linux-{facts.linux_abi}.{facts.glibc}"
+        assert facts.qemu.startswith("qemu-") and facts.sysroot.startswith("/usr/")
+        assert arch_of_machine(facts.machine_names[0]) == name
+        assert facts.check(facts.default_cpu, facts.base_features) is None
+
+
+def test_target_fields_and_naming():
+    t = get_target("rasp4b")
+    assert (t.os, t.abi, t.object_format, t.pointer_bits, t.endian) == (
+        "linux", "gnu", "elf", 64, "little")
+    assert (t.model_library, t.runtime_library, t.runner) == (
+        "compiled.so", "libneort.so", "neo-run")
+    assert get_target("armv7").abi == "gnueabihf" and get_target("armv7").pointer_bits == 32
+    assert OSES["windows"].shared_library("neort") == "neort.dll"
+    assert OSES["windows"].executable("neo-run") == "neo-run.exe"
+    assert t.meta() == {"name": "rasp4b", "arch": "aarch64", "triple": "aarch64-unknown-linux-gnu",
+                        "cpu": "cortex-a72", "features": "+neon,+fp-armv8", "os": "linux",
+                        "abi": "gnu", "object_format": "elf", "vector_bits": 128}
+    assert (get_target("riscv64").lanes(), get_target("rv64gcv").lanes(),
+            get_target("ml_c5").lanes(16)) == (1, 4, 32)
+
+
+def test_riscv_vector_width_follows_the_guaranteed_vlen():
+    # V implies Zvl128b; Zvl<N>b raises the minimum; without float vectors codegen is scalar
+    base = BASE_FEATURES["riscv64"]
+    assert make_target("t", "riscv64", features=base).vector_bits == 32
+    assert make_target("t", "riscv64", features=base + ",+v").vector_bits == 128
+    assert make_target("t", "riscv64", features=base + ",+v,+zvl256b").vector_bits == 256
+    assert make_target("t", "riscv64", "spacemit-x60", features="").vector_bits == 256
+    assert make_target("t", "riscv64", "sifive-x280", features="").vector_bits == 512
+    assert make_target("t", "riscv64", "sifive-u74", features="").vector_bits == 32
+    assert {"i", "m", "a", "f", "d", "c", "v", "zvl128b"} <= riscv_isa(
+        TRIPLES["riscv64"], "generic-rv64", base + ",+v")
+
+
+def test_riscv_compiler_options():
+    target, _ = resolve_target("riscv64", None, '{"mcpu":"spacemit-x60"}')
+    assert (target.cpu, target.features, target.vector_bits) == ("spacemit-x60", "", 256)
+    target, _ = resolve_target("rv64gcv", None, '{"mcpu":"generic-rv64"}')
+    assert target.features == BASE_FEATURES["riscv64"] and target.vector_bits == 32
+    target, _ = resolve_target("riscv64", None, '{"mattr":["+m","+a","+f","+d","+c","+v"]}')
+    assert target.vector_bits == 128
+    err = usage_error(resolve_target, "riscv64", None, '{"mattr":["+m","+a","+f","+c"]}')
+    assert "lp64d" in err.message and "+d" in err.message
+    assert "riscv64 CPU" in usage_error(resolve_target, "arm64", None,
+                                        '{"mcpu":"sifive-u74"}').message
+
+
+def test_qemu_cpu_matches_the_code():
+    # vectors on, at the VLEN the code assumes, only for code that may use them
+    rv = ARCHES["riscv64"]
+    scalar, vector = get_target("riscv64"), get_target("rv64gcv")
+    assert rv.qemu_command(scalar.cpu, scalar.features)[1:3] == ["-cpu", "rv64,v=false"]
+    assert "v=true,vlen=128" in rv.qemu_command(vector.cpu, vector.features)[2]
+    assert "vlen=256" in rv.qemu_command("spacemit-x60", "")[2]
+    assert ARCHES["aarch64"].qemu_command() == ["qemu-aarch64-static", "-L",
+                                                "/usr/aarch64-linux-gnu"]
+
+
+@pytest.mark.parametrize("name", ["x86_win32", "x86_win64"])
+def test_windows_is_refused_saying_what_is_supported(name):
+    message = usage_error(get_target, name).message
+    assert "Windows" in message and "not supported yet" in message
+    assert "Linux on x86_64, aarch64, armv7, riscv64" in message
+    assert not OSES["windows"].supported and not OSES["android"].supported
+
+
+def test_host_arch_from_machine_names():
+    assert arch_of_machine("AMD64") == "x86_64"
+    assert arch_of_machine("arm64") == "aarch64"
+    assert arch_of_machine("armv7l") == "armv7"
+    assert arch_of_machine("riscv64") == "riscv64"
+    assert arch_of_machine("mips64") is None
