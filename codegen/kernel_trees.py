@@ -298,6 +298,9 @@ def emit_tree_kernel(module: ir.Module, name: str, e: TreeEnsemble, transform: s
     nbufs = (4 + (packed.weights is not None) + (packed.category_bits is not None)
              + (not contiguous) + 1)
     fn, b, bufs = kernel_function(module, name, nbufs)
+    # the walks must stay scalar: the SLP vectorizer turns 8 lockstep walks into AVX-512 gathers
+    # where LLVM thinks them fast (znver4), and those are 2-3x slower; noimplicitfloat stops it
+    fn.attributes.add("noimplicitfloat")
     X, nodes, roots, depths = bufs[:4]
     k = 4
     weights = cats = cols = None

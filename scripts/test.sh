@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests need (onnxruntime, onnx's conformance cases, PyTorch for the model zoo,
-# qemu-user for arm64/armv7) and run the whole test suite.
+# qemu-user for arm64/armv7/riscv64) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system.sh

@@ -66,8 +66,9 @@ def function_body(asm: str, name: str) -> list[str]:
     return body
 
 
-# a branch to a local label: aarch64 b / b.cond / cbz / cbnz / tbz / tbnz, x86 jmp / jcc
-_BRANCH = re.compile(r"^\s+(?:b|b\.\w+|cbn?z|tbn?z|j[a-z]+)\s+(?:[^,]+,\s*)*(\.L\w+)\s*$")
+# a branch to a local label: aarch64 b / b.cond / cbz / cbnz / tbz / tbnz, x86 jmp / jcc,
+# riscv j / bne / bnez / bltu / ...
+_BRANCH = re.compile(r"^\s+(?:b[a-z]*|b\.\w+|cbn?z|tbn?z|j[a-z]*)\s+(?:[^,]+,\s*)*(\.L\w+)\s*$")
 _LABEL = re.compile(r"^(\.L\w+):")
 
 
@@ -108,6 +109,10 @@ ISAS = {
                   re.compile(r"%[xyz]mm\d+.*\(%rsp\)|\(%rsp\).*%[xyz]mm\d+"), 256),
     "ml_c5": Isa("ml_c5", re.compile(r"\bvfmadd\d+ps\s+.*%zmm"),
                  re.compile(r"%[xyz]mm\d+.*\(%rsp\)|\(%rsp\).*%[xyz]mm\d+"), 512),
+    # RVV (VLEN >= 128, LMUL 1): vfmacc of a vector by a scalar or a vector; vector registers
+    # are spilled only by whole-register stores/loads (vs1r.v / vl1re32.v) to the stack
+    "rv64gcv": Isa("rv64gcv", re.compile(r"\bvfmacc\.v[fv]\s+v\d+,"),
+                   re.compile(r"\bvs\dr\.v\b|\bvl\dre\d+\.v\b"), 128),
 }
 
 
@@ -133,7 +138,7 @@ def gemm_assembly():
     return get
 
 
-CASES = [(m, t) for t in ("arm64", "x86_64", "ml_c5") for m in MODELS]
+CASES = [(m, t) for t in ("arm64", "x86_64", "ml_c5", "rv64gcv") for m in MODELS]
 
 
 @pytest.mark.parametrize(("model", "target"), CASES, ids=[f"{m}-{t}" for m, t in CASES])
@@ -194,3 +199,23 @@ f:
     (inner,) = innermost_fma_loops(body, ISAS["arm64"].fma)
     assert inner.label == ".LBB0_2" and len(inner.lines) == 5
     assert [ln for ln in inner.lines if ISAS["arm64"].spill.search(ln)] == ["\tldr q3, [sp, #16]"]
+
+
+def test_loop_finder_on_a_riscv_snippet():
+    asm = """\
+g:
+.LBB1_3:
+\tvle32.v\tv9, (a0)
+\tvfmacc.vf\tv2, fa5, v9
+\tvs1r.v\tv2, (a1) # Unknown-size Folded Spill
+\taddi\ta0, a0, 16
+\tbne\ta0, a4, .LBB1_3
+\tj\t.LBB1_3
+\tret
+.Lfunc_end1:
+"""
+    body = function_body(asm, "g")
+    (inner,) = innermost_fma_loops(body, ISAS["rv64gcv"].fma)
+    assert inner.label == ".LBB1_3" and len(inner.lines) == 6
+    assert [ln.strip() for ln in inner.lines if ISAS["rv64gcv"].spill.search(ln)] == [
+        "vs1r.v\tv2, (a1) # Unknown-size Folded Spill"]

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neo.codegen.toolchain import zig_cc
+from neo.codegen.toolchain import ZIG_TARGETS, zig_cc
+from neo.targets import get_target
 
 PROGRAM = r"""
 /* capi_test ARTIFACT_DIR INPUT.raw OUTPUT.raw: prints the model's inputs and outputs, runs it on
@@ -144,12 +145,9 @@ int main(int argc, char **argv) {
 }
 """
 
-# compile target -> (toolchain arch, zig -target)
-ARCHES = {
-    "x86_64": ("x86_64", "x86_64-linux-gnu.2.17"),
-    "arm64": ("aarch64", "aarch64-linux-gnu.2.17"),
-    "armv7": ("armv7", "arm-linux-gnueabihf.2.17"),
-}
+# compile target -> zig -target of its arch (neo.ir.target.ARCHES: linux-gnu, the arch's glibc)
+ARCHES = {name: ZIG_TARGETS[get_target(name).arch]
+          for name in ("x86_64", "arm64", "armv7", "riscv64", "rv64gcv")}
 
 
 def build_program(art: Path, zig_target: str, out: Path) -> None:
@@ -164,8 +162,8 @@ def build_program(art: Path, zig_target: str, out: Path) -> None:
 
 @pytest.mark.parametrize("target", list(ARCHES))
 def test_c_program_runs_the_artifact(target, small_cnn, compile_cached, require_qemu, tmp_path):
-    arch, zig_target = ARCHES[target]
-    prefix = require_qemu(arch)
+    zig_target = ARCHES[target]
+    prefix = require_qemu(target)  # qemu's CPU for that target's code (RISC-V: vectors or not)
     # a private copy of the artifact (the compile cache is shared): the program sits beside
     # libneort.so and finds it through its $ORIGIN rpath
     art = tmp_path / "artifact"

@@ -129,3 +129,26 @@ def test_conv_kernel_on_arm64(case, tmp_path, require_qemu):
     _, outs, info = run_artifact(tmp_path, feeds)
     assert info["emulated"]
     assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("target_name", ["riscv64", "rv64gcv"])
+@pytest.mark.parametrize("case", [CASES[i][0] for i in (0, 2, 6, 14, 15, 19, 20)],
+                         ids=["channel", "narrow", "depthwise-s2", "1x1-chunks", "chunks",
+                              "direct", "winograd"])
+def test_conv_kernel_on_riscv64(case, target_name, tmp_path, require_qemu):
+    """The arm64 cases on riscv64: scalar RV64GC (every kernel's one-lane fallback; qemu's CPU
+    has no vectors, so a vector instruction would trap) and RVV with 128-bit vectors."""
+    from neo.run import run_artifact
+
+    require_qemu(target_name)
+    rng = np.random.default_rng(1)
+    gr, feeds = _graph(*case, rng)
+    ref = interpret(gr, feeds)[0]
+    target = get_target(target_name)
+    build_artifact(run_pipeline(gr, 3), target, tmp_path,
+                   {"inputs": [{"name": k, "dtype": "float32", "shape": list(v.shape)}
+                               for k, v in feeds.items()],
+                    "outputs": [{"name": "y", "dtype": "float32", "shape": list(ref.shape)}]})
+    _, outs, info = run_artifact(tmp_path, feeds, check=True)
+    assert info["emulated"] and info["arch"] == "riscv64"
+    assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()
