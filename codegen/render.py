@@ -6,6 +6,9 @@ non-affine addresses become gathers, and addresses that do not depend on it stay
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from llvmlite import ir
 
 from . import math_table as mt
@@ -207,8 +210,20 @@ class Renderer:
             phi.add_incoming(v1, bt)
             phi.add_incoming(fillv, bo)
             return phi, True
+        uniform = None
         if e.guard is not None:
-            mask = self.vec(self.render(e.guard, env))
+            # Branch on the conjuncts that are the same for every lane (a padded row) and mask
+            # only with the others. A mask `splat(row guard) & per-lane guard` folds to
+            # `splat(c) & constant` in a vector tail, and LLVM 22 miscompiles such a masked load
+            # when it splits it across registers (16 floats on AVX2, 8 doubles or int64s on
+            # AVX2): a half whose constant is all false becomes an unmasked load (reading past
+            # the buffer, and its lanes stored instead of the fill).
+            parts = te.conjuncts(e.guard)
+            lane_parts = [c for c in parts if te.uses_var(c, self.vec_var)]
+            if lane_parts and len(lane_parts) < len(parts):
+                uniform, _ = self.render(functools.reduce(te.and_, [
+                    c for c in parts if not te.uses_var(c, self.vec_var)]), env)
+            mask = self.vec(self.render(functools.reduce(te.and_, lane_parts or parts), env))
         if contiguous:
             base, _ = self.render(_at_lane0(e.index, self.vec_var), env)
             p = gep(b, ptr, base, st)
@@ -216,7 +231,7 @@ class Renderer:
                 v = b.load(p, typ=vt, align=_align(st))
             else:
                 pas = ir.Constant(vt, None)
-                v = masked_load(b, p, st, mask, pas)
+                v = self._where(uniform, lambda: masked_load(b, p, st, mask, pas), vt)
             v = self.to_register(v, dt)
         elif (mask is None and aff is not None and 2 <= aff[0].get(self.vec_var, 0) <= 4
               and lanes >= 4):
@@ -231,10 +246,31 @@ class Renderer:
             idx = self.vec(self.render(e.index, env))
             ptrs = vector_gep(b, ptr, idx, st)
             m = mask if mask is not None else ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
-            v = self.to_register(gather(b, ptrs, st, m, ir.Constant(vt, None)), dt)
+            v = self.to_register(self._where(
+                uniform, lambda: gather(b, ptrs, st, m, ir.Constant(vt, None)), vt), dt)
         if mask is not None:
+            if uniform is not None:
+                mask = b.and_(mask, splat(b, uniform, lanes))
             v = b.select(mask, v, splat(b, fill, lanes))
         return v, True
+
+    def _where(self, cond: ir.Value | None, make: Callable[[], ir.Value],
+               typ: ir.Type) -> ir.Value:
+        """make() where the scalar cond holds, undefined elsewhere (the caller selects the
+        fill there); make() only emits a memory access, so nothing it renders is reused."""
+        if cond is None:
+            return make()
+        b = self.b
+        with b.if_else(cond) as (then, other):
+            with then:
+                v = make()
+                bt = b.block
+            with other:
+                bo = b.block
+        phi = b.phi(typ)
+        phi.add_incoming(v, bt)
+        phi.add_incoming(ir.Constant(typ, None), bo)
+        return phi
 
     def reduce(self, e: te.Reduce, env):
         b = self.b

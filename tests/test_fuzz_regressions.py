@@ -338,3 +338,25 @@ def test_scalar_graph_input_runs():
                        [("x", np.float32, [2, 3]), ("s", np.float32, [])], ["y"])
     fuzz_check(model, {"x": np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5,
                        "s": np.array(-1.75, np.float32)})
+
+
+def _pad_rows_and_tail(dtype):
+    # seed 974: a constant pad of the channels (whole rows of fill) and of the last axis. In the
+    # vector tail the load's mask was `splat(row guard) & constant`, and LLVM 22 turns the half
+    # of such a masked load that it splits off (16 floats on AVX2, or 8 doubles) into an unmasked
+    # load when that half's constant is all false: reads past the input (SIGSEGV in checked mode)
+    # and stores them where the fill belongs.
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=1),
+             helper.make_node("Pad", ["c", "pads", "v", "axes"], ["y"], mode="constant")]
+    inits = {"pads": np.array([1, 2, 3, 2], np.int64), "v": np.array(0.5, np.float32),
+             "axes": np.array([1, 2], np.int64)}
+    model = make_model(nodes, [("x", dtype, [1, 3, 133])], ["y"], inits, opset=18)
+    x = np.random.default_rng(974).standard_normal((1, 3, 133)).astype(dtype)
+    return model, {"x": x}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_rows_in_a_vector_tail_load_nothing(dtype):
+    model, feeds = _pad_rows_and_tail(dtype)
+    fuzz_check(model, feeds, [f"O{lv}-{w}" for lv in LEVELS for w in ("w128", "w256", "w512",
+                                                                      "avx512")])
