@@ -301,7 +301,7 @@ def test_unsupported_operators_fail_the_job_listing_all(jobs_env: JobsEnv):
 def test_stop_and_queue(jobs_env: JobsEnv, digits: Path):
     """With --max-parallel 1 a second and third job wait as STARTING; stopping the queued one
     never starts it; stopping the running one kills its compile and leaves nothing behind; then
-    the queue moves on."""
+    the queue moves on, the next job taken over by the supervisor whose compiler is loaded."""
     root = jobs_env.root
     slow = conv_chain(root / "chain.onnx", 26)
     common = ["--framework", "onnx", "--target", "arm64", "--max-parallel", "1"]
@@ -340,11 +340,14 @@ def test_stop_and_queue(jobs_env: JobsEnv, digits: Path):
     assert files_in(root / "out-slow") == []  # no artifact, no partial file
     assert not (jobs_env.store.job_dir(slow_job) / "stage").exists()
     assert not proc.alive(worker_pid, None, None)
-    assert not proc.alive(slow_job.supervisor_pid, slow_job.supervisor_start, slow_job.boot_id)
 
+    # The slot the stop freed went, in the same transaction, to the oldest waiting job, under
+    # the supervisor that had its compiler loaded already.
     w = jobs_env.neo("jobs", "wait", "next", "--timeout", "120")
     assert w.returncode == 0, show(w)
     assert files_in(root / "out-next") == ["digits-arm64.tar.gz"]
+    assert jobs_env.store.get("next").supervisor_pid == slow_job.supervisor_pid
+    assert "takes over job next" in jobs_env.neo("jobs", "logs", "next").stdout
 
 
 def test_max_runtime_fails_the_job_with_a_time_out(jobs_env: JobsEnv):

@@ -43,6 +43,12 @@ def start_time(pid: int) -> int | None:
     return int(f[19]) if f and len(f) > 19 else None
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of a live process (None when unknown)."""
+    f = _stat_fields(pid)
+    return int(f[1]) if f and len(f) > 1 and f[0] not in ("Z", "X") else None
+
+
 def alive(pid: int | None, started: int | None, boot: str | None) -> bool:
     """Whether `pid` is still the process that started at `started` in this boot (zombies are
     dead)."""
@@ -88,4 +94,5 @@ def die_with_parent() -> None:
         pass
 
 
-__all__ = ["alive", "boot_id", "die_with_parent", "host_name", "kill_group", "start_time"]
+__all__ = ["alive", "boot_id", "die_with_parent", "host_name", "kill_group", "parent",
+           "start_time"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -151,7 +150,7 @@ def create(store: JobStore, spec: JobSpec) -> JobRecord:
                          failure_reason=f"InternalError: cannot start the supervisor: {e}")
         raise NeoError(f"job {job.name}: cannot start its supervisor process: {e}") from None
     started = proc.start_time(p.pid)
-    store.update(job.id, touch=False, supervisor_pid=p.pid, supervisor_start=started)
+    store.set_supervisor(job.id, p.pid, started)
     return store.get_by_id(job.id) or job
 
 
@@ -291,9 +290,9 @@ def _decode_token(token: str, query_id: str) -> list[Any]:
 
 
 def stop(store: JobStore, name: str) -> JobRecord:
-    """Neo's StopCompilationJob: STOPPING now, STOPPED once the supervisor has killed the compile
-    (SIGTERM, then SIGKILL after STOP_GRACE_S) and removed its partial files. A finished job is
-    left as it is."""
+    """Neo's StopCompilationJob: STOPPING now, and SIGTERM to the job's compile; its supervisor
+    (which polls the status) sends SIGKILL after STOP_GRACE_S if needed, removes the partial
+    files and marks it STOPPED. A Dask job's task is cancelled. A finished job is left as it is."""
     reconcile(store)
     job = store.require(name)
     assert job.id is not None
@@ -302,15 +301,23 @@ def stop(store: JobStore, name: str) -> JobRecord:
                                  stop_requested_time=time.time())
         if moved is not None:
             job = moved
-            if proc.alive(job.supervisor_pid, job.supervisor_start, job.boot_id):
-                try:
-                    assert job.supervisor_pid is not None
-                    os.kill(job.supervisor_pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            elif job.supervisor_pid is not None:
+            worker = _local_worker(job)
+            if worker is not None:
+                proc.kill_group(worker, signal.SIGTERM)
+            if not proc.alive(job.supervisor_pid, job.supervisor_start, job.boot_id):
                 reconcile(store)
     return store.require(name)
+
+
+def _local_worker(job: JobRecord) -> int | None:
+    """The pid of the job's local compile process, if it is running (a child of the job's live
+    supervisor: the check that it is that process and not a reused pid)."""
+    if job.backend != "local" or not job.worker or not job.worker.startswith("local pid "):
+        return None
+    pid = int(job.worker.rsplit(" ", 1)[1])
+    if not proc.alive(job.supervisor_pid, job.supervisor_start, job.boot_id):
+        return None
+    return pid if proc.parent(pid) == job.supervisor_pid else None
 
 
 def wait(store: JobStore, name: str, timeout: float | None = None) -> JobRecord:

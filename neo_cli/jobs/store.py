@@ -367,6 +367,14 @@ class JobStore:
         conn.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in data)} WHERE id = ?",
                      [*data.values(), job_id])
 
+    def set_supervisor(self, job_id: int, pid: int, started: int | None) -> bool:
+        """Record the job's supervisor unless one is recorded already (creator and supervisor both
+        try; a supervisor that took the job over from the queue must not be overwritten)."""
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE jobs SET supervisor_pid = ?, supervisor_start = ? "
+                               "WHERE id = ? AND supervisor_pid IS NULL", (pid, started, job_id))
+            return cur.rowcount == 1
+
     def claim_slot(self, job_id: int, host: str, max_parallel: int) -> JobRecord | None:
         """STARTING -> INPROGRESS for a local job when fewer than `max_parallel` local jobs of
         this host run and no older job waits ahead of it (first come, first served)."""
@@ -388,6 +396,46 @@ class JobStore:
                                         "last_modified_time": now, "attempts": 1})
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row_to_record(row)
+
+    def finish(self, job_id: int, from_states: Sequence[str], to_state: str,
+               adopt_for: tuple[str, int, int | None] | None = None,
+               **values: Any) -> tuple[JobRecord | None, JobRecord | None]:
+        """`transition` to a final state; with `adopt_for` = (host, pid, start) the same
+        transaction also hands the freed slot to the oldest local job waiting on that host,
+        under that supervisor (which keeps its compiler loaded). Doing both at once means a
+        waiting job never sees the slot free in between. Returns (finished, adopted)."""
+        assert to_state in TERMINAL
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["status"] not in from_states:
+                return None, None
+            self._update(conn, job_id, {"status": to_state, "last_modified_time": now,
+                                        "end_time": now, **values})
+            done = _row_to_record(conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                               (job_id,)).fetchone())
+            adopted = self._adopt(conn, *adopt_for, now) if adopt_for else None
+        return done, adopted
+
+    def _adopt(self, conn: sqlite3.Connection, host: str, pid: int, started: int | None,
+               now: float) -> JobRecord | None:
+        local = "json_extract(execution, '$.Backend') = 'local' AND host = ?"
+        row = conn.execute(f"SELECT * FROM jobs WHERE {local} AND status = 'STARTING' "
+                           "ORDER BY id LIMIT 1", (host,)).fetchone()
+        if row is None:
+            return None
+        job = _row_to_record(row)
+        running = conn.execute(
+            f"SELECT count(*) FROM jobs WHERE {local} AND status IN ('INPROGRESS', 'STOPPING') "
+            "AND start_time IS NOT NULL", (host,)).fetchone()[0]
+        if running >= int(job.execution.get("MaxParallel") or 1):
+            return None
+        self._update(conn, job.id, {"status": "INPROGRESS", "start_time": now,
+                                    "last_modified_time": now, "attempts": 1,
+                                    "supervisor_pid": pid, "supervisor_start": started,
+                                    "worker": None})
+        return _row_to_record(conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                           (job.id,)).fetchone())
 
 
 __all__ = [

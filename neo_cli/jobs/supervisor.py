@@ -1,23 +1,30 @@
-"""The supervisor of one job: `python -m neo.jobs.supervisor STORE JOB_ID`, started detached by
-`neo jobs create` (its own session, output appended to the job's log).
+"""The supervisor of a job: `python -m neo.jobs.supervisor STORE JOB_ID`, started detached by
+`neo jobs create` (its own session; its output appended to the job's log).
 
-Local backend: wait for a slot (at most MaxParallel local jobs run on this host; the rest stay
-STARTING, first come first served), fork a worker process that compiles into the job's private
-staging directory, and watch it: MaxRuntimeInSeconds (FAILED, time-out) and stop requests
-(SIGTERM to the supervisor -> SIGTERM to the worker's process group, SIGKILL after a grace
-period, STOPPED). The artifact is then published into the output location under a partial name
-and renamed into place, with SIGTERM blocked, and the job marked COMPLETED in the same breath.
+Local backend: wait for a slot (at most MaxParallel local jobs compile at once on this host; the
+rest stay STARTING, first come first served), load the compiler, fork a worker process that
+compiles into the job's private staging directory, and watch it: MaxRuntimeInSeconds (FAILED,
+time-out) and stop requests (`neo jobs stop` marks the job STOPPING and sends SIGTERM to the
+worker's process group; the supervisor sends SIGKILL after the grace period and marks it
+STOPPED). The artifact is published under a partial name in the output location and renamed into
+place with SIGTERM blocked, and the job marked COMPLETED in the same breath.
+
+A supervisor that has finished its job takes over the oldest job still waiting on this host (if
+its MaxParallel allows), whose own supervisor then leaves: the compiler stays loaded, so a queue
+of jobs pays for loading it once per slot instead of once per job. Its log follows the job.
 
 Dask backend: submit the compile as a task to the scheduler, follow its events (each attempt's
 start and the compile log), retry once when a worker is lost mid-compile, cancel it on stop or
 time-out, and publish the artifact bytes the task returns.
 
-If the supervisor itself dies (kill -9, reboot), the worker dies with it (PR_SET_PDEATHSIG) and
-the next `neo jobs describe/list/wait` finds the job and marks it FAILED (service.reconcile).
+If a supervisor dies (kill -9, reboot), its worker dies with it (PR_SET_PDEATHSIG) and the next
+`neo jobs describe/list/wait` finds the job and marks it FAILED (service.reconcile). SIGTERM to a
+supervisor stops the job it runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -38,7 +45,7 @@ from .store import JobRecord, JobStore
 
 POLL_S = 0.05
 SLOT_POLL_S = 0.25
-STATUS_POLL_S = 0.5  # how often a running job re-reads its status (a stop from elsewhere)
+STATUS_POLL_S = 0.25  # how often a job's status is re-read (a stop is a status change)
 MAX_DASK_ATTEMPTS = 2  # the first run and one retry after a lost worker
 
 
@@ -50,9 +57,13 @@ def _stamp(when: float | None = None) -> str:
 class Supervisor:
     def __init__(self, store: JobStore, job_id: int) -> None:
         self.store = store
-        self.job_id = job_id
+        self.job_id = job_id  # the job being supervised now
         self.pid = os.getpid()
+        self.started = proc.start_time(self.pid)
         self.term = False
+        self.local = False  # a local-backend supervisor, which takes over waiting jobs
+        self.next_job: JobRecord | None = None
+        self.warm: set[str] = set()
         self._status_checked = 0.0
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -69,10 +80,14 @@ class Supervisor:
         assert job is not None
         return job
 
+    @property
+    def stage(self) -> Path:
+        return self.store.job_dir(self.job()) / "stage"
+
     # -- state changes ---------------------------------------------------------------------------
 
     def stop_wanted(self) -> bool:
-        """A stop was asked for: SIGTERM (pending or received), or STOPPING in the store."""
+        """A stop was asked for: STOPPING in the store, or SIGTERM to this process."""
         if self.term or signal.SIGTERM in signal.sigpending():
             return True
         now = time.monotonic()
@@ -81,15 +96,22 @@ class Supervisor:
             return self.job().status == "STOPPING"
         return False
 
+    def _finish(self, from_states: tuple[str, ...], to_state: str, **values: Any) -> bool:
+        """The current job's final transition; a local supervisor that goes on takes the next
+        waiting job in the same transaction (self.next_job)."""
+        go_on = self.local and not self.term
+        adopt_for = (proc.host_name(), self.pid, self.started) if go_on else None
+        done, self.next_job = self.store.finish(self.job_id, from_states, to_state, adopt_for,
+                                                **values)
+        return done is not None
+
     def settle_stopped(self) -> None:
-        # A SIGTERM sent by hand (not `neo jobs stop`) stops the job too.
-        self.store.transition(self.job_id, ("STARTING", "INPROGRESS", "STOPPING"), "STOPPED")
-        self.log("stopped")
+        self._finish(("STARTING", "INPROGRESS", "STOPPING"), "STOPPED")
+        self.log("STOPPED")
 
     def fail(self, reason: str, exit_code: int | None = None) -> None:
-        failed = self.store.transition(self.job_id, ("STARTING", "INPROGRESS"), "FAILED",
-                                       failure_reason=reason, exit_code=exit_code)
-        if failed is None and self.job().status == "STOPPING":
+        if not self._finish(("STARTING", "INPROGRESS"), "FAILED", failure_reason=reason,
+                            exit_code=exit_code) and self.job().status == "STOPPING":
             self.settle_stopped()
             return
         self.log(f"FAILED: {reason}")
@@ -101,7 +123,7 @@ class Supervisor:
 
     def publish(self, job: JobRecord, artifact: Path, digest: str, derived: str) -> None:
         """Put the artifact in place and mark the job COMPLETED, or leave nothing if a stop came
-        first. SIGTERM waits while this runs, so a stop cannot cut it in half."""
+        first. SIGTERM waits while this runs, so it cannot cut it in half."""
         out = job.request["OutputConfig"]["S3OutputLocation"]
         name = job.execution["ArtifactName"]
         final = locations.join(out, name)
@@ -110,6 +132,7 @@ class Supervisor:
         self.store.update(self.job_id, touch=False, digest=digest, derived=derived, artifact=final)
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
+            self._status_checked = 0.0
             if self.stop_wanted():
                 self.settle_stopped()
                 return
@@ -119,8 +142,7 @@ class Supervisor:
                 self.fail(f"ClientError: OutputConfiguration: cannot write {final}: "
                           f"{getattr(e, 'strerror', None) or e}", 2)
                 return
-            if self.store.transition(self.job_id, ("INPROGRESS",), "COMPLETED",
-                                     artifact=final) is None:
+            if not self._finish(("INPROGRESS",), "COMPLETED", artifact=final):
                 locations.remove(final)  # stopped meanwhile: a stopped job leaves nothing
                 self.settle_stopped()
                 return
@@ -135,11 +157,11 @@ class Supervisor:
         if job is None:
             self.log(f"no job {self.job_id} in {self.store.path}")
             return 1
-        self.store.update(self.job_id, touch=False, supervisor_pid=self.pid,
-                          supervisor_start=proc.start_time(self.pid), host=proc.host_name(),
-                          boot_id=proc.boot_id())
+        self.store.set_supervisor(self.job_id, self.pid, self.started)  # if `create` could not
+        if job.supervisor_pid not in (None, self.pid):
+            self.log(f"job {job.name} is run by supervisor pid {job.supervisor_pid} already")
+            return 0
         self.log(f"supervisor pid {self.pid} for job {job.name}")
-        self.stage = self.store.job_dir(job) / "stage"
         try:
             if job.status != "STARTING":
                 if job.status == "STOPPING":
@@ -147,59 +169,115 @@ class Supervisor:
                 return 0
             if job.backend == "dask":
                 self.run_dask(job)
-            else:
-                self.run_local(job)
+                return 0
+            self.local = True
+            claimed = self.wait_for_slot(job)
+            if claimed is None and self.next_job is not None:  # stopped in the queue, and
+                claimed = self.next_job                         # handed a free slot meanwhile
+                self.take_over(claimed)
+            while claimed is not None:
+                self.next_job = None
+                self.run_local(claimed)
+                claimed = self.next_job
+                if claimed is not None:
+                    self.take_over(claimed)
         except BaseException as e:  # noqa: BLE001  (a bug: the job says so, the log has why)
             self.log(traceback.format_exc().rstrip())
+            self.local = False  # take nothing more over: this process is about to exit
             reason, code = runner.failure_reason(e)
             self.fail(reason, code)
             return 1
-        finally:
-            shutil.rmtree(self.stage, ignore_errors=True)
         return 0
+
+    def take_over(self, job: JobRecord) -> None:
+        """Continue with `job` (adopted from the queue): its log becomes this process's output."""
+        assert job.id is not None
+        self.log(f"next: job {job.name} (waiting in the queue) runs here")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(service.log_path(self.store, job), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.job_id = job.id
+        self._status_checked = 0.0
+        self.log(f"supervisor pid {self.pid} (compiler loaded) takes over job {job.name}")
 
     # -- local backend ---------------------------------------------------------------------------
 
-    def run_local(self, job: JobRecord) -> None:
+    def wait_for_slot(self, job: JobRecord) -> JobRecord | None:
+        """The job, INPROGRESS, once a slot is free; None if it was stopped meanwhile or another
+        supervisor took it over."""
         limit = int(job.execution.get("MaxParallel") or 1)
         host = proc.host_name()
         queued = False
         last_reconcile = 0.0
         while True:
-            if self.stop_wanted():
+            if self.term:
                 self.settle_stopped()
-                return
+                return None
             if time.monotonic() - last_reconcile > 1.0:
                 service.reconcile(self.store)  # dead jobs must not hold slots
                 last_reconcile = time.monotonic()
             claimed = self.store.claim_slot(self.job_id, host, limit)
             if claimed is not None:
-                job = claimed
-                break
-            status = self.job().status
-            if status != "STARTING":
-                if status == "STOPPING":
+                self.log("INPROGRESS")
+                return claimed
+            current = self.job()
+            if current.supervisor_pid != self.pid:
+                self.log(f"taken over by supervisor pid {current.supervisor_pid}, whose compiler "
+                         "is loaded already")
+                return None
+            if current.status != "STARTING":
+                if current.status == "STOPPING":
                     self.settle_stopped()
-                return
+                return None
             if not queued:
-                self.log(f"queued: {limit} local job(s) may run at once (--max-parallel)")
+                self.log(f"queued: {limit} local job(s) may compile at once (--max-parallel)")
                 queued = True
             time.sleep(SLOT_POLL_S * (1 + random.random()))
-        self.log("INPROGRESS")
-        shutil.rmtree(self.stage, ignore_errors=True)
-        self.stage.mkdir(parents=True)
+
+    def load_compiler(self, job: JobRecord) -> None:
+        """Import the compiler (and the job's frontend) here, once: every worker forked from this
+        process starts with it loaded."""
+        framework = str(job.request["InputConfig"]["Framework"]).lower()
+        for module in ("neo.compiler", "neo.passes", "neo.codegen.build",
+                       f"neo.frontends.{framework}"):
+            if module in self.warm:
+                continue
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # the worker meets it again and reports it
+            self.warm.add(module)
+
+    def run_local(self, job: JobRecord) -> None:
+        """Compile the claimed (INPROGRESS) job in a forked worker and settle it."""
+        stage = self.stage
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        try:
+            self._run_local(job, stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _run_local(self, job: JobRecord, stage: Path) -> None:
+        self.load_compiler(job)
+        assert job.start_time is not None
+        deadline = job.start_time + job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        if self.stop_wanted():
+            self.settle_stopped()
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._worker(job)  # never returns
+            self._worker(job, stage)  # never returns
         try:
             os.setpgid(pid, pid)  # (the child does it too; whichever runs first)
         except OSError:
             pass
         self.store.update(self.job_id, worker=f"local pid {pid}")
-        assert job.start_time is not None
-        deadline = job.start_time + job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -217,10 +295,16 @@ class Supervisor:
                 self.fail(self.timeout_reason(job))
                 return
             time.sleep(POLL_S)
-        self.finish_local(job, status)
+        proc.kill_group(pid, signal.SIGKILL)  # anything the worker left running
+        self._status_checked = 0.0
+        if self.stop_wanted():  # `neo jobs stop` signalled the worker itself
+            service.cleanup(self.store, job)
+            self.settle_stopped()
+            return
+        self.finish_local(job, stage, status)
 
-    def finish_local(self, job: JobRecord, status: int) -> None:
-        result_file = self.stage / "result.json"
+    def finish_local(self, job: JobRecord, stage: Path, status: int) -> None:
+        result_file = stage / "result.json"
         result = json.loads(result_file.read_text()) if result_file.is_file() else None
         if result is None:
             if os.WIFSIGNALED(status):
@@ -255,7 +339,7 @@ class Supervisor:
         proc.kill_group(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
 
-    def _worker(self, job: JobRecord) -> None:
+    def _worker(self, job: JobRecord, stage: Path) -> None:
         """The forked worker: compile into the staging directory, write result.json, exit."""
         code = 1
         try:
@@ -272,17 +356,17 @@ class Supervisor:
             s3uri = job.request["InputConfig"]["S3Uri"]
             say(f"pid {os.getpid()}: compiling {s3uri}")
             try:
-                model = locations.fetch(s3uri, self.stage / "model")
+                model = locations.fetch(s3uri, stage / "model")
             except (OSError, NeoError) as e:
                 reason, rc = runner.failure_reason(
                     e if isinstance(e, NeoError) else
                     NeoError(f"cannot read the model {s3uri}: {e}"))
                 result: dict[str, Any] = {"ok": False, "reason": reason, "exit_code": rc}
             else:
-                result = runner.run_compile(job.request, job.execution, model, self.stage, say)
-            tmp = self.stage / "result.json.tmp"
+                result = runner.run_compile(job.request, job.execution, model, stage, say)
+            tmp = stage / "result.json.tmp"
             tmp.write_text(json.dumps(result))
-            os.replace(tmp, self.stage / "result.json")
+            os.replace(tmp, stage / "result.json")
             code = 0
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
@@ -343,12 +427,14 @@ class Supervisor:
             if not result["ok"]:
                 self.fail(result["reason"], result["exit_code"])
                 return
-            self.stage.mkdir(parents=True, exist_ok=True)
-            artifact = self.stage / job.execution["ArtifactName"]
+            stage = self.stage
+            stage.mkdir(parents=True, exist_ok=True)
+            artifact = stage / job.execution["ArtifactName"]
             artifact.write_bytes(result["artifact_bytes"])
             self.publish(self.job(), artifact, result["digest"], result["derived"])
         finally:
             client.close()
+            shutil.rmtree(self.stage, ignore_errors=True)
 
     def _follow(self, job: JobRecord, client, future, topic: str) -> bool | None:
         """Follow the task until it is done (True), or settle the job and return None: stopped,
