@@ -45,6 +45,7 @@ ATOL, RTOL, COND = 2e-5, 1e-4, 16.0
 LEVELS = (0, 1, 2, 3)
 WIDTHS = ("w128", "w256", "w512", "avx512")
 RUN_TIMEOUT = 120.0  # seconds per neo-run; qemu is slow
+BUILD_TIMEOUT = 600.0  # seconds per compile
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ def target_for(width: str):
 # -- verdicts ------------------------------------------------------------------------------------
 @dataclass
 class Failure:
-    kind: str  # frontend, pass, codegen, crash, oob-write, runtime, timeout, wrong, nan, reference
+    # frontend, pass, codegen, compiler-crash, crash, oob-write, runtime, timeout, wrong, nan,
+    # reference
+    kind: str
     config: Config | None
     message: str
 
@@ -325,16 +328,55 @@ class StageError(Exception):
         self.stage = stage
 
 
+def build_isolated(model, cfg: Config, out: Path) -> Failure | None:
+    """build() in a forked child: an LLVM assertion (llvmlite is built with them) or a crash in
+    the compiler is a `compiler-crash` verdict instead of the end of the fuzzer."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        try:
+            build(model, cfg, out)
+            send.send(("ok", ""))
+        except StageError as e:
+            send.send((e.stage, _one_line(str(e))))
+        except BaseException as e:  # noqa: BLE001
+            send.send(("codegen", _one_line(f"{type(e).__name__}: {e}")))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    send.close()
+    try:
+        stage, msg = recv.recv() if recv.poll(BUILD_TIMEOUT) else ("timeout", "")
+    except EOFError:
+        stage, msg = "died", ""
+    proc.join(5 if stage != "timeout" else 0)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if stage == "ok":
+        return None
+    if stage in ("died", "timeout"):
+        code = proc.exitcode
+        how = (f"died of {signal.Signals(-code).name}" if code is not None and code < 0 else
+               f"exited with {code}" if stage == "died" else f"ran over {BUILD_TIMEOUT:g} s")
+        return Failure("compiler-crash", cfg, f"the compiler {how} (an LLVM assertion or a "
+                                              "crash in codegen)")
+    return Failure(stage, cfg, msg)
+
+
 def run_config(model, feeds, cfg: Config, work: Path) -> tuple[list[np.ndarray] | None,
                                                                 Failure | None]:
     from neo.errors import NeoRuntimeError
     from neo.run import run_artifact
 
     out = work / str(cfg)
-    try:
-        build(model, cfg, out)
-    except StageError as e:
-        return None, Failure(e.stage, cfg, _one_line(str(e)))
+    fail = build_isolated(model, cfg, out)
+    if fail is not None:
+        return None, fail
     try:
         _, outs, _ = run_artifact(out, feeds, check=True, timeout=RUN_TIMEOUT)
     except NeoRuntimeError as e:
@@ -370,8 +412,8 @@ def references(model, feeds) -> tuple[References | None, Failure | None, list[st
             i32 = [np.asarray(a) for a in interpret(g, feeds)]
             g64, feeds64 = to_float64(g), _feeds64(feeds)
             f64 = [np.asarray(a) for a in interpret(g64, feeds64)]
-            cond = [np.abs(a.astype(np.float64) - f) if f.dtype.kind == "f" else np.zeros(f.shape)
-                    for a, f in zip(i32, f64)]
+            cond = [np.asarray(np.abs(a.astype(np.float64) - f)) if f.dtype.kind == "f"
+                    else np.zeros(f.shape) for a, f in zip(i32, f64)]
             for seed in (1, 2):
                 for c, a, f in zip(cond, interpret_perturbed(g64, feeds64, seed), f64):
                     if f.dtype.kind == "f":
