@@ -147,7 +147,7 @@ def test_six_jobs_on_two_workers_one_lost_mid_job(cluster, jobs_env, digits):
 
 def test_stop_cancels_the_dask_task(cluster, jobs_env):
     scheduler, _ = cluster
-    chain = tj.conv_chain(jobs_env.root / "chain.onnx", 18, layers=8)
+    chain = tj.conv_chain(jobs_env.root / "chain.onnx", 18, layers=6)
     p = jobs_env.neo("jobs", "create", "--name", "cancel-me", "--model", chain, "--framework",
                      "onnx", "--target", "arm64", "--output", "out", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")

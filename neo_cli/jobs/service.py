@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -139,19 +140,75 @@ def create(store: JobStore, spec: JobSpec) -> JobRecord:
         fh.write(f"{_stamp()} [create] job {job.name} ({job.backend} backend) in {store.path}\n")
         fh.writelines(f"{_stamp()} [create] note: {note}\n" for note in spec.notes)
     try:
-        with open(log, "ab") as fh:
-            # A new session: no terminal, no SIGHUP when the shell that ran `create` goes away.
-            p = subprocess.Popen([sys.executable, "-m", "neo.jobs.supervisor", str(store.path),
-                                  str(job.id)], stdin=subprocess.DEVNULL, stdout=fh,
-                                 stderr=subprocess.STDOUT, cwd=jdir, start_new_session=True,
-                                 close_fds=True)
+        pid = _start_supervisor(store, job.id, log, jdir)
     except OSError as e:
         store.transition(job.id, ("STARTING",), "FAILED", exit_code=1,
                          failure_reason=f"InternalError: cannot start the supervisor: {e}")
         raise NeoError(f"job {job.name}: cannot start its supervisor process: {e}") from None
-    started = proc.start_time(p.pid)
-    store.set_supervisor(job.id, p.pid, started)
+    store.set_supervisor(job.id, pid, proc.start_time(pid))
     return store.get_by_id(job.id) or job
+
+
+def _start_supervisor(store: JobStore, job_id: int, log: Path, jdir: Path) -> int:
+    """Start the job's supervisor, detached: its own session (no terminal, no SIGHUP when the
+    shell that ran `create` goes away), output to the job's log, not a child of this process.
+
+    Where fork exists the supervisor is this process, forked twice: it inherits what `create`
+    has loaded already (the frontend that checked the model), which saves a second interpreter
+    start and import. Elsewhere it is `python -m neo.jobs.supervisor`."""
+    if not hasattr(os, "fork"):
+        with open(log, "ab") as fh:
+            p = subprocess.Popen([sys.executable, "-m", "neo.jobs.supervisor", str(store.path),
+                                  str(job_id)], stdin=subprocess.DEVNULL, stdout=fh,
+                                 stderr=subprocess.STDOUT, cwd=jdir, start_new_session=True)
+        return p.pid
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the first child: fork the supervisor, tell its pid, leave
+        code = 1
+        try:
+            os.close(r)
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(w)
+                _become_supervisor(store, job_id, log, jdir)  # never returns
+            os.write(w, str(grandchild).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(child, 0)
+    if not data:
+        raise OSError("the supervisor process could not be forked")
+    return int(data)
+
+
+def _become_supervisor(store: JobStore, job_id: int, log: Path, jdir: Path) -> None:
+    code = 1
+    try:
+        os.setsid()
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+        os.chdir(jdir)
+        from .supervisor import Supervisor
+
+        code = Supervisor(JobStore(store.path), job_id).run()
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _stamp() -> str:
