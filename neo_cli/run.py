@@ -114,6 +114,7 @@ def run_artifact(art: Path, feeds: dict[str, np.ndarray], threads: int | None = 
                      "run its neo-run there")
         prefix = qemu
         info["emulator"] = qemu[0]
+        info["emulator_command"] = qemu  # with qemu's -cpu where the target needs one
     for name in ("neo-run", "libneort.so"):
         if not (art / name).is_file():
             raise NeoRuntimeError(f"compiled artifact {art} is missing {name}",

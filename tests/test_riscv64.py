@@ -81,6 +81,20 @@ def test_cli_compiles_and_runs_riscv64(small_cnn, tmp_path, require_qemu):
     assert np.abs(out_y - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
+def test_neo_targets_lists_riscv64():
+    proc = subprocess.run([sys.executable, "-m", "neo", "targets"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.strip()}
+    assert rows["riscv64"][1:4] == ["riscv64-unknown-linux-gnu", "generic-rv64", "32-bit"]
+    assert rows["rv64gcv"][1:4] == ["riscv64-unknown-linux-gnu", "generic-rv64", "128-bit"]
+    proc = subprocess.run([sys.executable, "-m", "neo", "targets", "--json"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    targets = {t["name"]: t for t in json.loads(proc.stdout)["targets"]}
+    assert targets["rv64gcv"]["features"] == "+m,+a,+f,+d,+c,+v"
+    assert (targets["riscv64"]["os"], targets["riscv64"]["abi"]) == ("linux", "gnu")
+
+
 # -- scalar and two-lane kernels, natively -------------------------------------------------------
 
 NARROW = (32, 64)
