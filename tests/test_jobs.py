@@ -555,6 +555,14 @@ def test_invalid_jobs_are_refused_at_create(jobs_env: JobsEnv, digits: Path, doc
     assert not jobs_env.store_path.exists() or jobs_env.store.query() == []
 
 
+def test_an_unusable_store_is_one_line_and_exit_2(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    env = {**os.environ, "NEO_JOB_STORE": str(tmp_path / "notes.txt")}
+    assert_one_error(neo("jobs", "list", env=env), 2, "is not a neo job store")
+    p = neo("jobs", "describe", "x", "--store", tmp_path / "notes.txt" / "jobs.db", env=env)
+    assert_one_error(p, 2, "cannot open the job store")
+
+
 # -- locations -----------------------------------------------------------------------------------
 
 

@@ -1,10 +1,13 @@
 """`neo jobs --backend dask` on a real Dask cluster: a scheduler and two workers started here on
 127.0.0.1 (separate processes, stopped at the end), jobs created through the CLI.
 
-Six jobs run across the two workers; the worker running the longest one is killed with SIGKILL
-mid-compile, and that job is retried once on the other worker (Attempts 2) and completes. Every
-artifact is byte-identical to a compile of the same job on this machine. A stopped job cancels its
-task and leaves nothing in its output location.
+One test in phases, so that pytest-xdist cannot start a second cluster on this 2-core budget:
+1. Six jobs run across the two workers; the worker running the longest one is killed with SIGKILL
+   mid-compile, and that job is retried once on the other worker (Attempts 2) and completes.
+   Every artifact is byte-identical to a compile of the same job on this machine.
+2. A stopped job cancels its task and leaves nothing in its output location.
+3. A job whose worker is lost twice (a third worker joins, both are killed in turn) FAILS with
+   WorkerLost naming both.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ digits = tj.digits
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """(scheduler address, {worker name: (address, Popen)}): `dask scheduler` and two `dask worker`
-    processes (one thread each, no nanny, so a killed worker stays dead)."""
+    """(scheduler address, {worker name: (address, Popen)}, add_worker(name)): `dask scheduler`
+    and two `dask worker` processes (one thread each, no nanny, so a killed worker stays dead)."""
     if in_ci():  # CI installs dask (the test extra): a skip there would hide the backend
         import distributed
     else:
@@ -60,7 +63,22 @@ def cluster(tmp_path_factory):
             address = client.scheduler.address
             info = client.scheduler_info()["workers"]
         by_name = {w["name"]: addr for addr, w in info.items()}
-        yield address, {n: (by_name[n], p) for n, p in workers.items()}
+
+        def add_worker(name: str) -> tuple[str, subprocess.Popen]:
+            p = start("dask_worker", "--scheduler-file", str(sfile), "--host", "127.0.0.1",
+                      "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name,
+                      log=f"{name}.log")
+            with distributed.Client(scheduler_file=str(sfile), timeout=60) as client:
+                end = time.monotonic() + 60
+                while True:
+                    found = [a for a, w in client.scheduler_info()["workers"].items()
+                             if w["name"] == name]
+                    if found:
+                        return found[0], p
+                    assert time.monotonic() < end, (root / f"{name}.log").read_text()
+                    time.sleep(0.2)
+
+        yield address, {n: (by_name[n], p) for n, p in workers.items()}, add_worker
     finally:
         for p in procs:
             if p.poll() is None:
@@ -85,9 +103,11 @@ def _local_compile(job: dict, tmp: Path) -> bytes:
     return Path(res["artifact_file"]).read_bytes()
 
 
-def test_six_jobs_on_two_workers_one_lost_mid_job(cluster, jobs_env, digits):
-    scheduler, workers = cluster
+def test_dask_backend(cluster, jobs_env, digits):
+    scheduler, workers, add_worker = cluster
     root = jobs_env.root
+
+    # -- 1. six jobs on two workers, one worker lost mid-job --------------------------------
     chain = tj.conv_chain(root / "chain.onnx", 22, layers=5)
     jobs = {  # name -> (model, target, shape)
         "chain-arm64": (chain, "arm64", None),
@@ -97,6 +117,7 @@ def test_six_jobs_on_two_workers_one_lost_mid_job(cluster, jobs_env, digits):
         "digits-pi4": (digits, "rasp4b", tj.DIGITS_SHAPE),
         "digits-graviton": (digits, "ml_c6g", tj.DIGITS_SHAPE),
     }
+
     def create(name: str) -> subprocess.Popen:
         model, target, shape = jobs[name]
         args = [sys.executable, "-m", "neo", "jobs", "create", "--name", name, "--model",
@@ -144,12 +165,10 @@ def test_six_jobs_on_two_workers_one_lost_mid_job(cluster, jobs_env, digits):
     assert described["digits-pi4"]["ModelArtifacts"]["S3ModelArtifacts"].endswith(
         "digits-rasp4b.tar.gz")
 
-
-def test_stop_cancels_the_dask_task(cluster, jobs_env):
-    scheduler, _ = cluster
-    chain = tj.conv_chain(jobs_env.root / "chain.onnx", 18, layers=6)
+    # -- 2. stop cancels the task ------------------------------------------------------------
+    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=6)
     p = jobs_env.neo("jobs", "create", "--name", "cancel-me", "--model", chain, "--framework",
-                     "onnx", "--target", "arm64", "--output", "out", "--backend", "dask",
+                     "onnx", "--target", "arm64", "--output", "out-cancel", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")
     assert p.returncode == 0, tj.show(p)
     jobs_env.poll("cancel-me", lambda j: j.status == "INPROGRESS", timeout=120)
@@ -157,4 +176,24 @@ def test_stop_cancels_the_dask_task(cluster, jobs_env):
     w = jobs_env.neo("jobs", "wait", "cancel-me", "--timeout", "60")
     tj.assert_one_error(w, 11, "STOPPED")
     assert "task cancelled" in jobs_env.neo("jobs", "logs", "cancel-me").stdout
-    assert tj.files_in(jobs_env.root / "out") == []
+    assert tj.files_in(root / "out-cancel") == []
+
+    # -- 3. a worker lost a second time fails the job ------------------------------------------
+    alive = {survivor: workers[next(n for n in workers if n != victim)][1]}
+    address, proc3 = add_worker("w3")
+    alive[address] = proc3
+    chain = tj.conv_chain(root / "chain3.onnx", 16, layers=6)
+    p = jobs_env.neo("jobs", "create", "--name", "unlucky", "--model", chain, "--framework",
+                     "onnx", "--target", "arm64", "--output", "out-unlucky", "--backend", "dask",
+                     "--scheduler", scheduler, "--no-cache")
+    assert p.returncode == 0, tj.show(p)
+    killed = []
+    for attempt in (1, 2):
+        job = jobs_env.poll("unlucky", lambda j, a=attempt: j.status == "INPROGRESS"
+                            and j.attempts == a, timeout=120)
+        alive.pop(job.worker).send_signal(signal.SIGKILL)
+        killed.append(job.worker)
+    w = jobs_env.neo("jobs", "wait", "unlucky", "--timeout", "60")
+    line = tj.assert_one_error(w, 10, "WorkerLost")
+    assert f"Dask workers {killed[0]} and {killed[1]} were lost" in line, line
+    assert tj.files_in(root / "out-unlucky") == []

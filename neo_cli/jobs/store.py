@@ -72,7 +72,10 @@ class ResourceNotFound(UsageError):
 
 
 class JobStoreError(NeoError):
-    """The store cannot be opened or stays locked (exit 1: not the user's input)."""
+    """The store cannot be opened, is not a job store, or stays locked: exit 2, as for any
+    unusable input (pick another with --store)."""
+
+    exit_code = 2
 
 
 @dataclass

@@ -438,11 +438,28 @@ class Supervisor:
 
     def _follow(self, job: JobRecord, client, future, topic: str) -> bool | None:
         """Follow the task until it is done (True), or settle the job and return None: stopped,
-        timed out, or lost its worker more than once."""
-        workers: list[str] = []
+        timed out, or its worker lost a second time."""
+        workers: list[str] = []  # the worker of each attempt, from the task's start events
+        lost: list[str] = []
+        running_on: str | None = None
         seen = 0
         deadline = None
+        checked = time.monotonic()
         limit = job.request["StoppingCondition"]["MaxRuntimeInSeconds"]
+
+        def lose(worker: str) -> bool:
+            """Record a lost worker; True when that was one loss too many (the job failed)."""
+            if worker in lost:
+                return False
+            lost.append(worker)
+            self.log(f"worker {worker} was lost while compiling (attempt {len(workers)})")
+            if len(lost) < MAX_DASK_ATTEMPTS:
+                return False
+            future.cancel()
+            self.fail(f"WorkerLost: Dask workers {' and '.join(lost)} were lost while compiling "
+                      "this job (it is retried once)")
+            return True
+
         while True:
             if self.stop_wanted():
                 future.cancel()
@@ -454,6 +471,7 @@ class Supervisor:
             for when, msg in events[seen:]:
                 if msg.get("event") == "start":
                     workers.append(msg["worker"])
+                    running_on = msg["worker"]
                     if len(workers) == 1:
                         started = self.store.transition(self.job_id, ("STARTING",), "INPROGRESS",
                                                         start_time=time.time(), attempts=1,
@@ -463,21 +481,23 @@ class Supervisor:
                         assert started.start_time is not None
                         deadline = started.start_time + limit
                         self.log(f"INPROGRESS on worker {msg['worker']} (pid {msg['pid']})")
-                    else:
-                        self.log(f"worker {workers[-2]} was lost while compiling; the scheduler "
-                                 f"started the task again on {msg['worker']} (attempt "
-                                 f"{len(workers)})")
-                        self.store.update(self.job_id, attempts=len(workers), worker=msg["worker"])
-                        if len(workers) > MAX_DASK_ATTEMPTS:
-                            future.cancel()
-                            self.fail(f"WorkerLost: workers {', '.join(workers[:-1])} were lost "
-                                      "while compiling this job (it is retried once)")
-                            return None
+                        continue
+                    if lose(workers[-2]):
+                        return None
+                    self.log(f"the scheduler started the task again on {msg['worker']} "
+                             f"(attempt {len(workers)})")
+                    self.store.update(self.job_id, attempts=len(workers), worker=msg["worker"])
                 elif msg.get("event") == "log":
                     self.log(msg.get("line", ""), msg.get("worker", "worker"), when)
             seen = len(events)
             if done:
                 return True
+            if running_on is not None and time.monotonic() - checked > 1.0:
+                checked = time.monotonic()
+                if running_on not in client.scheduler_info()["workers"]:
+                    if lose(running_on):
+                        return None
+                    running_on = None  # until the scheduler starts it elsewhere
             if deadline is not None and time.time() > deadline:
                 future.cancel()
                 self.fail(self.timeout_reason(job))
