@@ -463,9 +463,9 @@ class Binary(Op):
         if k == "Pow" and not (x.lo > 0.05 and x.hi < 10):
             raise Invalid("pow base")
         operands = [x, *others]
-        if p.get("swap") and len(operands) == 2:
+        if p.get("swap") and len(operands) == 2 and k != "Div":  # the divisor stays bounded
             operands = operands[::-1]
-        shape = x.shape
+        shape = operands[0].shape
         for o in operands[1:]:
             shape = broadcast(shape, o.shape)
         if k == "PRelu" and shape != x.shape:
@@ -860,6 +860,12 @@ class Resize(Op):
             lo, hi = min(lo, -m), max(hi, m)
         if use_axes:
             attrs["axes"] = list(range(2, r))
+        if p["coord"] == "align_corners" and p["by"] == "scales" and any(
+                float(np.float32(n) * np.float32(f)) != full[2 + i]
+                for i, (n, f) in enumerate(zip(x.shape[2:], sc))):
+            # the ONNX reference (and neo) map by the unrounded length scale * n, onnxruntime
+            # and PyTorch by the output size floor(scale * n)
+            e.ambiguous.append("align_corners resize with a fractional scaled length")
         if p["mode"] == "nearest" and (p["by"] == "sizes" or p["coord"] in (
                 "tf_crop_and_resize", "align_corners", "half_pixel_symmetric")):
             # The source coordinate of a nearest neighbour can fall on a .5 tie that the spec
@@ -1755,6 +1761,8 @@ class ChannelNorm(Op):
             out = e.one(k, [x.name], axis=p["axis"], p=p["p"])
             return [Val(out, x.shape, -1.0, 1.0)]
         out = e.one(k, [x.name], axes=p["axes"])
+        # onnxruntime divides by sqrt(var) without the spec's epsilon: NaN on a constant row
+        e.ambiguous.append("MeanVarianceNormalization: onnxruntime has no epsilon")
         b = math.sqrt(math.prod(x.shape[a] for a in p["axes"])) + 1
         return [Val(out, x.shape, -b, b)]
 
