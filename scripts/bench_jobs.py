@@ -122,9 +122,10 @@ class Cluster:
 
 
 def _preload() -> None:
-    import neo.compiler  # noqa: F401
-    import neo.frontends.onnx  # noqa: F401
-    import neo.jobs.runner  # noqa: F401
+    import importlib
+
+    for module in ("neo.compiler", "neo.frontends.onnx", "neo.jobs.runner"):
+        importlib.import_module(module)
 
 
 def latency(root: Path, model: Path, repeat: int) -> tuple[float, float]:
