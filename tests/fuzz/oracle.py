@@ -328,44 +328,66 @@ class StageError(Exception):
         self.stage = stage
 
 
-def build_isolated(model, cfg: Config, out: Path) -> Failure | None:
-    """build() in a forked child: an LLVM assertion (llvmlite is built with them) or a crash in
-    the compiler is a `compiler-crash` verdict instead of the end of the fuzzer."""
-    import multiprocessing
-    import signal
+class Builder:
+    """The compiler in a process of its own (fuzz/builder.py: started once, started again after
+    it dies), so that an LLVM assertion (llvmlite is built with them) or a crash in codegen is a
+    `compiler-crash` verdict instead of the end of the fuzzer."""
 
-    ctx = multiprocessing.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
+    def __init__(self):
+        self.proc = None
 
-    def child():
+    def _start(self) -> None:
+        import os
+        import subprocess
+        import sys
+
+        tests = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (tests, os.environ.get("PYTHONPATH", "")) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fuzz.builder"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
+        self.proc = None
+        return code
+
+    def build(self, model, cfg: Config, out: Path) -> Failure | None:
+        import pickle
+        import select
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self._stop()
+            self._start()
         try:
-            build(model, cfg, out)
-            send.send(("ok", ""))
-        except StageError as e:
-            send.send((e.stage, _one_line(str(e))))
-        except BaseException as e:  # noqa: BLE001
-            send.send(("codegen", _one_line(f"{type(e).__name__}: {e}")))
+            pickle.dump((model.SerializeToString(), cfg.level, cfg.width, str(out)),
+                        self.proc.stdin)
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], BUILD_TIMEOUT)
+            if not ready:
+                self._stop()
+                return Failure("compiler-crash", cfg, f"the compiler ran over {BUILD_TIMEOUT:g} s")
+            stage, msg = pickle.load(self.proc.stdout)
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError):
+            code = self._stop()
+            how = (f"died of {signal.Signals(-code).name}" if code is not None and code < 0
+                   else f"exited with {code}")
+            return Failure("compiler-crash", cfg, f"the compiler {how} (an LLVM assertion or a "
+                                                  "crash in codegen)")
+        return None if stage == "ok" else Failure(stage, cfg, msg)
 
-    proc = ctx.Process(target=child)
-    proc.start()
-    send.close()
-    try:
-        stage, msg = recv.recv() if recv.poll(BUILD_TIMEOUT) else ("timeout", "")
-    except EOFError:
-        stage, msg = "died", ""
-    proc.join(5 if stage != "timeout" else 0)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if stage == "ok":
-        return None
-    if stage in ("died", "timeout"):
-        code = proc.exitcode
-        how = (f"died of {signal.Signals(-code).name}" if code is not None and code < 0 else
-               f"exited with {code}" if stage == "died" else f"ran over {BUILD_TIMEOUT:g} s")
-        return Failure("compiler-crash", cfg, f"the compiler {how} (an LLVM assertion or a "
-                                              "crash in codegen)")
-    return Failure(stage, cfg, msg)
+
+_BUILDER = Builder()
+
+
+def build_isolated(model, cfg: Config, out: Path) -> Failure | None:
+    return _BUILDER.build(model, cfg, out)
 
 
 def run_config(model, feeds, cfg: Config, work: Path) -> tuple[list[np.ndarray] | None,
