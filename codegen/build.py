@@ -95,6 +95,10 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
             raise CodegenError(f"node {n.origin or n.name} (op {n.op}): no kernel lowering for "
                                f"{n.op}; it is not supported by codegen yet")
         func = f"neo_k{i}_{_sanitize(describe(n))}"
+        for m in n.attrs["body"].nodes:  # kernels compute channels-first data (passes/layout.py)
+            if m.attrs.get("layout", "NCHW") != "NCHW":
+                raise CodegenError(f"node {m.origin or m.name} ({m.op}) is {m.attrs['layout']}; "
+                                   "the convert_layout pass must run before codegen")
         try:
             info = lower_node(module, n, func, target.vector_bits)
         except (NotImplementedError, LoweringError) as e:

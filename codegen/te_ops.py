@@ -393,8 +393,16 @@ for _k in ("sum", "mean", "max", "min", "prod"):
     register(f"reduce_{_k}")(_reduce(_k))
 
 
+def channels_first(attrs, op: str) -> None:
+    """Kernels compute channels-first data; passes/layout.py converts the rest before codegen."""
+    if attrs.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError(f"{op} in layout {attrs['layout']} reached codegen; the "
+                                  "convert_layout pass makes every conv and pool NCHW first")
+
+
 def _pool(kind):
     def compute(attrs, out, ins, ctx):
+        channels_first(attrs, f"{kind}_pool")
         x = ins[0]
         k = tuple(attrs["kernel"])
         nsp = len(k)
@@ -449,6 +457,7 @@ register("avg_pool")(_pool("avg"))
 # -- convolution / matmul fallbacks (direct, for shapes the GEMM kernels do not take) ----------
 @register("conv")
 def _conv(attrs, out, ins, ctx):
+    channels_first(attrs, "conv")
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     g = attrs["groups"]
@@ -513,6 +522,7 @@ def batch_shape(out_shape, ar, br):
 
 @register("conv_transpose")
 def _conv_transpose(attrs, out, ins, ctx):
+    channels_first(attrs, "conv_transpose")
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     g = attrs["groups"]

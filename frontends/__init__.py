@@ -21,8 +21,9 @@ class Frontend(Protocol):
         """The model's inputs: (name, shape with None for dynamic dims, dtype name)."""
 
     def load(self, path: str | Path, shapes: dict[str, tuple[int, ...]] | None, *,
-             options=None) -> ir.Graph:
-        """The model as an IR graph with the given static input shapes."""
+             options=None, const_inputs=None) -> ir.Graph:
+        """The model as an IR graph with the given static input shapes; the inputs named in
+        `const_inputs` (name -> numpy array) are constants of those values instead."""
 
     def inspect(self, path: str | Path) -> dict:
         """A summary for `neo inspect`: inputs, outputs, op histogram, unsupported ops."""
@@ -42,11 +43,11 @@ class OnnxFrontend:
 
         return onnx_dim_params(path)
 
-    def load(self, path, shapes=None, *, model_name: str = "", options=None):
+    def load(self, path, shapes=None, *, model_name: str = "", options=None, const_inputs=None):
         from .onnx import import_onnx
 
         del options  # ONNX declares its input dtypes; no compiler option applies
-        return import_onnx(path, shapes, model_name=model_name)
+        return import_onnx(path, shapes, model_name=model_name, const_inputs=const_inputs)
 
     def inspect(self, path):
         from .onnx import inspect_onnx

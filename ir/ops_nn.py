@@ -34,6 +34,48 @@ def _spatial(attrs, nsp):
     return strides, dil, pads
 
 
+# -- data layout ----------------------------------------------------------------------------------
+# Convolutions and pools carry the layout of their data (input and output): "NCHW", channels
+# first, or "NHWC", channels last (the names stand for any number of spatial dims: NCW/NWC,
+# NCDHW/NDHWC). Weights are always OIHW (conv) / IOHW (conv_transpose). Kernels compute
+# channels first; passes/layout.py converts the others and cancels the transposes that makes.
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def to_channels_first(rank: int) -> tuple[int, ...]:
+    """The transpose perm from channels-last to channels-first data."""
+    return (0, rank - 1) + tuple(range(1, rank - 1))
+
+
+def to_channels_last(rank: int) -> tuple[int, ...]:
+    """The transpose perm from channels-first to channels-last data."""
+    return (0,) + tuple(range(2, rank)) + (1,)
+
+
+def _layout_aware(infer, reference):
+    """infer and reference for any layout, from channels-first ones."""
+
+    def layout_infer(attrs, types):
+        layout = attrs.get("layout", "NCHW")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+        if layout == "NCHW" or types[0].rank < 3:
+            return infer(attrs, types)
+        x = types[0]
+        first = TensorType(tuple(x.shape[i] for i in to_channels_first(x.rank)), x.dtype)
+        outs = infer(attrs, [first, *types[1:]])
+        return [TensorType(tuple(o.shape[i] for i in to_channels_last(o.rank)), o.dtype)
+                for o in outs]
+
+    def layout_reference(attrs, x, *rest):
+        if attrs.get("layout", "NCHW") == "NCHW":
+            return reference(attrs, x, *rest)
+        y = reference(attrs, np.transpose(x, to_channels_first(x.ndim)), *rest)
+        return np.ascontiguousarray(np.transpose(y, to_channels_last(y.ndim)))
+
+    return layout_infer, layout_reference
+
+
 # -- conv ---------------------------------------------------------------------------------------
 def _conv_infer(attrs, types):
     x, w = types[0], types[1]
@@ -87,8 +129,9 @@ def conv_reference(attrs, x, w, b=None):
     return out.astype(x.dtype)
 
 
-define_op("conv", FusionKind.OUT_ELEMWISE_FUSABLE, _conv_infer, conv_reference, inputs=(2, 3),
-          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1})
+define_op("conv", FusionKind.OUT_ELEMWISE_FUSABLE, *_layout_aware(_conv_infer, conv_reference),
+          inputs=(2, 3),
+          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1, "layout": "NCHW"})
 
 
 # -- conv_transpose ---------------------------------------------------------------------------
@@ -139,9 +182,10 @@ def conv_transpose_reference(attrs, x, w, b=None):
     return out.astype(x.dtype)
 
 
-define_op("conv_transpose", FusionKind.OPAQUE, _convt_infer, conv_transpose_reference,
-          inputs=(2, 3), attrs={"strides": None, "pads": None, "dilations": None, "groups": 1,
-                                "output_padding": None})
+define_op("conv_transpose", FusionKind.OPAQUE,
+          *_layout_aware(_convt_infer, conv_transpose_reference), inputs=(2, 3),
+          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1,
+                 "output_padding": None, "layout": "NCHW"})
 
 
 # -- matmul -------------------------------------------------------------------------------------
@@ -175,7 +219,7 @@ define_op("matmul", FusionKind.OUT_ELEMWISE_FUSABLE, _matmul_infer, _matmul_ref,
 
 # -- pooling ------------------------------------------------------------------------------------
 _POOL_ATTRS = {"kernel": None, "strides": None, "pads": None, "dilations": None, "ceil_mode": 0,
-               "count_include_pad": 0}
+               "count_include_pad": 0, "layout": "NCHW"}
 
 
 def _pool_infer(attrs, types):
@@ -223,10 +267,10 @@ def _pool_reference(attrs, x, kind):
     return (total / np.maximum(count, 1)).astype(x.dtype)
 
 
-define_op("max_pool", FusionKind.REDUCTION, _pool_infer,
-          lambda attrs, x: _pool_reference(attrs, x, "max"), attrs=_POOL_ATTRS)
-define_op("avg_pool", FusionKind.REDUCTION, _pool_infer,
-          lambda attrs, x: _pool_reference(attrs, x, "avg"), attrs=_POOL_ATTRS)
+define_op("max_pool", FusionKind.REDUCTION, *_layout_aware(
+    _pool_infer, lambda attrs, x: _pool_reference(attrs, x, "max")), attrs=_POOL_ATTRS)
+define_op("avg_pool", FusionKind.REDUCTION, *_layout_aware(
+    _pool_infer, lambda attrs, x: _pool_reference(attrs, x, "avg")), attrs=_POOL_ATTRS)
 
 
 # -- normalization, softmax ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ class CompileOptions:
     debug: bool = False
     dump_ir: Path | None = None
     use_cache: bool = True  # reuse the artifact of an unchanged model (neo_cli/artifact_cache.py)
+    const_inputs: dict[str, Path] = field(default_factory=dict)  # --const-input NAME=FILE.npy
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -46,6 +47,32 @@ def _frontend(name: str):
             f"--framework {name}: not supported yet (its frontend is not written); the input "
             "shapes were valid", hint=f"frameworks supported now: {supported}")
     return fe
+
+
+def _load_const_inputs(opts: CompileOptions, names: list[str]) -> dict:
+    """--const-input NAME=FILE.npy: the arrays, by input name (checked against the model)."""
+    import numpy as np
+
+    out = {}
+    for name, path in opts.const_inputs.items():
+        if name not in names:
+            raise UsageError(f"--const-input {name}: the model has no input of that name; its "
+                             f"inputs: {', '.join(names)}")
+        path = Path(opts.workdir, path)
+        try:
+            out[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--const-input {name}: cannot read {path} as a .npy array: "
+                             f"{e}") from None
+    if out and len(out) == len(names):
+        raise UsageError("--const-input fixes every input of the model; leave at least one")
+    return out
+
+
+def _digest(arr) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
 def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None) -> dict:
@@ -63,7 +90,10 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         model_path = src.path
         # frontends that know named dynamic dims (ONNX dim_param) say so: shared names must agree
         dim_names = fe.dim_names(model_path) if hasattr(fe, "dim_names") else {}
-        declared = [ModelInput(n, s, d, dim_names.get(n)) for n, s, d in fe.inputs(model_path)]
+        inputs = fe.inputs(model_path)
+        consts = _load_const_inputs(opts, [n for n, _, _ in inputs])
+        declared = [ModelInput(n, s, d, dim_names.get(n)) for n, s, d in inputs
+                    if n not in consts]
         shapes = bind_shapes(fw.name, spec, declared)
         for note in getattr(shapes, "notes", []):
             say(f"note: {note}")
@@ -75,7 +105,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                 [src.path, *src.files],
                 {"framework": fw.name, "shapes": {k: list(v) for k, v in shapes.items()},
                  "target": [target.name, target.triple, target.cpu, target.features],
-                 "compiler_options": opts.compiler_options, "opt_level": opts.opt_level})
+                 "compiler_options": opts.compiler_options, "opt_level": opts.opt_level,
+                 "const_inputs": {k: _digest(v) for k, v in consts.items()}})
             hit = artifact_cache.lookup(key)
             if hit is not None:
                 entry, cached = hit
@@ -87,7 +118,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                            timings={"total": round(time.perf_counter() - t_all, 4)})
                 return res
         say(f"loading {model_path.name} ({fw.name})")
-        graph = fe.load(model_path, dict(shapes), options=copts)
+        graph = fe.load(model_path, dict(shapes), options=copts,
+                        **({"const_inputs": consts} if consts else {}))
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
     from neo.ir.graph import IRError
@@ -119,6 +151,10 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         "options": {"opt_level": opts.opt_level,
                     "compiler_options": _jsonable(asdict(copts)) if copts else {}},
     }
+    if consts:  # the inputs compiled in (--const-input), with their values' digests
+        meta["options"]["const_inputs"] = {
+            k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _digest(v)}
+            for k, v in consts.items()}
     t = time.perf_counter()
     try:
         res = build_artifact(graph, target, Path(opts.output), meta, opts.opt_level, progress=say)

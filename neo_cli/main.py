@@ -103,10 +103,13 @@ def cli():
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write the graph after each pass here.")
 @click.option("--no-cache", is_flag=True,
               help="Compile even if this model was compiled before with the same options.")
+@click.option("--const-input", "const_inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="Compile with this input fixed to the array's values (shape-like operands, "
+                   "If conditions, a sample rate); the artifact no longer takes it.")
 @_common
 @_guard
 def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
-                output, opt_level, dump_ir, no_cache, json_out, verbose, debug):
+                output, opt_level, dump_ir, no_cache, const_inputs, json_out, verbose, debug):
     """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
     compiled.meta and the target's runtime)."""
     ctx = _setup(json_out, verbose, debug)
@@ -120,13 +123,26 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
     opts = CompileOptions(framework=framework, shape=shape, target=target,
                           target_platform=target_platform, compiler_options=compiler_options,
                           output=output, model=model_arg or model_opt, opt_level=opt_level,
-                          debug=debug, dump_ir=dump_ir, use_cache=not no_cache)
+                          debug=debug, dump_ir=dump_ir, use_cache=not no_cache,
+                          const_inputs=_const_inputs(const_inputs))
     res = compile_model(opts, ctx.log)
     t = res["timings"]
     ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
     ctx.log(f"wrote {res['output']} ({res['kernels']} kernels, {res['params_nbytes']} bytes of "
             f"params, workspace {res['workspace_nbytes']} bytes) in {t['total']:.1f}s")
     _emit(ctx, res, "")  # quiet by default: the artifact is the result
+
+
+def _const_inputs(specs: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--const-input {spec!r}: expected NAME=FILE.npy")
+        if name in out:
+            raise UsageError(f"--const-input {name} given twice")
+        out[name] = Path(path)
+    return out
 
 
 @cli.command("run")

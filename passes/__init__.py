@@ -13,6 +13,7 @@ from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv
 from .conv_padding import make_conv_padding_explicit
 from .decompose import decompose_softmax
 from .fusion import fuse_operators
+from .layout import convert_layout
 from .winograd import winograd_convs
 
 Pass = Callable[[Graph], Graph]
@@ -21,10 +22,11 @@ Pass = Callable[[Graph], Graph]
 def pipeline(opt_level: int) -> list[Pass]:
     """The passes `neo compile --opt-level N` runs, in order."""
     if opt_level <= 0:
-        # No optimization: only what codegen requires (no BN/softmax kernels of their own; every
-        # op its own kernel).
-        return [decompose_batchnorm, decompose_softmax, eliminate_dead_code, fuse_nothing]
-    passes: list[Pass] = [fold_constants, simplify, eliminate_dead_code]
+        # No optimization: only what codegen requires (channels-first convs and pools, no
+        # BN/softmax kernels of their own; every op its own kernel).
+        return [convert_layout, decompose_batchnorm, decompose_softmax, eliminate_dead_code,
+                fuse_nothing]
+    passes: list[Pass] = [convert_layout, fold_constants, simplify, eliminate_dead_code]
     if opt_level >= 1:
         passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
@@ -69,6 +71,7 @@ def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
 
 
 __all__ = [
+    "convert_layout",
     "decompose_batchnorm",
     "decompose_softmax",
     "eliminate_dead_code",

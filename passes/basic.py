@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from neo.ir import Graph, Node, run_reference
-
 from neo.ir.rewrite import Rewriter, rewrite
 
 # Folding a node whose inputs are all constant must not blow the params up: an `expand` or a

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from neo.ir import Graph, Node
-
 from neo.ir.rewrite import Rewriter, rewrite
 
 

@@ -4,7 +4,6 @@ plain (or strided) vector loads and scalar broadcasts."""
 from __future__ import annotations
 
 from neo.ir import Graph, Node
-
 from neo.ir.rewrite import Rewriter, rewrite
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from neo.ir import Graph, Node
-
 from neo.ir.rewrite import Rewriter, rewrite
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from neo.ir import Graph, Node
 from neo.ir.ops_nn import _spatial, winograd_tiles, winograd_weights
-
 from neo.ir.rewrite import Rewriter, rewrite
 
 MIN_TILES = 16

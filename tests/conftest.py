@@ -299,15 +299,29 @@ def small_cnn(tmp_path_factory: pytest.TempPathFactory) -> SmallCnn:
     return SmallCnn(path, "input", (1, 3, 32, 32), "probs", (1, 10))
 
 
-# The ONNX conformance module leaves its counts here; they are printed at the end of the run.
-CONFORMANCE_LINE = pytest.StashKey[str]()
+# Each process running the ONNX conformance module leaves its outcomes here; the main process
+# merges them at the end of the run, writes build/conformance_counts.json and prints the counts.
+OUTCOMES_DIR = REPO_ROOT / "build" / "conformance"
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the main process, before any worker
+        import shutil
+
+        shutil.rmtree(OUTCOMES_DIR, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    line = config.stash.get(CONFORMANCE_LINE, None)
-    if line:
-        terminalreporter.write_sep("-", "ONNX node conformance")
-        terminalreporter.write_line(line)
+    files = sorted(OUTCOMES_DIR.glob("outcomes-*.json"))
+    if not files:
+        return
+    outcomes: dict[str, str] = {}
+    for f in files:
+        outcomes.update(json.loads(f.read_text()))
+    from test_onnx_conformance import summary_line, write_counts
+
+    terminalreporter.write_sep("-", "ONNX node conformance")
+    terminalreporter.write_line(summary_line(write_counts(outcomes)))
 
 
 # -- vector widths -------------------------------------------------------------------------------

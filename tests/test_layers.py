@@ -74,14 +74,13 @@ def test_layers_import_downward_only():
     for pkg, path, package in _modules():
         for line, mod in _imports(path, package):
             target = _package_of(mod)
-            if target is None or target == pkg:
+            # `from neo import ir` names the namespace root, whose __init__ only re-exports
+            if target is None or target == pkg or mod == "neo":
                 continue
             where = f"{path.relative_to(REPO)}:{line} imports {mod}"
             if pkg == RUNTIME[0]:
                 bad.append(f"{where} (the runtime imports nothing from the compiler)")
             elif target == RUNTIME[0]:
-                continue
-            elif mod == "neo" and target == "neo":
                 continue
             elif LAYERS[target][1] > LAYERS[pkg][1]:
                 bad.append(f"{where} (upward: {pkg} is below {target})")
@@ -123,19 +122,19 @@ def test_wheel_installs_one_top_level_package(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
     py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                "['purelib'])"], capture_output=True, text=True,
-                               check=True).stdout.strip())
-    before = set(p.name for p in site.iterdir())
+    site = Path(subprocess.run([str(py), "-c",
+                                "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    before = {p.name for p in site.iterdir()}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
                     "-q", str(wheel)], check=True, timeout=300)
-    added = set(p.name for p in site.iterdir()) - before
+    added = {p.name for p in site.iterdir()} - before
     assert {a for a in added if not a.endswith(".dist-info")} == {"neo"}, added
     # the runtime alone imports in it (numpy from the outer environment, nothing of neo's deps)
     code = ("import sys; sys.path.append(sys.argv[1]); import neo.runtime, neo; "
             "assert neo.Model is neo.runtime.Model; print(neo.runtime.__file__)")
     numpy_dir = str(Path(__import__("numpy").__file__).parent.parent)
     r = subprocess.run([str(py), "-c", code, numpy_dir], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(site))

@@ -1056,6 +1056,26 @@ add("DynamicQuantizeLinear", "positive", single("DynamicQuantizeLinear",
                                                 {"x": rand(2, 9, low=0.5, high=3)}, opset=11,
                                                 n_out=3))
 
+# -- If on a condition known at compile time: the taken branch is compiled in place -----------
+def _if_case(rate: int) -> Case:
+    from onnx import TensorProto
+
+    branches = []
+    for name, op in (("then", "Sigmoid"), ("else", "Softplus")):
+        branches.append(helper.make_graph(
+            [helper.make_node(op, ["x"], [f"{name}_t"], name=f"{name}_op"),
+             helper.make_node("Mul", [f"{name}_t", "x"], [f"{name}_y"], name=f"{name}_mul")],
+            name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [3, 17])]))
+    nodes = [helper.make_node("Equal", ["rate", "k"], ["c"], name="cond"),
+             helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branches[0],
+                              else_branch=branches[1])]
+    return Case(nodes, {"x": rand(3, 17)},
+                {"rate": np.array(rate, np.int64), "k": np.array(16000, np.int64)}, opset=13)
+
+
+add("If", "then", _if_case(16000))
+add("If", "else", _if_case(8000))
+
 # The same graphs through the other pipelines (opt-level 0 compiles every op on its own, 1 folds
 # but does not fuse).
 OPT_LEVEL_CASES = [p for p in CASES["Fusion"]] + [

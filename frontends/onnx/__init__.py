@@ -28,14 +28,16 @@ __all__ = ["check_supported", "converter_table", "import_onnx", "inspect_onnx", 
 
 def import_onnx(model: str | Path | onnx.ModelProto,
                 input_shapes: dict[str, tuple[int, ...]] | None = None, *,
-                model_name: str = "") -> ir.Graph:
+                model_name: str = "", const_inputs: dict | None = None) -> ir.Graph:
     """Convert an ONNX model to an IR graph with static shapes.
 
-    Inputs with dynamic dims need a shape in `input_shapes`. Raises `ModelLoadError` for files that
-    are not ONNX, `UnsupportedModelError` listing every unsupported op (or attribute) at once, and
-    `UsageError` for missing or mismatched input shapes.
+    Inputs with dynamic dims need a shape in `input_shapes`; inputs in `const_inputs` (name ->
+    array) become constants of those values (specialization: shape-like operands, If
+    conditions). Raises `ModelLoadError` for files that are not ONNX, `UnsupportedModelError`
+    listing every unsupported op (or attribute) at once, and `UsageError` for missing or
+    mismatched input shapes.
     """
-    return convert_model(load_model(model), input_shapes, model_name)
+    return convert_model(load_model(model), input_shapes, model_name, const_inputs)
 
 
 def onnx_model_inputs(model: str | Path | onnx.ModelProto

@@ -1,11 +1,13 @@
-"""The Attention converter (opset 23): scaled dot-product attention decomposed into transpose,
-matmul, softmax and elementwise ops, following the ONNX reference step by step."""
+"""The Attention converter (opset 23): ONNX's masks, past keys and grouped-query heads mapped onto
+the shared scaled dot-product attention (frontends/common/decompose.py), which follows the ONNX
+reference step by step (Q and K each scaled by sqrt(scale))."""
 from __future__ import annotations
 
 import numpy as np
 
 from neo.ir import Value
 
+from ..common.decompose import attention, causal_bias, mask_bias, merge_heads, split_heads
 from .context import NodeContext, onnx_dtype
 from .registry import converter
 
@@ -17,17 +19,8 @@ def _heads(cx: NodeContext, x: Value, num_heads: int | None, what: str) -> Value
     if x.type.rank == 4:
         return x
     if not num_heads:
-        cx.unsupported(f"3-D {what} needs the q_num_heads and kv_num_heads attributes")
-    b, s, hidden = x.shape
-    x = cx.reshape(x, (b, s, num_heads, hidden // num_heads))
-    return cx.op("transpose", x, perm=(0, 2, 1, 3))
-
-
-def _float_bias(cx: NodeContext, mask: Value, dtype: str) -> Value:
-    """An additive mask: booleans become 0 (attend) and -inf (masked)."""
-    if mask.dtype != "bool":
-        return cx.cast(mask, dtype)
-    return cx.op("where", mask, cx.scalar(0, dtype), cx.scalar(-np.inf, dtype))
+        cx.required(f"q_num_heads and kv_num_heads (for 3-D {what})")
+    return split_heads(cx, x, num_heads)
 
 
 @converter("Attention", since=23)
@@ -42,9 +35,6 @@ def Attention(cx: NodeContext, Q: Value, K: Value, V: Value, attn_mask: Value | 
     q = _heads(cx, Q, q_num_heads, "Q")
     k = _heads(cx, K, kv_num_heads, "K")
     v = _heads(cx, V, kv_num_heads, "V")
-    if scale is None:
-        scale = 1 / np.sqrt(q.shape[3])
-    root = np.sqrt(scale)  # applied to Q and K each, as the reference does
     present_key = k if past_key is None else cx.op("concat", past_key, k, axis=2)
     present_value = v if past_value is None else cx.op("concat", past_value, v, axis=2)
     k, v = present_key, present_value
@@ -53,17 +43,14 @@ def Attention(cx: NodeContext, Q: Value, K: Value, V: Value, attn_mask: Value | 
 
     bias = None
     if attn_mask is not None:
-        bias = _float_bias(cx, attn_mask, dt)
+        bias = mask_bias(cx, attn_mask, dt)  # True attends
         short = kv_len - bias.shape[-1]
         if short > 0:  # a mask shorter than the keys masks the rest
             pads = [0] * (2 * bias.type.rank)
             pads[-1] = short
             bias = cx.op("pad", bias, pads=tuple(pads), mode="constant", value=-np.inf)
     if is_causal:
-        # query i sees keys j <= past_len + i
-        j = np.arange(kv_len)[None, :]
-        i = np.arange(q_len)[:, None]
-        causal = cx.const(np.where(j > past_len + i, -np.inf, 0).astype(dt))
+        causal = causal_bias(cx, q_len, kv_len, dt, past_len)
         bias = causal if bias is None else cx.op("add", bias, causal)
     if nonpad_kv_seqlen is not None:
         valid = cx.op("less", cx.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, 1, -1)),
@@ -77,23 +64,11 @@ def Attention(cx: NodeContext, Q: Value, K: Value, V: Value, attn_mask: Value | 
         reps = cx.const(np.repeat(np.arange(heads_k), heads_q // heads_k).astype(np.int64))
         k = cx.op("gather", k, reps, axis=1)
         v = cx.op("gather", v, reps, axis=1)
-    qs = cx.op("mul", q, cx.scalar(root, dt))
-    kt = cx.op("mul", cx.op("transpose", k, perm=(0, 1, 3, 2)), cx.scalar(root, dt))
-    qk = cx.op("matmul", qs, kt)
-    if softcap and softcap > 0:
-        cap = cx.scalar(softcap, dt)
-        qk = cx.op("mul", cx.op("tanh", cx.op("div", qk, cap)), cap)
-    qk_out = qk
-    with_bias = qk if bias is None else cx.op("add", qk, bias)
-    if qk_matmul_output_mode == 2:
-        qk_out = with_bias
-    sm_in = with_bias if softmax_precision is None else cx.cast(with_bias,
-                                                               onnx_dtype(softmax_precision))
-    probs = cx.cast(cx.op("softmax", sm_in, axis=3), dt)
-    if qk_matmul_output_mode == 3:
-        qk_out = probs
-    y = cx.op("matmul", probs, v)
+    # the reference scales Q and K by sqrt(scale) each
+    y, probs, scores, biased = attention(
+        cx, q, k, v, bias=bias, scale=scale, scale_both=True, softcap=softcap,
+        softmax_dtype=None if softmax_precision is None else onnx_dtype(softmax_precision))
+    qk_out = {2: biased, 3: probs}.get(qk_matmul_output_mode, scores)
     if rank3:
-        b, h, s, d = y.shape
-        y = cx.reshape(cx.op("transpose", y, perm=(0, 2, 1, 3)), (b, s, h * d))
+        y = merge_heads(cx, y)
     return [y, present_key, present_value, qk_out]

@@ -1,29 +1,21 @@
 """What a converter sees of the graph being built: `NodeContext`, plus ONNX value helpers."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from neo import ir
 from neo.ir import Graph, Value
 
+from ..common.context import ConversionContext, make_const  # noqa: F401  (make_const: re-export)
+from ..common.errors import OperatorAttributeNotImplemented
 
-class AttributeNotImplemented(Exception):
-    """An attribute value (or an input that must be constant) Neo cannot handle in one node.
-
-    The driver collects these over the whole model and reports them together.
-    """
-
-    def __init__(self, reason: str, graph_inputs: frozenset[str] = frozenset()):
-        super().__init__(reason)
-        self.reason = reason
-        # Graph inputs whose run-time values would make the input that must be constant known
-        # (a caller that has those values can fold them and convert again: input specialization).
-        self.graph_inputs = graph_inputs
+# A converter's problem in one node (an attribute value, or an input that must be constant, that Neo
+# cannot handle): the driver collects these over the whole model and reports them together.
+AttributeNotImplemented = OperatorAttributeNotImplemented
 
 
 def onnx_dtype(elem_type: int) -> str:
@@ -56,110 +48,31 @@ def attribute_value(attr: onnx.AttributeProto) -> Any:
     return onnx.helper.get_attribute_value(attr)  # graphs, sparse tensors, type protos
 
 
-def make_const(g: Graph, data: np.ndarray | float, name: str, dtype: str | None = None
-               ) -> Value:
-    """`g.const`, keeping rank-0 arrays rank 0."""
-    v = g.const(data, name, dtype)
-    shape = np.shape(data)
-    if v.shape != shape:
-        # Graph.const goes through np.ascontiguousarray, which turns a scalar into shape (1,).
-        fixed = v.data.reshape(shape)
-        fixed.setflags(write=False)
-        v.data, v.type = fixed, ir.TensorType(shape, v.dtype)
-    return v
+class NodeContext(ConversionContext):
+    """One ONNX node being converted (see frontends/common/context.py for the building helpers)."""
 
-
-class NodeContext:
-    """One ONNX node being converted: builds IR nodes with its origin and folds constant ones."""
-
-    def __init__(self, g: Graph, node: onnx.NodeProto, origin: str, opset: int):
-        self.g = g
-        self.node = node
-        self.origin = origin
-        self.opset = opset
-        self.op_type = node.op_type
+    def __init__(self, g: Graph, node: onnx.NodeProto, origin: str, opset: int,
+                 subgraph: Callable[[onnx.GraphProto, str], list[Value]] | None = None):
         # Output names as in the model; "" marks an optional output the model does not use.
-        self.outputs: list[str] = list(node.output)
-        first = next((o for o in self.outputs if o), "")
-        self.name = first or origin
+        outputs = list(node.output)
+        first = next((o for o in outputs if o), "")
+        super().__init__(g, first or origin, origin, node.op_type)
+        self.node = node
+        self.opset = opset
+        self.outputs = outputs
+        self._subgraph = subgraph
+
+    def subgraph(self, graph: onnx.GraphProto, prefix: str) -> list[Value]:
+        """Convert a nested graph (an If branch) in place; its outputs' values."""
+        if self._subgraph is None:
+            self.unsupported("nested graphs are not converted here")
+        return self._subgraph(graph, prefix)
 
     @property
     def requested_outputs(self) -> int:
         """How many outputs the model asks for (the index of the last used one, plus one)."""
         used = [i for i, o in enumerate(self.outputs) if o]
         return used[-1] + 1 if used else 0
-
-    # -- building --------------------------------------------------------------------------------
-    def op(self, op: str, *inputs: Value, **attrs) -> Value:
-        """Add an IR node (single output); when every input is a constant, fold it to a constant."""
-        return self.add(op, inputs, attrs)[0]
-
-    def add(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> list[Value]:
-        node = self.g.add(op, inputs, attrs, name=self.name, origin=self.origin)
-        if inputs and all(v.is_const for v in inputs):
-            self.g.nodes.pop()
-            arrays = ir.run_reference(op, node.attrs, [v.data for v in inputs])
-            return [self.const(np.asarray(a).astype(ir.np_dtype(o.dtype)).reshape(o.shape))
-                    for a, o in zip(arrays, node.outputs)]
-        return list(node.outputs)
-
-    def const(self, data: np.ndarray | float, dtype: str | None = None) -> Value:
-        return make_const(self.g, data, self.name, dtype)
-
-    def scalar(self, value: float | bool, dtype: str) -> Value:
-        """A rank-0 constant of `dtype` (for arithmetic with a value of that dtype)."""
-        return make_const(self.g, np.asarray(value), self.name, dtype)
-
-    def cast(self, x: Value, dtype: str) -> Value:
-        return x if x.dtype == dtype else self.op("cast", x, to=dtype)
-
-    def reshape(self, x: Value, shape: Sequence[int]) -> Value:
-        shape = tuple(int(d) for d in shape)
-        return x if x.shape == shape else self.op("reshape", x, shape=shape)
-
-    # -- constants the converter needs at compile time ---------------------------------------------
-    def constant(self, v: Value | None, what: str) -> np.ndarray | None:
-        """The data of an input that must be known at compile time (None stays None)."""
-        if v is None:
-            return None
-        if not v.is_const:
-            raise AttributeNotImplemented(
-                f"input {what} is computed at run time; Neo needs it constant (static shapes)",
-                self.graph_inputs_of(v))
-        return v.data
-
-    def graph_inputs_of(self, v: Value) -> frozenset[str]:
-        """The graph inputs `v` is computed from."""
-        inputs = {id(i): i.name for i in self.g.inputs}
-        found: set[str] = set()
-        seen: set[int] = set()
-        stack = [v]
-        while stack:
-            u = stack.pop()
-            if id(u) in seen or u.is_const:
-                continue
-            seen.add(id(u))
-            if id(u) in inputs:
-                found.add(inputs[id(u)])
-            elif u.producer is not None:
-                stack.extend(u.producer.inputs)
-        return frozenset(found)
-
-    def ints(self, v: Value | None, what: str) -> list[int] | None:
-        data = self.constant(v, what)
-        return None if data is None else [int(d) for d in np.asarray(data).reshape(-1)]
-
-    def floats(self, v: Value | None, what: str) -> list[float] | None:
-        data = self.constant(v, what)
-        return None if data is None else [float(d) for d in np.asarray(data).reshape(-1)]
-
-    # -- errors ------------------------------------------------------------------------------------
-    def unsupported(self, reason: str) -> NoReturn:
-        raise AttributeNotImplemented(reason)
-
-    def unsupported_attribute(self, attribute: str, value: Any, supported: str) -> NoReturn:
-        raise AttributeNotImplemented(
-            f"attribute {attribute}={value!r} is not implemented; supported: {supported}")
 
 
 def normalize_axis(axis: int, rank: int, cx: NodeContext | None = None) -> int:

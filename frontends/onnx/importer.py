@@ -5,26 +5,20 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx.checker
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from neo import ir
-from neo.ir.errors import (
-    ConstantInputsNeeded,
-    ModelLoadError,
-    UnsupportedModelError,
-    UnsupportedOp,
-    UsageError,
-)
+from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
+from ..common.driver import Driver, FrameworkNode
+from ..common.errors import MAX_NAMES
 from . import registry
-from .context import AttributeNotImplemented, NodeContext, attribute_value, make_const, onnx_dtype
+from .context import NodeContext, attribute_value, make_const, onnx_dtype
 
 ModelLike = str | Path | onnx.ModelProto
-MAX_NAMES = 3  # node names shown per unsupported op
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -150,7 +144,6 @@ def _op_key(node: onnx.NodeProto) -> str:
 
 def unsupported_ops(model: onnx.ModelProto) -> list[UnsupportedOp]:
     """Every op type of the model without a converter at its opset, with counts and node names."""
-    registry._load_converters()
     opset = default_opset(model)
     counts: Counter[str] = Counter()
     names: dict[str, list[str]] = {}
@@ -173,7 +166,6 @@ def check_supported(model: onnx.ModelProto) -> None:
 
 def inspect_model(model: ModelLike) -> dict:
     proto = load_model(model, external_data=False)
-    registry._load_converters()
     hist = Counter(_op_key(n) for _, n in iter_nodes(proto.graph))
 
     def info(v):
@@ -209,90 +201,59 @@ def _input_shape(v: onnx.ValueInfoProto, given: dict) -> tuple[int, ...]:
     return tuple(dims)
 
 
-class _Driver:
-    """Converts the nodes of one graph in order; collects attribute problems from all of them."""
-
-    def __init__(self, g: ir.Graph, opset: int):
-        self.g = g
-        self.opset = opset
-        self.env: dict[str, ir.Value] = {}
-        self.failed: set[str] = set()  # outputs of nodes that could not be converted
-        self.problems: dict[tuple[str, str], list[str]] = {}
-        self.constant_inputs: set[str] = set()  # graph inputs that must be constants
-
-    def run(self, nodes) -> None:
-        for index, node in enumerate(nodes):
-            origin = origin_of(node, index)
-            if any(name in self.failed for name in node.input):
-                self.failed.update(o for o in node.output if o)
-                continue
-            try:
-                outs = self.convert(node, origin)
-            except AttributeNotImplemented as e:
-                self.problems.setdefault((node.op_type, e.reason), []).append(origin)
-                self.constant_inputs.update(e.graph_inputs)
-                self.failed.update(o for o in node.output if o)
-                continue
-            except (ir.IRError, ValueError) as e:  # an inconsistent model or wrong input shapes
-                raise ModelLoadError(f"cannot convert ONNX node {origin} ({node.op_type}): {e}",
-                                     hint="check that the input shapes match the model") from e
-            for name, value in zip(node.output, outs):
-                if name:
-                    self.env[name] = value
-
-    def convert(self, node: onnx.NodeProto, origin: str) -> list[ir.Value]:
-        conv = registry.lookup(node.op_type, self.opset, node.domain)
-        assert conv is not None, "check_supported runs first"
-        cx = NodeContext(self.g, node, origin, self.opset)
-        inputs = [self.env[name] if name else None for name in node.input]
-        missing = [name for name in node.input if name and name not in self.env]
-        if missing:
-            raise ValueError(f"input {missing[0]!r} is not produced by any earlier node")
-        if len(inputs) > conv.num_inputs and not conv.variadic:
-            if any(v is not None for v in inputs[conv.num_inputs:]):
-                cx.unsupported(f"input #{conv.num_inputs + 1} is not implemented")
-            inputs = inputs[:conv.num_inputs]
-        result = conv.fn(cx, *inputs, **self.attributes(node, conv, cx))
-        outs = [result] if isinstance(result, ir.Value) else list(result)
-        for i, name in enumerate(node.output):
-            if name and (i >= len(outs) or outs[i] is None):
-                cx.unsupported(f"output #{i + 1} ({name!r}) is not implemented")
-        return outs
-
-    def attributes(self, node: onnx.NodeProto, conv: registry.Converter, cx: NodeContext) -> dict:
-        schema = registry.schema(node.op_type, self.opset)
-        defaults = {}
-        for name, a in schema.attributes.items():
-            if a.default_value.type != onnx.AttributeProto.UNDEFINED:
-                defaults[name] = attribute_value(a.default_value)
-        given = {a.name: attribute_value(a) for a in node.attribute}
-        for name, value in given.items():
-            if name not in conv.attributes and (name not in defaults or
-                                                 not _same(defaults[name], value)):
-                cx.unsupported(f"attribute {name}={_short(value)} is not implemented")
-        return {name: given.get(name, defaults.get(name)) for name in conv.attributes}
+def _framework_nodes(nodes, opset: int, prefix: str = "") -> list[FrameworkNode]:
+    # nested nodes are named by their path, as iter_nodes does
+    return [FrameworkNode(node.op_type, node.name or prefix + origin_of(node, index),
+                          list(node.input), list(node.output),
+                          {a.name: attribute_value(a) for a in node.attribute}, opset, node)
+            for index, node in enumerate(nodes)]
 
 
-def _same(a, b) -> bool:
-    try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    except (TypeError, ValueError):  # graphs and other protos
-        return False
+def _schema_defaults(node: FrameworkNode) -> dict:
+    schema = registry.schema(node.op, node.version)
+    return {name: attribute_value(a.default_value) for name, a in schema.attributes.items()
+            if a.default_value.type != onnx.AttributeProto.UNDEFINED}
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def _driver(g: ir.Graph, opset: int, model_name: str) -> Driver:
+    def subgraph(graph: onnx.GraphProto, prefix: str) -> list[ir.Value]:
+        return driver.run_subgraph(_framework_nodes(graph.node, opset, prefix),
+                                   [o.name for o in graph.output], _initializers(g, graph))
+
+    driver = Driver(g, registry.CONVERTERS,
+                    lambda node: NodeContext(g, node.raw, node.origin, opset, subgraph),
+                    defaults=_schema_defaults, model=f"ONNX model {model_name}".rstrip())
+    return driver
 
 
-def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name: str) -> ir.Graph:
+def _const_input(g: ir.Graph, v: onnx.ValueInfoProto, data, dtype: str) -> ir.Value:
+    """An input given at compile time (--const-input): a constant of the model's dtype and, where
+    the model declares them, its dims."""
+    import numpy as np
+
+    arr = np.asarray(data)
+    dims = _dims(v)
+    if dims is not None and (len(dims) != arr.ndim or any(
+            d is not None and d != s for d, s in zip(dims, arr.shape))):
+        shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+        raise UsageError(f"--const-input {v.name}: the array has shape {list(arr.shape)}, but the "
+                         f"model declares {shown}")
+    if arr.dtype != ir.np_dtype(dtype) and not np.can_cast(arr, ir.np_dtype(dtype),
+                                                          casting="same_kind"):
+        raise UsageError(f"--const-input {v.name}: the array is {arr.dtype}, but the model's "
+                         f"input is {dtype}")
+    return make_const(g, arr.astype(ir.np_dtype(dtype)), v.name)
+
+
+def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name: str,
+                  const_inputs: dict | None = None) -> ir.Graph:
     opset = default_opset(proto)
     check_supported(proto)
     graph = proto.graph
     g = ir.Graph(name=model_name or graph.name or "main")
     given = dict(input_shapes or {})
     inputs = real_inputs(proto)
-    unknown = sorted(set(given) - {v.name for v in inputs})
+    unknown = sorted((set(given) | set(const_inputs or {})) - {v.name for v in inputs})
     if unknown:
         raise UsageError(f"input shapes name {', '.join(map(repr, unknown))}, which the model does "
                          f"not have; its inputs: {', '.join(v.name for v in inputs)}")
@@ -301,7 +262,7 @@ def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name:
     for out in graph.output:
         if out.name not in input_names:
             g.unique(out.name)
-    driver = _Driver(g, opset)
+    driver = _driver(g, opset, model_name or graph.name)
     driver.env.update(_initializers(g, graph))
     for v in inputs:
         try:
@@ -309,17 +270,12 @@ def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name:
         except TypeError as e:
             raise UnsupportedModelError([UnsupportedOp(f"input {v.name}", 1, [], reason=str(e))],
                                         what="input types") from None
-        driver.env[v.name] = g.input(v.name, _input_shape(v, given), dtype)
-    driver.run(graph.node)
-    if driver.problems:
-        ops = [UnsupportedOp(op, len(origins), origins[:MAX_NAMES], reason=reason)
-               for (op, reason), origins in driver.problems.items()]
-        if driver.constant_inputs:
-            raise ConstantInputsNeeded(
-                ops, driver.constant_inputs, what="operator attributes",
-                hint="inputs that must be constants come from the graph inputs "
-                     f"{', '.join(sorted(driver.constant_inputs))}; make them initializers")
-        raise UnsupportedModelError(ops, what="operator attributes")
+        if v.name in (const_inputs or {}):
+            driver.env[v.name] = _const_input(g, v, const_inputs[v.name], dtype)
+        else:
+            driver.env[v.name] = g.input(v.name, _input_shape(v, given), dtype)
+    driver.run(_framework_nodes(graph.node, opset))
+    driver.finish()
     for o in graph.output:
         if o.name not in driver.env:
             raise ModelLoadError(f"graph output {o.name!r} is not produced by any node")

@@ -9,6 +9,7 @@ import numpy as np
 from neo import ir
 from neo.ir import Value
 
+from ..common.decompose import group_norm, instance_norm, normalize
 from .context import NodeContext, normalize_axes, normalize_axis, onnx_dtype
 from .registry import converter
 
@@ -213,22 +214,10 @@ def BatchNormalization(cx: NodeContext, X: Value, scale: Value, B: Value, input_
     return cx.op("batch_norm", X, *params, epsilon=float(epsilon))
 
 
-def _normalize(cx: NodeContext, x: Value, axes: tuple[int, ...], epsilon: float) -> Value:
-    # (x - mean) / sqrt(var + eps), with var the mean of squared deviations
-    mean = cx.op("reduce_mean", x, axes=axes, keepdims=1)
-    d = cx.op("sub", x, mean)
-    var = cx.op("reduce_mean", cx.op("mul", d, d), axes=axes, keepdims=1)
-    std = cx.op("sqrt", cx.op("add", var, cx.scalar(epsilon, x.dtype)))
-    return cx.op("div", d, std)
-
-
 @converter("InstanceNormalization", since=1)
 def InstanceNormalization(cx: NodeContext, input: Value, scale: Value, B: Value, *, epsilon
                           ) -> Value:
-    y = _normalize(cx, input, tuple(range(2, input.type.rank)), epsilon)
-    per_channel = (-1,) + (1,) * (input.type.rank - 2)
-    y = cx.op("mul", y, cx.reshape(scale, (scale.shape[0],) + per_channel[1:]))
-    return cx.op("add", y, cx.reshape(B, (B.shape[0],) + per_channel[1:]))
+    return instance_norm(cx, input, scale, B, float(epsilon))
 
 
 @converter("LayerNormalization", since=17)
@@ -380,11 +369,10 @@ def GroupNormalization(cx: NodeContext, X: Value, scale: Value, bias: Value, *, 
                        num_groups, stash_type=1) -> Value:
     # normalize over (channels of a group, spatial) per group, then scale and bias: per group
     # in opset 18, per channel from opset 21
-    n, c = X.shape[:2]
+    c = X.shape[1]
     spatial = X.shape[2:]
     x = cx.cast(X, onnx_dtype(stash_type or 1))
-    grouped = cx.reshape(x, (n, num_groups, c // num_groups * math.prod(spatial)))
-    y = cx.cast(cx.reshape(_normalize(cx, grouped, (2,), epsilon), X.shape), X.dtype)
+    y = cx.cast(group_norm(cx, x, int(num_groups), None, None, float(epsilon)), X.dtype)
     if scale.shape[0] != c:  # opset 18: one scale and bias per group
         reps = c // num_groups
         idx = cx.const(np.repeat(np.arange(num_groups), reps).astype(np.int64))
@@ -426,7 +414,7 @@ def Swish(cx: NodeContext, X: Value, *, alpha) -> Value:
 @converter("MeanVarianceNormalization", since=9)
 def MeanVarianceNormalization(cx: NodeContext, X: Value, *, axes) -> Value:
     # (x - mean) / sqrt(var), the epsilon of the ONNX function body being 1e-9
-    return _normalize(cx, X, tuple(sorted(normalize_axes(axes, X.type.rank))), 1e-9)
+    return normalize(cx, X, tuple(sorted(normalize_axes(axes, X.type.rank))), 1e-9)
 
 
 # -- window functions: compile-time constants of the given size --------------------------------------

@@ -55,7 +55,8 @@ def _dtype_option(options: Any):
 
 
 def import_pytorch(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None, *,
-                   options: Any = None, model_name: str = "") -> ir.Graph:
+                   options: Any = None, model_name: str = "",
+                   const_inputs: dict | None = None) -> ir.Graph:
     """Convert a TorchScript or `.pt2` model to an IR graph with static input shapes.
 
     Inputs are named input0, input1, ... in order. `options` is the compiler options object (or
@@ -68,7 +69,7 @@ def import_pytorch(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | 
 
     model = read_model(path)
     return convert_model(model, input_shapes, _dtype_option(options),
-                         model_name or Path(path).stem or "main")
+                         model_name or Path(path).stem or "main", const_inputs)
 
 
 def pytorch_model_inputs(path: str | Path) -> list[tuple[str, tuple[int | None, ...] | None, str]]:
@@ -108,8 +109,9 @@ class PytorchFrontend:
     def inputs(self, path):
         return pytorch_model_inputs(path)
 
-    def load(self, path, shapes=None, *, options=None, model_name: str = ""):
-        return import_pytorch(path, shapes, options=options, model_name=model_name)
+    def load(self, path, shapes=None, *, options=None, model_name: str = "", const_inputs=None):
+        return import_pytorch(path, shapes, options=options, model_name=model_name,
+                              const_inputs=const_inputs)
 
     def inspect(self, path):
         return inspect_pytorch(path)

@@ -3,39 +3,25 @@ nn.MultiheadAttention's inference path, and the fused nn.TransformerEncoderLayer
 into matmul, softmax, layer norm and elementwise ops."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from neo.ir import Value
 
+from ..common.decompose import attention, causal_bias, mask_bias, merge_heads, split_heads
 from .context import Missing, NodeContext
 from .math import linear_
 from .nn import layer_norm_
 from .registry import converter
 
 
-def _swap_last(cx: NodeContext, x: Value) -> Value:
-    r = x.type.rank
-    return cx.transpose(x, list(range(r - 2)) + [r - 1, r - 2])
-
-
 def attention_(cx: NodeContext, q: Value, k: Value, v: Value, mask: Value | None,
                is_causal: bool, scale: float | None) -> tuple[Value, Value]:
     """softmax(q @ k^T * scale + mask) @ v; returns the output and the attention weights."""
-    s = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    scores = cx.op("matmul", q, _swap_last(cx, k))
-    scores = cx.op("mul", scores, cx.scalar(s, scores.dtype))
-    L, S = q.shape[-2], k.shape[-2]
+    bias = None
     if is_causal:
-        mask = cx.const(np.tril(np.ones((L, S), bool)))
-    if mask is not None:
-        if mask.dtype == "bool":  # True takes part
-            scores = cx.op("where", mask, scores, cx.scalar(-np.inf, scores.dtype))
-        else:
-            scores = cx.op("add", scores, cx.cast(mask, scores.dtype))
-    p = cx.op("softmax", scores, axis=scores.type.rank - 1)
-    return cx.op("matmul", p, v), p
+        bias = causal_bias(cx, q.shape[-2], k.shape[-2], q.dtype)
+    elif mask is not None:
+        bias = mask_bias(cx, mask, q.dtype)  # a boolean mask: True takes part
+    out, probs, _, _ = attention(cx, q, k, v, bias=bias, scale=scale)
+    return out, probs
 
 
 @converter("aten::scaled_dot_product_attention")
@@ -45,12 +31,6 @@ def scaled_dot_product_attention(cx: NodeContext, query: Value, key: Value, valu
     if enable_gqa and key.shape[-3] != query.shape[-3]:
         cx.unsupported("grouped-query attention (enable_gqa with fewer key heads)")
     return attention_(cx, query, key, value, attn_mask, bool(is_causal), scale)[0]
-
-
-def _heads(cx: NodeContext, x: Value, h: int) -> Value:
-    """(B, L, E) -> (B, H, L, E/H)."""
-    b, n, e = x.shape
-    return cx.transpose(cx.reshape(x, (b, n, h, e // h)), (0, 2, 1, 3))
 
 
 def multi_head_attention_(cx: NodeContext, query: Value, key: Value, value: Value, embed_dim: int,
@@ -71,9 +51,9 @@ def multi_head_attention_(cx: NodeContext, query: Value, key: Value, value: Valu
         bs = [cx.slice(qkv_bias, 0, i * e, (i + 1) * e) for i in range(3)]
         q, k, v = (linear_(cx, t, w, b) for t, w, b in zip((query, key, value), ws, bs))
     h = int(num_head)
-    o, p = attention_(cx, _heads(cx, q, h), _heads(cx, k, h), _heads(cx, v, h), None, False, None)
-    b, n = query.shape[:2]
-    o = cx.reshape(cx.transpose(o, (0, 2, 1, 3)), (b, n, e))
+    o, p = attention_(cx, split_heads(cx, q, h), split_heads(cx, k, h), split_heads(cx, v, h),
+                      None, False, None)
+    o = merge_heads(cx, o)
     out = linear_(cx, o, proj_weight, proj_bias)
     if squeeze:
         out = cx.reshape(out, out.shape[1:])

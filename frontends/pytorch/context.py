@@ -1,7 +1,6 @@
 """What a converter sees of the graph being built: `NodeContext`, dtypes and type promotion."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import numpy as np
@@ -10,18 +9,21 @@ from neo import ir
 from neo.ir import Graph, Value
 from neo.ir.types import FLOAT_DTYPES, INT_DTYPES
 
+from ..common.context import (  # noqa: F401  (make_const: re-export)
+    ConversionContext,
+    make_const,
+    normalize_axis,
+)
+from ..common.errors import OperatorAttributeNotImplemented
+
 # TorchScript keeps dtypes as c10::ScalarType numbers.
 SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16",
                 6: "float32", 7: "float64", 11: "bool", 15: "bfloat16"}
 
 
-class AttributeNotImplemented(Exception):
-    """An argument value (or a run-time value where Neo needs a constant) that a converter cannot
-    handle in one node; the driver collects these over the whole model and reports them together."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+# A converter's problem in one node: the driver collects these over the whole model and reports
+# them together.
+AttributeNotImplemented = OperatorAttributeNotImplemented
 
 
 class Missing:
@@ -77,44 +79,13 @@ def result_dtype(*xs) -> str:
     return out or "float32"
 
 
-def make_const(g: Graph, data, name: str, dtype: str | None = None) -> Value:
-    """`g.const` keeping rank-0 arrays rank 0."""
-    arr = np.asarray(data)
-    v = g.const(arr, name, dtype)
-    if v.shape != arr.shape:
-        fixed = v.data.reshape(arr.shape)
-        fixed.setflags(write=False)
-        v.data, v.type = fixed, ir.TensorType(tuple(arr.shape), v.dtype)
-    return v
-
-
-class NodeContext:
-    """One PyTorch node being converted: builds IR nodes with its origin, folds constant ones."""
+class NodeContext(ConversionContext):
+    """One PyTorch node being converted (frontends/common/context.py has the building helpers)."""
 
     def __init__(self, g: Graph, name: str, origin: str, kind: str, num_outputs: int = 1):
-        self.g = g
-        self.name = name
-        self.origin = origin
+        super().__init__(g, name, origin, kind)
         self.kind = kind
         self.num_outputs = num_outputs
-
-    # -- building ----------------------------------------------------------------------------------
-    def op(self, op: str, *inputs: Value, **attrs) -> Value:
-        """Add an IR node (single output); when every input is a constant, fold it to a constant."""
-        node = self.g.add(op, inputs, attrs, name=self.name, origin=self.origin)
-        if inputs and all(v.is_const for v in inputs):
-            self.g.nodes.pop()
-            (arr,) = ir.run_reference(op, node.attrs, [v.data for v in inputs])
-            out = node.outputs[0]
-            return self.const(np.asarray(arr).astype(ir.np_dtype(out.dtype)).reshape(out.shape))
-        return node.outputs[0]
-
-    def const(self, data, dtype: str | None = None) -> Value:
-        return make_const(self.g, data, self.name, dtype)
-
-    def scalar(self, value, dtype: str) -> Value:
-        """A rank-0 constant of `dtype`."""
-        return make_const(self.g, np.asarray(value), self.name, dtype)
 
     def tensor(self, x, dtype: str | None = None) -> Value:
         """`x` (an IR value or a Python number) as an IR value of `dtype` (default: its own)."""
@@ -129,41 +100,14 @@ class NodeContext:
         dt = result_dtype(*xs)
         return [self.tensor(x, dt) for x in xs]
 
-    def cast(self, x: Value, dtype: str) -> Value:
-        return x if x.dtype == dtype else self.op("cast", x, to=dtype)
-
     def float(self, x: Value) -> Value:
         """`x` itself when floating point, else as float32 (true division, mean of ints)."""
         return x if x.dtype in FLOAT_DTYPES else self.cast(x, "float32")
 
-    def reshape(self, x: Value, shape: Sequence[int]) -> Value:
-        shape = tuple(int(d) for d in shape)
-        return x if x.shape == shape else self.op("reshape", x, shape=shape)
-
-    def transpose(self, x: Value, perm: Sequence[int]) -> Value:
-        perm = tuple(perm)
-        return x if perm == tuple(range(x.type.rank)) else self.op("transpose", x, perm=perm)
-
-    def slice(self, x: Value, axis: int, start: int, end: int, step: int = 1) -> Value:
-        """x[..., start:end:step, ...] along `axis` (bounds already clamped)."""
-        if start == 0 and end == x.shape[axis] and step == 1:
-            return x
-        starts = [0] * x.type.rank
-        ends = list(x.shape)
-        steps = [1] * x.type.rank
-        starts[axis], ends[axis], steps[axis] = start, end, step
-        return self.op("slice", x, starts=tuple(starts), ends=tuple(ends), steps=tuple(steps))
-
-    def concat(self, xs: Sequence[Value], axis: int) -> Value:
-        return xs[0] if len(xs) == 1 else self.op("concat", *xs, axis=axis)
-
     # -- arguments ---------------------------------------------------------------------------------
     def dim(self, d: int, rank: int) -> int:
         """A non-negative axis (PyTorch allows -rank..rank-1; rank-0 tensors take 0 and -1)."""
-        r = max(rank, 1)
-        if not -r <= d < r:
-            raise ValueError(f"dim {d} is out of range for rank {rank}")
-        return d % r
+        return normalize_axis(d, rank)
 
     def dims(self, ds, rank: int) -> list[int]:
         if ds is None:
@@ -174,15 +118,9 @@ class NodeContext:
 
     def constant(self, x: Value | Any, what: str) -> np.ndarray:
         """The data of an argument that must be known at compile time."""
-        if isinstance(x, Value):
-            if not x.is_const:
-                self.unsupported(f"{what} is computed at run time; Neo needs it constant")
-            return x.data
-        return np.asarray(x)
-
-    # -- errors ------------------------------------------------------------------------------------
-    def unsupported(self, reason: str) -> NoReturn:
-        raise AttributeNotImplemented(reason)
+        if isinstance(x, Value) and not x.is_const:
+            self.unsupported(f"{what} is computed at run time; Neo needs it constant")
+        return super().constant(x, what)
 
     def unsupported_argument(self, name: str, value, supported: str) -> NoReturn:
         raise AttributeNotImplemented(

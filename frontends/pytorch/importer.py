@@ -17,6 +17,7 @@ import numpy as np
 from neo import ir
 from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
+from ..common.errors import ConversionProblem, OperatorNotImplemented, Problems
 from . import registry
 from .context import AttributeNotImplemented, Missing, NodeContext, dtype_name, make_const
 from .walker import ModelGraph, Ref, TorchNode
@@ -233,7 +234,7 @@ class _Driver:
         self.model = model
         self.env: dict[str, Any] = {}
         self.failed: set[str] = set()
-        self.problems: dict[tuple[str, str], list[TorchNode]] = {}
+        self.problems = Problems()
         self._consts: dict[int, tuple[int, Any, ir.Value]] = {}
 
     # values --------------------------------------------------------------------------------------
@@ -273,13 +274,14 @@ class _Driver:
             args = self.resolve(node.args)
             missing = None if node.kind in STRUCTURAL else _find_missing(args)
             if missing is not None:
-                self.problems.setdefault((node.kind, missing.reason), []).append(node)
+                self.problems.add(node.kind, node.name, AttributeNotImplemented(missing.reason),
+                                  node.source)
                 self.failed.update(node.outputs)
                 continue
             try:
                 result = self.evaluate(node, args)
-            except AttributeNotImplemented as e:
-                self.problems.setdefault((node.kind, e.reason), []).append(node)
+            except ConversionProblem as e:
+                self.problems.add(node.kind, node.name, e, node.source)
                 self.failed.update(node.outputs)
                 continue
             except (ir.IRError, ValueError, TypeError, IndexError, KeyError, RuntimeError) as e:
@@ -295,7 +297,7 @@ class _Driver:
             return self.fold(node, target, args, shape_only)
         conv = registry.lookup(node.kind, node.overload)
         if conv is None:
-            raise AttributeNotImplemented("no converter (the op is not implemented)")
+            raise OperatorNotImplemented("no converter (the op is not implemented)")
         cx = NodeContext(self.g, node.name, node.where, node.kind, len(node.outputs))
         if node.schema is None or conv.variadic:
             return conv.fn(cx, *args)
@@ -455,10 +457,11 @@ def flatten_outputs(obj, driver: _Driver) -> list[tuple[str, ir.Value]]:
 
 
 def convert_model(model: ModelGraph, shapes: dict | None, dtype_option=None,
-                  model_name: str = "main") -> ir.Graph:
+                  model_name: str = "main", const_inputs: dict | None = None) -> ir.Graph:
     check_supported(model)
     given = dict(shapes or {})
-    unknown = sorted(set(given) - {i.name for i in model.inputs})
+    consts = dict(const_inputs or {})
+    unknown = sorted((set(given) | set(consts)) - {i.name for i in model.inputs})
     if unknown:
         raise UsageError(f"input shapes name {', '.join(unknown)}, which the model does not have; "
                          f"its inputs: {', '.join(i.name for i in model.inputs)}")
@@ -466,14 +469,14 @@ def convert_model(model: ModelGraph, shapes: dict | None, dtype_option=None,
     g = ir.Graph(name=model_name)
     driver = _Driver(g, model)
     for info in model.inputs:
-        driver.env[info.key] = g.input(info.name, _input_shape(info, given), dtypes[info.name])
+        if info.name in consts:  # --const-input: torch folds what depends only on it
+            driver.env[info.key] = make_const(g, np.asarray(consts[info.name]), info.name,
+                                              dtypes[info.name])
+        else:
+            driver.env[info.key] = g.input(info.name, _input_shape(info, given),
+                                           dtypes[info.name])
     driver.run()
-    if driver.problems:
-        raise UnsupportedModelError(
-            [UnsupportedOp(kind, len(nodes), [n.name for n in nodes[:MAX_NAMES]], nodes[0].source,
-                           reason=reason)
-             for (kind, reason), nodes in driver.problems.items()],
-            what="operators or operator arguments")
+    driver.problems.raise_if_any(what="operators or operator arguments")
     result = driver.resolve(model.output)
     missing = _find_missing(result)
     if missing is not None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from neo.ir import Value
 
+from ..common import decompose
 from .context import Missing, NodeContext, ntuple
 from .registry import converter
 
@@ -105,26 +106,13 @@ def _native_batch_norm_legit_no_training(cx: NodeContext, input: Value, weight, 
     return y, empty, empty
 
 
-def normalize(cx: NodeContext, x: Value, axes: tuple[int, ...], eps: float) -> Value:
-    """(x - mean) / sqrt(var + eps) over `axes` (biased variance)."""
-    mean = cx.op("reduce_mean", x, axes=axes, keepdims=1)
-    d = cx.op("sub", x, mean)
-    var = cx.op("reduce_mean", cx.op("mul", d, d), axes=axes, keepdims=1)
-    inv = cx.op("reciprocal", cx.op("sqrt", cx.op("add", var, cx.scalar(eps, x.dtype))))
-    return cx.op("mul", d, inv)
-
-
 def layer_norm_(cx: NodeContext, x: Value, normalized_shape, weight, bias, eps) -> Value:
     k = len(normalized_shape)
     x = cx.float(x)
     if tuple(x.shape[x.type.rank - k:]) != tuple(normalized_shape):
         raise ValueError(f"layer_norm over {list(normalized_shape)} of a {list(x.shape)} tensor")
-    y = normalize(cx, x, tuple(range(x.type.rank - k, x.type.rank)), float(eps))
-    if weight is not None:
-        y = cx.op("mul", y, weight)
-    if bias is not None:
-        y = cx.op("add", y, bias)
-    return y
+    return decompose.layer_norm(cx, x, range(x.type.rank - k, x.type.rank), weight, bias,
+                                float(eps))
 
 
 @converter("aten::layer_norm", ignore=("cudnn_enable",))
@@ -141,17 +129,7 @@ def native_layer_norm(cx: NodeContext, input: Value, normalized_shape, weight, b
 
 
 def group_norm_(cx: NodeContext, x: Value, groups: int, weight, bias, eps) -> Value:
-    x = cx.float(x)
-    n, c = x.shape[:2]
-    rest = x.shape[2:]
-    y = cx.reshape(x, (n, groups, c // groups * math.prod(rest)))
-    y = cx.reshape(normalize(cx, y, (2,), float(eps)), x.shape)
-    shape = (1, c) + (1,) * len(rest)
-    if weight is not None:
-        y = cx.op("mul", y, cx.reshape(weight, shape))
-    if bias is not None:
-        y = cx.op("add", y, cx.reshape(bias, shape))
-    return y
+    return decompose.group_norm(cx, cx.float(x), groups, weight, bias, float(eps))
 
 
 @converter("aten::group_norm", ignore=("cudnn_enabled",))
