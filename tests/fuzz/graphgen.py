@@ -866,12 +866,17 @@ class Resize(Op):
             # the ONNX reference (and neo) map by the unrounded length scale * n, onnxruntime
             # and PyTorch by the output size floor(scale * n)
             e.ambiguous.append("align_corners resize with a fractional scaled length")
-        if p["mode"] == "nearest" and (p["by"] == "sizes" or p["coord"] in (
-                "tf_crop_and_resize", "align_corners", "half_pixel_symmetric")):
-            # The source coordinate of a nearest neighbour can fall on a .5 tie that the spec
-            # computes exactly; implementations compute it in float32 (onnxruntime) or float64
-            # (neo's tables) and round the tie either way.
-            e.ambiguous.append(f"nearest resize, {p['coord']} by {p['by']}: ties")
+        if p["mode"] == "nearest":
+            for i in range(nsp):
+                n, o = x.shape[2 + i], shape[2 + i]
+                scale = o / n if p["by"] == "sizes" else float(np.float32(sc[i]))
+                roi_ax = (p["roi"][0], p["roi"][1]) if p["coord"] == "tf_crop_and_resize" else None
+                if nearest_near_boundary(n, o, scale, p["coord"], p["nearest_mode"], roi_ax):
+                    # The spec computes the source coordinate exactly; onnxruntime computes it
+                    # in float32 and rounds a coordinate this close to the boundary either way.
+                    e.ambiguous.append(f"nearest resize, {p['coord']}: a source coordinate "
+                                       "on a rounding boundary")
+                    break
         if p["by"] == "sizes":
             vals = shape[2:] if use_axes else shape
             ins_ = [x.name, roi, "", e.ints(vals)]
@@ -880,6 +885,31 @@ class Resize(Op):
             ins_ = [x.name, roi, e.floats(vals)]
         out = e.one("Resize", ins_, **attrs)
         return [Val(out, shape, lo, hi, p["mode"] == "nearest" and x.exact)]
+
+
+def nearest_near_boundary(n: int, o: int, scale: float, coord: str, mode: str,
+                          roi: tuple[float, float] | None) -> bool:
+    """Whether a nearest-neighbour source coordinate (ONNX Resize's formulas) lies within float32
+    rounding of where its rounding mode flips (an integer for floor/ceil, a half for round)."""
+    x = np.arange(o, dtype=np.float64)
+    if coord == "half_pixel":
+        c = (x + 0.5) / scale - 0.5
+    elif coord == "pytorch_half_pixel":
+        c = (x + 0.5) / scale - 0.5 if o > 1 else np.zeros(o)
+    elif coord == "asymmetric":
+        c = x / scale
+    elif coord == "align_corners":
+        c = x * (n - 1) / (scale * n - 1) if scale * n != 1 else np.zeros(o)
+    elif coord == "half_pixel_symmetric":
+        adj = o / (scale * n)
+        c = n / 2 * (1 - adj) + (x + 0.5) / scale - 0.5
+    else:  # tf_crop_and_resize
+        b, e_ = roi
+        c = (b * (n - 1) + x * (e_ - b) * (n - 1) / (o - 1) if o > 1
+             else np.full(o, 0.5 * (b + e_) * (n - 1)))
+    frac = c - np.floor(c)
+    dist = np.minimum(frac, 1 - frac) if mode in ("floor", "ceil") else np.abs(frac - 0.5)
+    return bool((dist < 1e-5 * np.maximum(1.0, np.abs(c))).any())
 
 
 @op
