@@ -21,6 +21,7 @@ import platform
 import time
 import warnings
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from fuzz.graphgen import GraphSpec, generate, realize
 from fuzz.minimize import minimize
 from fuzz.oracle import (
     LEVELS,
+    THREADS,
     Config,
     Failure,
     all_configs,
@@ -44,6 +46,9 @@ def configs_for(seed: int, mode: str, arm_every: int) -> list[Config]:
     """The configs a graph runs at: all 16 x86 ones ("all") or one chosen by the seed ("one",
     cycling so that consecutive seeds cover them all); every `arm_every`-th seed adds arm64."""
     cfgs = all_configs()
+    # thread counts rotate with the seed: every (level, width) runs at each of THREADS
+    cfgs = [replace(c, threads=THREADS[(THREADS.index(c.threads) + seed // len(cfgs))
+                                       % len(THREADS)]) for c in cfgs]
     chosen = cfgs if mode == "all" else [cfgs[seed % len(cfgs)]]
     if arm_every and seed % arm_every == arm_every // 2:
         chosen = chosen + [Config(ARM_LEVELS[(seed // arm_every) % len(ARM_LEVELS)], "arm64")]

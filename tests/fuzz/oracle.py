@@ -52,20 +52,28 @@ BUILD_TIMEOUT = 600.0  # seconds per compile
 class Config:
     level: int
     width: str  # w128, w256, w512, avx512, arm64
+    threads: int = 2  # the runtime's threads = tasks per kernel (the static row split)
 
     def __str__(self) -> str:
-        return f"O{self.level}-{self.width}"
+        return f"O{self.level}-{self.width}" + (f"-t{self.threads}" if self.threads != 2 else "")
 
     @staticmethod
     def parse(text: str) -> Config:
-        m = re.fullmatch(r"O([0-3])-(w128|w256|w512|avx512|arm64)", text.strip())
+        m = re.fullmatch(r"O([0-3])-(w128|w256|w512|avx512|arm64)(?:-t([1-9]))?", text.strip())
         if not m:
-            raise ValueError(f"config {text!r}: expected O<level>-<width>, e.g. O2-w512")
-        return Config(int(m.group(1)), m.group(2))
+            raise ValueError(f"config {text!r}: expected O<level>-<width>[-t<threads>], e.g. "
+                             "O2-w512 or O3-avx512-t3")
+        return Config(int(m.group(1)), m.group(2), int(m.group(3) or 2))
+
+
+THREADS = (2, 1, 3, 5)
 
 
 def all_configs() -> list[Config]:
-    return [Config(lv, w) for lv in LEVELS for w in WIDTHS]
+    """Every (opt-level, width), each at a thread count that cycles so that every level and
+    every width runs at each of THREADS."""
+    return [Config(lv, w, THREADS[(lv + i) % len(THREADS)])
+            for lv in LEVELS for i, w in enumerate(WIDTHS)]
 
 
 def cpu_has_avx512() -> bool:
@@ -400,7 +408,8 @@ def run_config(model, feeds, cfg: Config, work: Path) -> tuple[list[np.ndarray] 
     if fail is not None:
         return None, fail
     try:
-        _, outs, _ = run_artifact(out, feeds, check=True, timeout=RUN_TIMEOUT)
+        _, outs, _ = run_artifact(out, feeds, threads=cfg.threads, check=True,
+                                  timeout=RUN_TIMEOUT)
     except NeoRuntimeError as e:
         msg = _one_line(str(e))
         kind = ("crash" if "crashed with SIG" in msg or "died of SIG" in msg else
