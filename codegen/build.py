@@ -24,6 +24,7 @@ from neo.ir.types import itemsize
 from . import toolchain
 from .lower import KernelInfo, LoweringError, describe, lower_node
 from .memory import plan_memory
+from .tuning import tuning_for
 
 FORMAT_VERSION = 1
 _llvm_ready = False
@@ -100,7 +101,7 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
                 raise CodegenError(f"node {m.origin or m.name} ({m.op}) is {m.attrs['layout']}; "
                                    "the convert_layout pass must run before codegen")
         try:
-            info = lower_node(module, n, func, target.vector_bits)
+            info = lower_node(module, n, func, tuning_for(target))
         except (NotImplementedError, LoweringError) as e:
             raise CodegenError(f"node {n.origin or n.name} ({describe(n)}): {e}") from None
         kernels.append((n, info))

@@ -31,6 +31,7 @@ from .llvm_util import (
     for_range,
     gep,
     kernel_function,
+    masked_store,
     splat,
     split_last,
     stack_buffer,
@@ -59,9 +60,14 @@ class ChannelConvSpec:
     c_buf: int
     blocking: Blocking  # mr = positions per tile, nv = channel vectors per tile
     # epilogue(b, acc_vec, m0 (i64, first channel of the vector within the group), p (i64
-    # position), img, grp, mask|None) -> vec
+    # position), img, grp, mask|None) -> vec; with `transposed`, over positions instead:
+    # epilogue(b, acc_vec, m (channel within the group), p0 (first position), img, grp, mask)
     epilogue: Callable | None = None
     bufs_holder: list | None = None
+    # Tiles of MR = 4, 8 or 16 positions (a power of two up to the lanes) are transposed in
+    # registers and leave as vectors of MR positions per channel (masked stores for the last
+    # tile: AVX-512); otherwise every result is extracted and stored on its own.
+    transposed: bool = False
 
 
 def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
@@ -210,12 +216,13 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
                 a = splat(b, xe, L)
                 for v in range(nv):
                     b.store(mt.fma(b, a, wv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
+    write = _write_transposed if spec.transposed else _write_out
     if scratch is None:
-        _write_out(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
+        write(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
         return
     with b.if_else(last) as (then, other):
         with then:
-            _write_out(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
+            write(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)
         with other:
             for r in range(rows):
                 for v in range(nv):
@@ -242,3 +249,60 @@ def _write_out(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int
             for lane in range(valid):
                 b.store(b.extract_element(acc, I32(lane)),
                         gep(b, C, b.add(out0, I64(lane * mst)), F32))
+
+
+def transpose_rows(b, rows: list, n: int) -> list:
+    """Transpose n row vectors (n a power of two, at most their lane count L) in n-lane blocks:
+    afterwards row i, lanes [q*n, (q+1)*n), holds lane q*n + i of rows 0..n-1. A butterfly of
+    log2(n) stages of two-input shuffles (swap the off-diagonal s x s blocks, s = n/2 .. 1)."""
+    L = rows[0].type.count
+    rows = list(rows)
+    s = n // 2
+    while s >= 1:
+        out = list(rows)
+        for i in range(n):
+            if (i // s) % 2:
+                continue
+            lo, hi = rows[i], rows[i + s]
+            first = [g * 2 * s + w if w < s else L + g * 2 * s + w - s
+                     for g in range(L // (2 * s)) for w in range(2 * s)]
+            second = [g * 2 * s + s + w if w < s else L + g * 2 * s + w
+                      for g in range(L // (2 * s)) for w in range(2 * s)]
+            out[i] = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, L), first))
+            out[i + s] = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, L), second))
+        rows = out
+        s //= 2
+    return rows
+
+
+def _write_transposed(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int,
+                      chans: int, vt):
+    """The tile's results as vectors of MR positions per output channel: an in-register
+    transpose per channel vector, then the (column) epilogue and one vector store per channel,
+    masked to `rows` positions in a short last tile."""
+    L, NR, MR = spec.blocking.lanes, spec.blocking.nr, spec.blocking.mr
+    nv = -(-chans // L)
+    ist, gst, mst = spec.c_strides
+    cbase = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
+    m_panel = b.mul(panel, I64(NR))
+    zero = ir.Constant(vt, [0.0] * L)
+    mask = None if rows == MR else ir.Constant(ir.VectorType(I1, MR),
+                                               [1] * rows + [0] * (MR - rows))
+    for v in range(nv):
+        t = transpose_rows(b, [b.load(accs[r][v], typ=vt) if r < rows else zero
+                               for r in range(MR)], MR)
+        for i in range(MR):
+            for q in range(L // MR):
+                lane0 = v * L + q * MR + i  # the channel of this piece within the panel
+                if lane0 >= chans:
+                    continue
+                piece = t[i] if MR == L else b.shuffle_vector(t[i], ir.Constant(vt, None),
+                    ir.Constant(ir.VectorType(I32, MR), list(range(q * MR, (q + 1) * MR))))
+                m = b.add(m_panel, I64(lane0))
+                if spec.epilogue is not None:
+                    piece = spec.epilogue(b, piece, m, p0, img, grp, mask)
+                ptr = gep(b, C, b.add(cbase, b.add(b.mul(m, I64(mst)), p0)), F32)
+                if mask is None:
+                    b.store(piece, ptr, align=4)
+                else:
+                    masked_store(b, piece, ptr, mask)

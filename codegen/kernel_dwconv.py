@@ -1,12 +1,14 @@
 """Depthwise convolution (one input channel per group) and max pooling, one output channel plane
 per task unit.
 
-The unit copies its input plane into a zero-bordered scratch buffer on the stack (the padding is
-done here, in cache, instead of by a separate pad node writing the whole tensor; tail vectors
-may read past a row, never past the scratch), then computes
-each output row in vectors of output columns: KH*KW FMAs per vector with the weights held as
-splatted scalars, plain vector loads for stride 1 and strided loads for stride 2. The fused
-epilogue runs per vector, as in the other conv kernels.
+The unit copies its input plane into a scratch buffer on the stack whose padding border is
+filled once per task (the padding is done here, in cache, instead of by a separate pad node
+writing the whole tensor; tail vectors may read past a row, never past the scratch), then
+computes blocks of output rows in vectors of output columns: KH*KW FMAs per vector with the
+weights held as splatted scalars, each input row of the block loaded once per window column for
+all the output rows that read it. Stride 2 reads rows stored as their even then odd columns:
+plain vector loads. The fused epilogue runs per vector, as in the other conv kernels. The
+vector width and the rows per block are chosen per plane (lower.py: _row_tuning, _plane_rows).
 """
 from __future__ import annotations
 
@@ -58,6 +60,11 @@ class DepthwiseSpec:
     mode: str = "conv"  # "conv" (w_buf: [channels, KH*KW] weights) or "max" (max pooling)
     # input planes from several buffers (a channel concat fused into a pool): (buf, channels)
     sources: list | None = None
+    rows: int = 4  # output rows computed together (they share their input rows' loads)
+    masked_stores_fast: bool = False  # tail vectors: masked stores (AVX-512) or whole ones
+    # max pooling as an ordered max per tap and a NaN flag per vector (x86, where the
+    # NaN-propagating llvm.maximum expands to six instructions; NEON's fmax is one)
+    ordered_max: bool = False
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -85,8 +92,6 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         spec.bufs_holder[0] = bufs
     L = spec.lanes
     vt = ir.VectorType(F32, L)
-    zero = ir.Constant(vt, [0.0] * L)
-    hp = spec.padded[0]
     scratch = stack_buffer(b, spec.scratch_floats(), "plane")
     body = b.append_basic_block("body")
     b.branch(body)
@@ -97,10 +102,9 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     KHW = spec.KH * spec.KW
     units = spec.images * spec.channels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
-    # the slack past the plane is read by tail vectors (their lanes are discarded): keep it finite
-    pitch = spec.pitch
-    for i in range(-(-(spec.scratch_floats() - hp * pitch) // L)):
-        _store_upto(b, zero, scratch, hp * pitch + i * L, spec.scratch_floats())
+    # The padding (and the slack past the plane, which tail vectors read into discarded lanes)
+    # is the same for every plane: filled once per task; each plane writes only its data.
+    _fill_run(b, scratch, I64(0), spec.scratch_floats(), ir.Constant(vt, [fill] * L))
     with for_range(b, lo, hi, 1, "unit") as unit:
         oc = b.srem(unit, I64(spec.channels))
         img = b.sdiv(unit, I64(spec.channels))
@@ -109,73 +113,110 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         if spec.split:
             fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
         else:
-            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
+            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, borders=False)
         plane, base = scratch, I64(0)
+        wv = None
         if not pool:
             Wt = bufs[spec.w_buf]
             wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32),
                         L) for j in range(KHW)]
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))
-        nfull, tail = divmod(spec.OW, L)
-        sh, sw = spec.strides
-        dh, dw = spec.dilations
-        with for_range(b, 0, spec.OH, 1, "oh") as oh:
-            row = b.add(base, b.mul(oh, I64(sh * pitch)))
-
-            def vector(ow0, mask):
-                acc = ir.Constant(vt, [fill] * L)
-                for j in range(KHW):
-                    kh, kw = divmod(j, spec.KW)
-                    if spec.split:  # column 2*ow + c is at (c % 2) * half + ow + c // 2
-                        c = kw * dw
-                        at = b.add(row, b.add(I64(kh * dh * pitch + (c % 2) * (pitch // 2)
-                                                  + c // 2), ow0))
-                        x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
-                    else:
-                        at = b.add(row, b.add(I64(kh * dh * pitch + kw * dw),
-                                              b.mul(ow0, I64(sw))))
-                        x = load_strided(b, plane, at, sw, L, F32, overrun_ok=True)
-                    if pool:  # NaN-propagating, as numpy's maximum
-                        acc = mt.binary(b, "maximum", acc, x, "float32")
-                    else:
-                        acc = mt.fma(b, wv[j], x, acc)
-                col0 = b.add(b.mul(oh, I64(spec.OW)), ow0)
-                if spec.epilogue is not None:
-                    acc = spec.epilogue(b, acc, oc, col0, img, I64(0), mask)
-                p = gep(b, C, b.add(out0, col0), F32)
-                if mask is None:
-                    b.store(acc, p, align=4)
-                else:
-                    masked_store(b, acc, p, mask)
-
-            if nfull:
-                with for_range(b, 0, nfull * L, L, "ow") as ow0:
-                    vector(ow0, None)
-            if tail:
-                # Rows whose tail vector ends within the plane store it whole (the lanes past
-                # the row land on later rows, written after); masked stores are slow on AMD.
-                # With wide vectors and short rows that is fewer rows than all but the last.
-                mask = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
-                whole_rows = (spec.OH * spec.OW - nfull * L - L) // spec.OW + 1
-                whole_rows = max(0, min(whole_rows, spec.OH - 1))
-                with b.if_else(b.icmp_signed("<", oh, I64(whole_rows))) as (inner, last):
-                    with inner:
-                        vector(I64(nfull * L), None)
-                    with last:
-                        vector(I64(nfull * L), mask)
+        R = min(spec.rows, spec.OH)
+        nblocks, rem = divmod(spec.OH, R)
+        if nblocks:
+            with for_range(b, 0, nblocks * R, R, "oh0") as oh0:
+                _row_block(b, spec, plane, base, C, out0, oc, img, wv, oh0, R)
+        if rem:
+            _row_block(b, spec, plane, base, C, out0, oc, img, wv, I64(nblocks * R), rem)
     b.ret(I32(0))
     return fn
 
 
-def _store_upto(b, value, ptr, at: int, end: int):
-    n = min(value.type.count, end - at)
-    if n == value.type.count:
-        b.store(value, gep(b, ptr, I64(at), F32), align=4)
-    else:
-        L = value.type.count
-        masked_store(b, value, gep(b, ptr, I64(at), F32),
-                     ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
+def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, nrows: int):
+    """Output rows oh0 .. oh0 + nrows - 1, one column vector at a time: each input row the block
+    reads is loaded once per window column and feeds every output row whose window holds it
+    (a 3x3 stride-1 block of 4 rows: 18 loads for 36 FMAs instead of 36)."""
+    L = spec.lanes
+    vt = ir.VectorType(F32, L)
+    pool = spec.mode == "max"
+    fill = ir.Constant(vt, [float("-inf") if pool else 0.0] * L)
+    pitch = spec.pitch
+    sh, sw = spec.strides
+    dh, dw = spec.dilations
+    row0 = b.add(base, b.mul(oh0, I64(sh * pitch)))
+    nin = (nrows - 1) * sh + (spec.KH - 1) * dh + 1
+    users = [[(r, (i - r * sh) // dh) for r in range(nrows)
+              if i >= r * sh and (i - r * sh) % dh == 0 and (i - r * sh) // dh < spec.KH]
+             for i in range(nin)]
+
+    def compute(ow0):
+        accs = [fill] * nrows
+        # max pooling propagates NaN as numpy's maximum: llvm.maximum per tap, or (ordered_max)
+        # a plain max per tap and whether a NaN was seen
+        nans = [None] * nrows
+        for i, us in enumerate(users):
+            if not us:
+                continue
+            for kw in range(spec.KW):
+                if spec.split:  # column 2*ow + c is at (c % 2) * half + ow + c // 2
+                    c = kw * dw
+                    at = b.add(row0, b.add(I64(i * pitch + (c % 2) * (pitch // 2) + c // 2),
+                                           ow0))
+                    x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
+                else:
+                    at = b.add(row0, b.add(I64(i * pitch + kw * dw), b.mul(ow0, I64(sw))))
+                    x = load_strided(b, plane, at, sw, L, F32, overrun_ok=True)
+                isnan = b.fcmp_unordered("uno", x, x) if pool and spec.ordered_max else None
+                for r, kh in us:
+                    if isnan is not None:
+                        accs[r] = b.select(b.fcmp_ordered(">", accs[r], x), accs[r], x)
+                        nans[r] = isnan if nans[r] is None else b.or_(nans[r], isnan)
+                    elif pool:
+                        accs[r] = mt.binary(b, "maximum", accs[r], x, "float32")
+                    else:
+                        accs[r] = mt.fma(b, wv[kh * spec.KW + kw], x, accs[r])
+        if pool and spec.ordered_max:
+            nan = ir.Constant(vt, [float("nan")] * L)
+            accs = [b.select(n, nan, a) if n is not None else a for a, n in zip(accs, nans)]
+        return accs
+
+    def store(acc, r, ow0, mask):
+        col0 = b.add(b.mul(b.add(oh0, I64(r)), I64(spec.OW)), ow0)
+        if spec.epilogue is not None:
+            acc = spec.epilogue(b, acc, oc, col0, img, I64(0), mask)
+        p = gep(b, C, b.add(out0, col0), F32)
+        if mask is None:
+            b.store(acc, p, align=4)
+        else:
+            masked_store(b, acc, p, mask)
+
+    nfull, tail = divmod(spec.OW, L)
+    if tail:
+        # The tail vector first: where its store is whole, the lanes past the row land on
+        # later rows' first columns, which the full vectors after it overwrite. Masked stores
+        # are cheap with AVX-512 masks, slow on AMD with AVX2: there only the rows whose
+        # tail would run past the plane's end are masked.
+        mask = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
+        ow0 = I64(nfull * L)
+        accs = compute(ow0)
+        whole_rows = (spec.OH * spec.OW - nfull * L - L) // spec.OW + 1
+        whole_rows = max(0, min(whole_rows, spec.OH - 1))
+        for r in range(nrows):
+            if spec.masked_stores_fast:
+                store(accs[r], r, ow0, mask)
+                continue
+            with b.if_else(b.icmp_signed("<", b.add(oh0, I64(r)), I64(whole_rows))) as (
+                    inner, last):
+                with inner:
+                    store(accs[r], r, ow0, None)
+                with last:
+                    store(accs[r], r, ow0, mask)
+    if nfull:
+        with for_range(b, 0, nfull * L, L, "ow") as ow0:
+            accs = compute(ow0)
+            for r in range(nrows):
+                store(accs[r], r, ow0, None)
 
 
 def emit_pad_kernel(module: ir.Module, name: str, *, planes: int, H: int, W: int, pads,
@@ -217,24 +258,25 @@ def _source_plane(b, spec: DepthwiseSpec, bufs, img, ic):
 
 
 def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,
-               spill: bool = True):
+               spill: bool = True, borders: bool = True):
     """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
-    border (the scratch rows are left + W + right wide, top + H + bottom of them). With `spill`
-    a row's tail is one whole vector store whose extra lanes (`fill`) may run up to L floats
-    past the plane (the scratch buffers have that slack); without, a masked store."""
+    border (the scratch rows are left + W + right wide, top + H + bottom of them; without
+    `borders` the caller has filled them already). With `spill` a row's tail is one whole
+    vector store whose extra lanes (`fill`) may run up to L floats past the plane (the scratch
+    buffers have that slack); without, a masked store."""
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
     vt = ir.VectorType(F32, L)
     zero = ir.Constant(vt, [fill] * L)
     # border rows: whole rows of zeros
     for r0, r1 in ((0, top), (top + H, hp)):
-        if r1 > r0:
+        if r1 > r0 and borders:
             _fill_run(b, scratch, I64(r0 * wp), (r1 - r0) * wp, zero)
     with for_range(b, 0, H, 1, "r") as r:
         drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
-        for c in range(left):
+        for c in range(left if borders else 0):
             b.store(ir.Constant(F32, fill), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
-        for c in range(right):
+        for c in range(right if borders else 0):
             b.store(ir.Constant(F32, fill), gep(b, scratch, b.add(drow, I64(W + c)), F32))
         srow = b.add(src, b.mul(r, I64(W)))
         nfull, tail = divmod(W, L)
@@ -254,36 +296,52 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
 
 def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float):
     """fill_plane for stride-2 kernels: each padded row of width wp is stored as its even
-    columns (half = ceil(wp / 2) of them) followed by its odd columns."""
-    top, left, bottom, right = pads
-    hp, wp = top + H + bottom, left + W + right
+    columns (half = ceil(wp / 2) of them) followed by its odd columns. Only the data: the
+    caller fills the padding once (it is the same for every plane)."""
+    top, left, _, right = pads
+    wp = left + W + right
     half = -(-wp // 2)
     pitch = 2 * half
     vt = ir.VectorType(F32, L)
     border = ir.Constant(vt, [fill] * L)
-    _fill_run(b, scratch, I64(0), hp * pitch, border)  # everything `fill`, then the data over it
     evens = ir.Constant(ir.VectorType(I32, L), list(range(0, 2 * L, 2)))
     odds = ir.Constant(ir.VectorType(I32, L), list(range(1, 2 * L, 2)))
     # chunk element i sits at padded column left + c0 + i; with c0 even its parity is left + i's
     first_even = (0, left // 2) if left % 2 == 0 else (half, (left - 1) // 2)  # (region, index)
     first_odd = (half, left // 2) if left % 2 == 0 else (0, (left + 1) // 2)
-    nfull = W // (2 * L)
+    nfull, tail = divmod(W, 2 * L)
+
+    def chunk(drow, srow, c0, lo, hi):
+        k = b.sdiv(c0, I64(2)) if isinstance(c0, ir.Value) else I64(c0 // 2)
+        # the even region first: a tail's extra lanes there run into the odd region
+        for sel, (region, idx) in sorted(((evens, first_even), (odds, first_odd)),
+                                         key=lambda t: t[1][0]):
+            at = b.add(drow, b.add(I64(region + idx), k))
+            b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, F32), align=4)
+
     with for_range(b, 0, H, 1, "r") as r:
         drow = b.mul(b.add(r, I64(top)), I64(pitch))
         srow = b.add(src, b.mul(r, I64(W)))
+        if tail:
+            # First, whole vectors: the even region's extra lanes (`fill`) run into the odd
+            # region, rewritten by the odd store and the chunks below; the odd region's into the
+            # next row (written after) or the bottom padding and slack, `fill` anyway.
+            c0 = nfull * 2 * L
+            parts = []
+            for j in range(2):
+                n = min(L, max(0, tail - j * L))
+                if n == 0:
+                    parts.append(border)
+                    continue
+                mk = ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n))
+                parts.append(masked_load(b, gep(b, X, b.add(srow, I64(c0 + j * L)), F32), F32,
+                                         mk, border))
+            chunk(drow, srow, c0, *parts)
         if nfull:
             with for_range(b, 0, nfull * 2 * L, 2 * L, "cc") as c0:
                 lo = b.load(gep(b, X, b.add(srow, c0), F32), typ=vt, align=4)
                 hi = b.load(gep(b, X, b.add(srow, b.add(c0, I64(L))), F32), typ=vt, align=4)
-                k = b.sdiv(c0, I64(2))
-                for sel, (region, idx) in ((evens, first_even), (odds, first_odd)):
-                    at = b.add(drow, b.add(I64(region + idx), k))
-                    b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, F32), align=4)
-        for c in range(nfull * 2 * L, W):  # the tail, element by element
-            p = left + c
-            at = b.add(drow, I64((p % 2) * half + p // 2))
-            v = b.load(gep(b, X, b.add(srow, I64(c)), F32), typ=F32)
-            b.store(v, gep(b, scratch, at, F32))
+                chunk(drow, srow, c0, lo, hi)
 
 
 def _fill_run(b, ptr, start, n: int, value):

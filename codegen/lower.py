@@ -11,11 +11,13 @@ from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
 from . import kernel_trees, te
-from .te_ops import COMPUTES
+from .blocking import channel_shape
 from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
 from .llvm_util import I64
 from .render import Renderer
+from .te_ops import COMPUTES
+from .tuning import Tuning
 
 
 class LoweringError(NotImplementedError):
@@ -39,15 +41,16 @@ def describe(node: Node) -> str:
     return "+".join(n.op for n in body.nodes)
 
 
-def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+def lower_node(module: ir.Module, node: Node, func: str, tun: Tuning) -> KernelInfo:
+    """The kernel of one fused node, shaped for `tun` (codegen/tuning.py: tuning_for(target))."""
     body = node.attrs["body"]
     anchor = node.attrs.get("anchor")
     if anchor == "conv":
-        info = _try_conv_gemm(module, node, func, vector_bits)
+        info = _try_conv_gemm(module, node, func, tun)
         if info is not None:
             return info
     if anchor == "matmul":
-        info = _try_matmul_gemm(module, node, func, vector_bits)
+        info = _try_matmul_gemm(module, node, func, tun)
         if info is not None:
             return info
     # dedicated kernels: the anchor's, or else the first op's that has one (they decide whether
@@ -55,10 +58,10 @@ def lower_node(module: ir.Module, node: Node, func: str, vector_bits: int) -> Ke
     own = KERNELS.get(anchor) if anchor is not None else next(
         (KERNELS[n.op] for n in body.nodes if n.op in KERNELS), None)
     if own is not None:
-        info = own(module, node, func, vector_bits)  # None: not this instance, use TE
+        info = own(module, node, func, tun)  # None: not this instance, use TE
         if info is not None:
             return info
-    return _lower_te(module, node, body, func, vector_bits)
+    return _lower_te(module, node, body, func, tun)
 
 
 def _lanes(vector_bits: int, dtype: str) -> int:
@@ -66,7 +69,7 @@ def _lanes(vector_bits: int, dtype: str) -> int:
     return max(1, vector_bits // (8 * item))
 
 
-def _lower_te(module, node, body, func, vector_bits) -> KernelInfo:
+def _lower_te(module, node, body, func, tun: Tuning) -> KernelInfo:
     ext = list(node.inputs)
     ctx = KernelContext(len(ext), consts={i: v.data for i, v in enumerate(ext) if v.is_const})
     ins = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
@@ -74,7 +77,7 @@ def _lower_te(module, node, body, func, vector_bits) -> KernelInfo:
     out = node.outputs[0]
     dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
     emit_te_kernel(module, func, out.shape, out.dtype, out_t.fn, dtypes, len(dtypes) - 1,
-                   _lanes(vector_bits, out.dtype))
+                   _lanes(tun.vector_bits, out.dtype))
     args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
     return KernelInfo(func, describe(node), args + [out])
 
@@ -133,7 +136,7 @@ def _make_epilogue(expr: te.Expr, vec_var: str, bind, buf_dtypes: list[str], buf
 
 
 # -- conv ---------------------------------------------------------------------------------------
-def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:
     body = node.attrs["body"]
     conv = body.nodes[0]
     x_b, w_b = conv.inputs[0], conv.inputs[1]
@@ -158,18 +161,18 @@ def _try_conv_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInf
     OC, Cg, KH, KW = ws
     OH, OW = os_[2], os_[3]
     M, K, P = OC // g, Cg * KH * KW, OH * OW
-    if Cg == 1 and g > 1 and KH * KW > 1 and vector_bits >= 128:
+    if Cg == 1 and g > 1 and KH * KW > 1 and tun.vector_bits >= 128:
         info = _depthwise_conv(module, node, func, ext, xi, wi, bi, (N_img, C, H, W),
-                               (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, vector_bits)
+                               (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun)
         if info is not None:
             return info
     if K < 4 or (M < 4 and g > 1):
         return None  # depthwise-like: the direct tensor-expression kernel is better
-    blk = choose_blocking(vector_bits, K, M)
+    blk = choose_blocking(tun.vector_bits, K, M)
     packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
     if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
         return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
-                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, vector_bits)
+                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, tun)
     if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
             and dil[1] == 1 and OW >= 2 * blk.lanes):
         return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
@@ -259,7 +262,7 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct")
 
 
-def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:
     """A 2-D float32 max pool (and its elementwise epilogue) on the plane kernel of
     kernel_dwconv: the padding, -inf here, is filled in cache; ceil-mode windows that run past
     the padding read more of it."""
@@ -270,7 +273,8 @@ def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelIn
     x_b = pool.inputs[0]
     ext = list(node.inputs)
     pos = {id(v): i for i, v in enumerate(body.inputs)}
-    lanes = vector_bits // 32
+    tun = _row_tuning(tun, pool.outputs[0].shape[-1])
+    lanes = tun.lanes
     sources = None
     cat = x_b.producer
     if cat is not None and cat.op == "concat" and cat.attrs["axis"] == 1 and all(
@@ -290,7 +294,9 @@ def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelIn
     spec = DepthwiseSpec(channels=C, multiplier=1, images=N_img, H=H, W=W, OH=OH, OW=OW, KH=KH,
                          KW=KW, strides=strides, dilations=dil, pads=spad,
                          x_buf=pos.get(id(x_b), -1), w_buf=-1, c_buf=0, lanes=lanes, mode="max",
-                         sources=sources)
+                         sources=sources, rows=_plane_rows(tun, 0),
+                         masked_stores_fast=tun.masked_stores_fast,
+                         ordered_max=tun.arch == "x86_64")
     if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
         return None
     epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, 1, OH * OW, lanes, anchor=pool)
@@ -300,7 +306,7 @@ def _max_pool_plane(module, node: Node, func: str, vector_bits: int) -> KernelIn
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="plane")
 
 
-def _pad_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+def _pad_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:
     """A lone constant pad of H and W of a float32 NCHW tensor (the conv paddings made explicit)
     as plane copies: vector rows, no per-element bounds checks."""
     from .kernel_dwconv import emit_pad_kernel
@@ -311,7 +317,7 @@ def _pad_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | 
     pad = body.nodes[0]
     x = node.inputs[0]
     pads = tuple(pad.attrs["pads"] or ())
-    lanes = vector_bits // 32
+    lanes = tun.vector_bits // 32
     if (x.type.rank != 4 or x.dtype != "float32" or lanes < 4
             or pad.attrs["mode"] != "constant" or len(pads) != 8 or min(pads) < 0
             or any(pads[i] for i in (0, 1, 4, 5))):
@@ -323,7 +329,7 @@ def _pad_plane(module, node: Node, func: str, vector_bits: int) -> KernelInfo | 
     return KernelInfo(func, describe(node), [x, node.outputs[0]], kernel="plane")
 
 
-def _winograd_input(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+def _winograd_input(module, node: Node, func: str, tun: Tuning) -> KernelInfo:
     from .kernel_winograd import emit_winograd_input
 
     wi = node.attrs["body"].nodes[0]
@@ -331,11 +337,11 @@ def _winograd_input(module, node: Node, func: str, vector_bits: int) -> KernelIn
     N_img, C, H, W = x.shape
     pads = wi.attrs["pads"]
     emit_winograd_input(module, func, images=N_img, C=C, H=H, W=W, pads=(pads[0], pads[1]),
-                        tiles=wi.attrs["tiles"], lanes=max(4, vector_bits // 32))
+                        tiles=wi.attrs["tiles"], lanes=max(4, tun.vector_bits // 32))
     return KernelInfo(func, describe(node), [x, node.outputs[0]], kernel="winograd")
 
 
-def _winograd_output(module, node: Node, func: str, vector_bits: int) -> KernelInfo:
+def _winograd_output(module, node: Node, func: str, tun: Tuning) -> KernelInfo:
     from .kernel_winograd import emit_winograd_output
 
     body = node.attrs["body"]
@@ -343,7 +349,7 @@ def _winograd_output(module, node: Node, func: str, vector_bits: int) -> KernelI
     ext = list(node.inputs)
     mi = {id(v): i for i, v in enumerate(body.inputs)}[id(wo.inputs[0])]
     N_img, OC, OH, OW = wo.outputs[0].shape
-    lanes = max(4, vector_bits // 32)
+    lanes = max(4, tun.vector_bits // 32)
     epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, OC, OH * OW, lanes)
     emit_winograd_output(module, func, images=N_img, OC=OC, out=(OH, OW), tiles=wo.attrs["tiles"],
                          lanes=lanes, m_buf=mi, c_buf=len(dtypes) - 1, nbufs=len(dtypes),
@@ -383,7 +389,7 @@ def _rows_per_tile(P: int, mr: int, nv: int) -> int:
 
 
 def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
-                  vector_bits) -> KernelInfo:
+                  tun: Tuning) -> KernelInfo:
     from .kernel_convc import ChannelConvSpec, emit_channel_conv_kernel, pack_weights
     from .kernel_gemm import Blocking
 
@@ -391,15 +397,24 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     OC, Cg, KH, KW = ws
     OH, OW = os_
     P = OH * OW
-    cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
+    transposed = False
+    if tun.vector_bits >= 512:
+        shape = channel_shape(tun, M, P, Cg * KH * KW)
+        cblk = Blocking(mr=shape.rows, nv=shape.vectors, lanes=blk.lanes)
+        transposed = shape.transposed
+    else:
+        cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g, cblk.nr)
-    epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, M, P, cblk.lanes,
-                                                 over_channels=True)
+    if transposed:  # the epilogue runs on vectors of positions, as in the GEMM kernel
+        epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, M, P, cblk.mr)
+    else:
+        epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, M, P, cblk.lanes,
+                                                     over_channels=True)
     spec = ChannelConvSpec(M=M, Cg=Cg, KH=KH, KW=KW, images=N_img, groups=g, OH=OH, OW=OW,
                            Hp=H, Wp=W, strides=strides, dilations=dil,
                            x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
                            w_buf=wi, x_buf=xi, c_buf=len(dtypes) - 1, blocking=cblk,
-                           epilogue=epi, bufs_holder=holder)
+                           epilogue=epi, bufs_holder=holder, transposed=transposed)
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -407,17 +422,43 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="channel")
 
 
+def _row_tuning(tun: Tuning, width: int) -> Tuning:
+    """The vector width for a kernel vectorized along output rows `width` wide (the plane
+    kernels): the fewest FMA cycles per row. A 7-column row fills half a zmm; where a zmm costs
+    two ymm (Zen 4) ymm rows are as fast or faster at every width (ties go narrow: a misaligned
+    ymm load splits a cache line half as often), where it costs one (Intel) the widest is."""
+    best, best_cost = tun, None
+    bits = tun.vector_bits
+    while bits >= 128:
+        t = tun.narrowed(bits)
+        cost = -(-width // t.lanes) / t.fma_per_cycle
+        if best_cost is None or cost < best_cost or (cost == best_cost
+                                                     and best.narrow_is_cheaper):
+            best, best_cost = t, cost
+        bits //= 2
+    return best
+
+
+def _plane_rows(tun: Tuning, taps: int) -> int:
+    """Output rows a plane kernel computes together: registers for their accumulators beside
+    the splatted weights (4 for 3x3 taps with 16 registers, 8 with 32)."""
+    return max(2, min(8, tun.registers - taps - 3))
+
+
 def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, pads, g,
-                    vector_bits) -> KernelInfo | None:
+                    tun: Tuning) -> KernelInfo | None:
     from .kernel_dwconv import SCRATCH_LIMIT, DepthwiseSpec, emit_depthwise_kernel
 
     N_img, _, H, W = xs
     OC, _, KH, KW = ws
     OH, OW = os_
-    lanes = vector_bits // 32
+    tun = _row_tuning(tun, OW)
+    lanes = tun.lanes
     spec = DepthwiseSpec(channels=OC, multiplier=OC // g, images=N_img, H=H, W=W, OH=OH, OW=OW,
                          KH=KH, KW=KW, strides=strides, dilations=dil, pads=tuple(pads),
-                         x_buf=xi, w_buf=wi, c_buf=0, lanes=lanes)
+                         x_buf=xi, w_buf=wi, c_buf=0, lanes=lanes,
+                         rows=_plane_rows(tun, KH * KW),
+                         masked_stores_fast=tun.masked_stores_fast)
     if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
         return None
     epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, 1, OH * OW, lanes)
@@ -436,7 +477,7 @@ def _emit_with_bufs(module, func, spec, nbufs, bufs_holder):
 
 
 # -- matmul -------------------------------------------------------------------------------------
-def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelInfo | None:
+def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:
     body = node.attrs["body"]
     mm = body.nodes[0]
     a_b, b_b = mm.inputs
@@ -462,7 +503,7 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
     # with the batch folded into M: row blocks of one row would leave the microkernel idle.
     fold = b_batch == 1 and a_batch == batch > 1
     Mrows = M * batch if fold else M
-    blk = choose_blocking(vector_bits, K, Mrows)
+    blk = choose_blocking(tun.vector_bits, K, Mrows)
     ctx = KernelContext(len(ext))
     expr, _ = _epilogue(node, None, None, ctx, len(out.shape))
     dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
@@ -498,7 +539,7 @@ def _try_matmul_gemm(module, node: Node, func: str, vector_bits: int) -> KernelI
     return KernelInfo(func, describe(node), args + [out], kernel="gemm")
 
 
-# op name -> a dedicated kernel: lower(module, fused_node, func, vector_bits) -> KernelInfo, or
+# op name -> a dedicated kernel: lower(module, fused_node, func, tuning) -> KernelInfo, or
 # None when it does not take this instance (its producers or epilogue), which then goes to the
 # tensor-expression path. codegen/registry.py is the lookup.
 KERNELS = {
