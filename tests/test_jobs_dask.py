@@ -108,12 +108,12 @@ def test_dask_backend(cluster, jobs_env, digits):
     root = jobs_env.root
 
     # -- 1. six jobs on two workers, one worker lost mid-job --------------------------------
-    chain = tj.conv_chain(root / "chain.onnx", 22, layers=5)
+    chain = tj.conv_chain(root / "chain.onnx", 22, layers=4)
     jobs = {  # name -> (model, target, shape)
         "chain-arm64": (chain, "arm64", None),
         "digits-x86": (digits, "x86_64", tj.DIGITS_SHAPE),
         "digits-arm64": (digits, "arm64", tj.DIGITS_SHAPE),
-        "digits-armv7": (digits, "armv7", tj.DIGITS_SHAPE),
+        "digits-c5": (digits, "ml_c5", tj.DIGITS_SHAPE),
         "digits-pi4": (digits, "rasp4b", tj.DIGITS_SHAPE),
         "digits-graviton": (digits, "ml_c6g", tj.DIGITS_SHAPE),
     }
@@ -166,9 +166,9 @@ def test_dask_backend(cluster, jobs_env, digits):
         "digits-rasp4b.tar.gz")
 
     # -- 2. stop cancels the task ------------------------------------------------------------
-    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=6)
+    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=4)
     p = jobs_env.neo("jobs", "create", "--name", "cancel-me", "--model", chain, "--framework",
-                     "onnx", "--target", "arm64", "--output", "out-cancel", "--backend", "dask",
+                     "onnx", "--target", "x86_64", "--output", "out-cancel", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")
     assert p.returncode == 0, tj.show(p)
     jobs_env.poll("cancel-me", lambda j: j.status == "INPROGRESS", timeout=120)
@@ -182,9 +182,9 @@ def test_dask_backend(cluster, jobs_env, digits):
     alive = {survivor: workers[next(n for n in workers if n != victim)][1]}
     address, proc3 = add_worker("w3")
     alive[address] = proc3
-    chain = tj.conv_chain(root / "chain3.onnx", 16, layers=6)
+    chain = tj.conv_chain(root / "chain3.onnx", 16, layers=4)
     p = jobs_env.neo("jobs", "create", "--name", "unlucky", "--model", chain, "--framework",
-                     "onnx", "--target", "arm64", "--output", "out-unlucky", "--backend", "dask",
+                     "onnx", "--target", "x86_64", "--output", "out-unlucky", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")
     assert p.returncode == 0, tj.show(p)
     killed = []
