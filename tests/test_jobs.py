@@ -152,10 +152,11 @@ def digits(tmp_path_factory) -> Path:
     return path
 
 
-def conv_chain(path: Path, size: int, layers: int = 12, channels: int = 16) -> Path:
+def conv_chain(path: Path, size: int, layers: int = 30, channels: int = 16) -> Path:
     """Conv(3x3|5x5)+Relu x layers on a size x size image: about a second of compile per layer
-    here, and a different LLVM module for every size (so no cache makes one test's compile
-    instant). The tests that use it stop or kill it early."""
+    for x86_64 here (half that on a quiet machine), and a different LLVM module for every size
+    (so no cache makes one test's compile instant). The tests that use it stop or kill it early,
+    so its length only bounds how slow a machine may be."""
     r = np.random.default_rng(size)
     nodes, inits, x, c = [], [], "input", 3
     for i in range(layers):

@@ -166,7 +166,7 @@ def test_dask_backend(cluster, jobs_env, digits):
         "digits-rasp4b.tar.gz")
 
     # -- 2. stop cancels the task ------------------------------------------------------------
-    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=4)
+    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=6)
     p = jobs_env.neo("jobs", "create", "--name", "cancel-me", "--model", chain, "--framework",
                      "onnx", "--target", "x86_64", "--output", "out-cancel", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")
