@@ -854,6 +854,9 @@ class Resize(Op):
                   [0.0] * 2 + [b] * nsp + [1.0] * 2 + [en] * nsp)
             roi = e.floats(rv)
             attrs["extrapolation_value"] = p["extrapolation"]
+            if any(o == n for o, n in zip(shape[2:], x.shape[2:])):
+                e.ambiguous.append("tf_crop_and_resize: onnxruntime does not crop an axis of "
+                                   "scale 1")
             lo, hi = min(lo, p["extrapolation"]), max(hi, p["extrapolation"])
         if p["mode"] == "cubic":
             m = 1.6 * x.mag
@@ -1795,6 +1798,91 @@ class ChannelNorm(Op):
         e.ambiguous.append("MeanVarianceNormalization: onnxruntime has no epsilon")
         b = math.sqrt(math.prod(x.shape[a] for a in p["axes"])) + 1
         return [Val(out, x.shape, -b, b)]
+
+
+# -- motifs: what real models fuse, as one node each -----------------------------------------------
+def _conv_w(e: Emitter, oc: int, c: int, k: int, groups: int = 1) -> str:
+    w = e.rng.standard_normal((oc, c // groups, k, k)) / math.sqrt(c // groups * k * k)
+    return e.const(w.astype(np.float32), "w")
+
+
+@op
+class Motif(Op):
+    """A residual block (conv + bias + add + relu), a feature-pyramid merge (nearest upsample x2
+    + add, then a 3x3 conv), a squeeze-and-excitation gate, an inception-style concat + pool, or
+    a depthwise-separable pair."""
+
+    name, weight = "motif", 6
+
+    def propose(self, s):
+        x = s.pick(lambda v: v.rank == 4 and v.shape[1] <= 48 and min(v.shape[2:]) >= 2)
+        if x is None:
+            return None
+        kind = s.choice(["residual", "fpn", "se", "concat_pool", "separable"])
+        return [x], {"kind": kind, "act": s.choice(["Relu", "Clip", "Sigmoid", "HardSwish",
+                                                     "LeakyRelu"]),
+                     "oc": s.choice([8, 16, 17, 24, 32]), "stride": s.choice([1, 1, 2]),
+                     "seed": int(s.rng.integers(1 << 30))}
+
+    def emit(self, e, ins, p):
+        (x,) = ins
+        if x.rank != 4:
+            raise Invalid("rank")
+        n, c, h, w = x.shape
+        k = p["kind"]
+
+        def act(t):
+            if p["act"] == "Clip":
+                return e.one("Clip", [t, e.const(np.float32(0), "lo"), e.const(np.float32(6), "hi")])
+            if p["act"] == "HardSwish" and e.opset < 14:
+                return e.one("Relu", [t])
+            return e.one(p["act"], [t])
+
+        def bias(oc):
+            return e.const((e.rng.standard_normal(oc) * 0.3).astype(np.float32), "b")
+
+        if k == "residual":  # conv3x3 + bias + x + act: the conv epilogue takes the add
+            y = e.one("Conv", [x.name, _conv_w(e, c, c, 3), bias(c)], kernel_shape=[3, 3],
+                      pads=[1, 1, 1, 1])
+            out, shape = act(e.one("Add", [y, x.name])), x.shape
+        elif k == "fpn":  # nearest x2 + add of a finer map, then a 3x3 conv (strided or not)
+            if 4 * n * c * h * w > MAX_ELEMS:
+                raise Invalid("too big")
+            fine = e.const(e.rng.standard_normal((1, c, 2 * h, 2 * w)).astype(np.float32), "f")
+            up = e.one("Resize", [x.name, "", e.floats([1, 1, 2, 2])], mode="nearest",
+                       coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            s_ = p["stride"]
+            out = e.one("Conv", [e.one("Add", [up, fine]), _conv_w(e, p["oc"], c, 3),
+                                 bias(p["oc"])], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                        strides=[s_, s_])
+            shape = (n, p["oc"], (2 * h - 1) // s_ + 1, (2 * w - 1) // s_ + 1)
+        elif k == "se":  # x * sigmoid(conv1x1(relu(conv1x1(gap(x)))))
+            r = max(1, c // 4)
+            g = e.one("GlobalAveragePool", [x.name])
+            g = e.one("Relu", [e.one("Conv", [g, _conv_w(e, r, c, 1), bias(r)], kernel_shape=[1, 1])])
+            g = e.one("Sigmoid", [e.one("Conv", [g, _conv_w(e, c, r, 1), bias(c)],
+                                        kernel_shape=[1, 1])])
+            out, shape = e.one("Mul", [x.name, g]), x.shape
+        elif k == "concat_pool":  # two branches concatenated on channels, then a max pool
+            a = act(e.one("Conv", [x.name, _conv_w(e, p["oc"], c, 1), bias(p["oc"])],
+                          kernel_shape=[1, 1]))
+            b = e.one("Conv", [x.name, _conv_w(e, 8, c, 3), bias(8)], kernel_shape=[3, 3],
+                      pads=[1, 1, 1, 1])
+            cat = e.one("Concat", [a, b, x.name], axis=1)
+            out = e.one("MaxPool", [cat], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+            shape = (n, p["oc"] + 8 + c, (h - 1) // 2 + 1, (w - 1) // 2 + 1)
+        else:  # depthwise 3x3 (+act) then pointwise 1x1
+            s_ = p["stride"]
+            d = act(e.one("Conv", [x.name, _conv_w(e, c, c, 3, c), bias(c)], kernel_shape=[3, 3],
+                          pads=[1, 1, 1, 1], strides=[s_, s_], group=c))
+            out = e.one("Conv", [d, _conv_w(e, p["oc"], c, 1), bias(p["oc"])],
+                        kernel_shape=[1, 1])
+            shape = (n, p["oc"], (h - 1) // s_ + 1, (w - 1) // s_ + 1)
+        shape = _check_size(shape)
+        if math.prod(shape) * 9 * max(c, p["oc"]) > MAX_MACS:
+            raise Invalid("too big")
+        b = 8 * x.mag + 10
+        return [Val(out, shape, -b, b)]
 
 
 # -- building the graph ------------------------------------------------------------------------
