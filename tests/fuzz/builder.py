@@ -33,8 +33,11 @@ def main() -> None:
             answer = (e.stage, _one_line(str(e)))
         except Exception as e:  # noqa: BLE001 - every failure is a verdict
             answer = ("codegen", _one_line(f"{type(e).__name__}: {e}"))
-        pickle.dump(answer, proto)
-        proto.flush()
+        try:
+            pickle.dump(answer, proto)
+            proto.flush()
+        except BrokenPipeError:  # the fuzzer is gone
+            return
 
 
 if __name__ == "__main__":
