@@ -1,0 +1,139 @@
+"""Checking a frozen TensorFlow graph for unsupported ops, and the conversion driver."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from neo import ir
+from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
+
+from ..common.context import make_const
+from ..common.driver import Driver, FrameworkNode, check_supported
+from ..common.errors import MAX_NAMES
+from .context import TFContext
+from .graph import framework_nodes, op_defaults, split_tensor
+from .loader import TFModel, require_tf
+from .registry import CONVERTERS
+
+# Ops that carry TensorFlow control flow or state; named in the hint when a model has them.
+CONTROL_FLOW = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "Case",
+                          "StatelessCase", "Enter", "Exit", "Merge", "Switch", "NextIteration",
+                          "LoopCond", "PartitionedCall", "StatefulPartitionedCall"})
+
+
+def _nodes(model: TFModel) -> list[FrameworkNode]:
+    tf = require_tf()
+    inputs = {split_tensor(i.tensor)[0] for i in model.inputs}
+    return framework_nodes(tf, model.graph_def, skip=frozenset(inputs),
+                           wanted=frozenset(o.tensor for o in model.outputs))
+
+
+def _hint(ops: set[str]) -> str:
+    loops = sorted(ops & CONTROL_FLOW)
+    if loops:
+        return (f"{', '.join(loops)}: Neo compiles control-flow-free graphs; a Keras RNN "
+                "freezes to one with unroll=True (static sequence length)")
+    return "`neo inspect` lists the ops of a model"
+
+
+def unsupported_ops(model: TFModel) -> list[UnsupportedOp]:
+    counts: Counter[str] = Counter()
+    names: dict[str, list[str]] = {}
+    for n in _nodes(model):
+        if CONVERTERS.lookup(n.op) is None:
+            counts[n.op] += 1
+            if len(names.setdefault(n.op, [])) < MAX_NAMES:
+                names[n.op].append(n.origin)
+    return [UnsupportedOp(op, c, names[op]) for op, c in counts.most_common()]
+
+
+def inspect_model(model: TFModel) -> dict:
+    hist = Counter(n.op for n in model.graph_def.node)
+
+    def info(t):
+        return {"name": t.name, "tensor": t.tensor, "shape": t.shape, "dtype": t.dtype or "?"}
+
+    out = {
+        "format": model.format,
+        "layout": "NHWC: --shape gives image inputs as [batch, height, width, channels]",
+        "inputs": [info(t) for t in model.inputs],
+        "outputs": [info(t) for t in model.outputs],
+        "ops": dict(hist.most_common()),
+        "unsupported": [{"op_type": u.op_type, "count": u.count, "nodes": list(u.first_node_names)}
+                        for u in unsupported_ops(model)],
+    }
+    if model.format == "saved_model":
+        out["details"] = {"signature": model.signature,
+                          "signatures": ", ".join(model.signatures)}
+    return out
+
+
+def _input_shape(t, given: dict) -> tuple[int, ...]:
+    if t.name in given:
+        shape = tuple(int(d) for d in given[t.name])
+        if t.shape is not None and len(t.shape) != len(shape):
+            raise UsageError(f"input {t.name!r} has rank {len(t.shape)} in the model, but the "
+                             f"given shape {list(shape)} has rank {len(shape)}")
+        return shape
+    if t.shape is None or any(d is None for d in t.shape):
+        shown = "unknown rank" if t.shape is None else "[" + ", ".join(
+            "?" if d is None else str(d) for d in t.shape) + "]"
+        raise UsageError(f"input {t.name!r} has a dynamic shape ({shown}); give its static shape",
+                         hint='e.g. --shape \'{"' + t.name + '": [1, 224, 224, 3]}\'')
+    return tuple(t.shape)
+
+
+def convert_model(model: TFModel, input_shapes: dict | None, model_name: str,
+                  const_inputs: dict | None = None) -> ir.Graph:
+    tf = require_tf()
+    nodes = _nodes(model)
+    ops = {n.op for n in nodes}
+    check_supported(nodes, CONVERTERS, hint=_hint(ops))
+    g = ir.Graph(name=model_name or model.path.stem or "main")
+    given = dict(input_shapes or {})
+    const_inputs = dict(const_inputs or {})
+    names = [t.name for t in model.inputs]
+    unknown = sorted((set(given) | set(const_inputs)) - set(names))
+    if unknown:
+        raise UsageError(f"input shapes name {', '.join(map(repr, unknown))}, which the model does "
+                         f"not have; its inputs: {', '.join(names)}")
+    for o in model.outputs:  # output names are kept for the outputs themselves
+        if o.name not in names:
+            g.unique(o.name)
+    driver = Driver(g, CONVERTERS,
+                    lambda node: TFContext(g, node.origin, node.origin, node.op),
+                    defaults=lambda node: op_defaults(tf, node),
+                    model=f"TensorFlow model {model.path.name}")
+    for t in model.inputs:
+        try:
+            dtype = ir.dtype_name(t.dtype)
+        except TypeError as e:
+            raise UnsupportedModelError([UnsupportedOp(f"input {t.name}", 1, [], reason=str(e))],
+                                        what="input types") from None
+        if t.name in const_inputs:
+            arr = np.asarray(const_inputs[t.name]).astype(ir.np_dtype(dtype))
+            driver.env[t.tensor] = make_const(g, arr, t.name)
+        else:
+            driver.env[t.tensor] = g.input(t.name, _input_shape(t, given), dtype)
+    driver.run(nodes)
+    driver.finish(hint=_hint(ops))
+    for o in model.outputs:
+        if o.tensor not in driver.env:
+            raise ModelLoadError(f"output {o.name!r} ({o.tensor}) is not produced by any node")
+        g.outputs.append(_named_output(g, driver.env[o.tensor], o.name))
+    return g
+
+
+def _named_output(g: ir.Graph, v: ir.Value, name: str) -> ir.Value:
+    """`v` under the output's name: renamed when it is free to take it, else through a copy
+    (an input or a value already output under another name)."""
+    if v.name == name:
+        return v
+    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
+    if not taken and (v.is_const or v.producer is not None):
+        v.name = name  # reserved in convert_model, so no other value has it
+        return v
+    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
+    out.name = name
+    return out
