@@ -50,6 +50,7 @@ class Val:
     lo: float
     hi: float
     exact: bool = False
+    index: bool = False  # an int64 index input (only its Gather reads it)
 
     @property
     def rank(self) -> int:
@@ -68,8 +69,13 @@ class Val:
 class InputSpec:
     name: str
     shape: list[int]
-    domain: str = "normal"  # normal: N(0,1) clipped to 4; positive: U(0.2, 3)
+    # normal: N(0,1) clipped to 4; positive: U(0.2, 3); index:D: int64 indices in [-D, D)
+    domain: str = "normal"
     data: np.ndarray | None = field(default=None, repr=False)  # values saved by a cut
+
+    @property
+    def dtype(self) -> str:
+        return "int64" if self.domain.startswith("index:") else "float32"
 
 
 @dataclass
@@ -117,10 +123,21 @@ class GraphSpec:
 DOMAINS = {"normal": (-4.0, 4.0), "positive": (0.2, 3.0)}
 
 
+def input_val(inp: InputSpec) -> Val:
+    if inp.dtype == "int64":
+        d = int(inp.domain.split(":")[1])
+        return Val(inp.name, tuple(inp.shape), -d, d - 1, True, index=True)
+    lo, hi = DOMAINS[inp.domain]
+    return Val(inp.name, tuple(inp.shape), lo, hi, True)
+
+
 def input_data(spec: GraphSpec, inp: InputSpec) -> np.ndarray:
     if inp.data is not None and list(inp.data.shape) == list(inp.shape):
-        return inp.data.astype(np.float32)
+        return inp.data.astype(inp.dtype)
     r = np.random.default_rng([spec.seed, zlib.crc32(inp.name.encode()), *inp.shape])
+    if inp.dtype == "int64":
+        d = int(inp.domain.split(":")[1])
+        return np.asarray(r.integers(-d, d, inp.shape), np.int64)
     if inp.domain == "positive":
         return np.asarray(r.uniform(0.2, 3.0, inp.shape), np.float32)
     return np.asarray(np.clip(r.standard_normal(inp.shape), -4, 4), np.float32)
@@ -204,7 +221,8 @@ class GenState:
         self.order.append(vid)
 
     def pick(self, pred: Callable[[Val], bool] = lambda v: True, recent: float = 0.6) -> str | None:
-        ids = [i for i in self.order if pred(self.vals[i])]
+        """A float value satisfying pred, recent ones more likely (chains over branches)."""
+        ids = [i for i in self.order if not self.vals[i].index and pred(self.vals[i])]
         if not ids:
             return None
         w = np.array([recent ** (len(ids) - 1 - k) + 0.04 for k in range(len(ids))])
@@ -215,8 +233,7 @@ class GenState:
         while name in self.vals:
             name += "_"
         self.spec.inputs.append(InputSpec(name, list(shape), domain))
-        lo, hi = DOMAINS[domain]
-        self.add(name, Val(name, tuple(shape), lo, hi, True))
+        self.add(name, input_val(self.spec.inputs[-1]))
         return name
 
     def choice(self, seq, p=None):
@@ -1457,16 +1474,28 @@ class Gather(Op):
 
     def propose(self, s):
         x = s.pick(lambda v: v.rank >= 1)
-        r = s.vals[x].rank
-        return [x], {"axis": int(s.rng.integers(0, r)), "n": s.choice([1, 2, 3, 5, 8]),
-                     "scalar": s.coin(0.15), "seed": int(s.rng.integers(1 << 30))}
+        v = s.vals[x]
+        a = int(s.rng.integers(0, v.rank))
+        p = {"axis": a, "n": s.choice([1, 2, 3, 5, 8]), "scalar": s.coin(0.15),
+             "seed": int(s.rng.integers(1 << 30))}
+        if s.coin(0.3):  # indices known only at run time, negative ones too
+            shape = [] if p["scalar"] else [p["n"]] if s.coin(0.7) else [2, p["n"]]
+            return [x, s.new_input(shape, f"index:{v.shape[a]}")], p
+        return [x], p
 
     def emit(self, e, ins, p):
-        (x,) = ins
+        x = ins[0]
         a = p["axis"]
         if a >= x.rank:
             raise Invalid("axis")
         d = x.shape[a]
+        if len(ins) == 2:
+            ind = ins[1]
+            if not ind.index or x.shape[a] < -ind.lo:
+                raise Invalid("indices out of range")
+            shape = _check_size(x.shape[:a] + ind.shape + x.shape[a + 1:])
+            out = e.one("Gather", [x.name, ind.name], axis=a)
+            return [Val(out, shape, x.lo, x.hi, x.exact)]
         if p["scalar"]:
             idx = np.int64(e.rng.integers(-d, d))
             ishape: tuple = ()
@@ -1900,8 +1929,7 @@ def realize(spec: GraphSpec) -> Realized:
     vals: dict[str, Val] = {}
     for inp in spec.inputs:
         _check_size(inp.shape)
-        lo, hi = DOMAINS[inp.domain]
-        vals[inp.name] = Val(inp.name, tuple(inp.shape), lo, hi, True)
+        vals[inp.name] = input_val(inp)
     nodes, inits, ambiguous = [], {}, []
     for k, n in enumerate(spec.nodes):
         try:
@@ -1926,7 +1954,7 @@ def realize(spec: GraphSpec) -> Realized:
         inits.update(e.inits)
         ambiguous += e.ambiguous
     used = {i for n in nodes for i in n.input} | set(spec.outputs)
-    inputs = [(i.name, np.float32, list(i.shape)) for i in spec.inputs if i.name in used]
+    inputs = [(i.name, np.dtype(i.dtype), list(i.shape)) for i in spec.inputs if i.name in used]
     if not spec.outputs or any(o not in vals for o in spec.outputs):
         raise Invalid("outputs")
     outputs = [(o, np.float32, list(vals[o].shape)) for o in spec.outputs]
