@@ -874,6 +874,14 @@ class Resize(Op):
             if any(o == n for o, n in zip(shape[2:], x.shape[2:])):
                 e.ambiguous.append("tf_crop_and_resize: onnxruntime does not crop an axis of "
                                    "scale 1")
+            for i in range(nsp):
+                n, o = x.shape[2 + i], shape[2 + i]
+                c = resize_coords(n, o, o / n if p["by"] == "sizes" else float(np.float32(sc[i])),
+                                  p["coord"], (p["roi"][0], p["roi"][1]))
+                if _near(c, np.zeros_like(c)) or _near(c, np.full_like(c, n - 1)):
+                    # inside or extrapolated: decided by rounding where the spec is exact
+                    e.ambiguous.append("tf_crop_and_resize: a sample on the edge of the input")
+                    break
             lo, hi = min(lo, p["extrapolation"]), max(hi, p["extrapolation"])
         if p["mode"] == "cubic":
             m = 1.6 * x.mag
@@ -907,29 +915,37 @@ class Resize(Op):
         return [Val(out, shape, lo, hi, p["mode"] == "nearest" and x.exact)]
 
 
-def nearest_near_boundary(n: int, o: int, scale: float, coord: str, mode: str,
-                          roi: tuple[float, float] | None) -> bool:
-    """Whether a nearest-neighbour source coordinate (ONNX Resize's formulas) lies within float32
-    rounding of where its rounding mode flips (an integer for floor/ceil, a half for round)."""
+def resize_coords(n: int, o: int, scale: float, coord: str,
+                  roi: tuple[float, float] | None) -> np.ndarray:
+    """The source coordinate of each output position, as ONNX Resize defines it (exactly)."""
     x = np.arange(o, dtype=np.float64)
     if coord == "half_pixel":
-        c = (x + 0.5) / scale - 0.5
-    elif coord == "pytorch_half_pixel":
-        c = (x + 0.5) / scale - 0.5 if o > 1 else np.zeros(o)
-    elif coord == "asymmetric":
-        c = x / scale
-    elif coord == "align_corners":
-        c = x * (n - 1) / (scale * n - 1) if scale * n != 1 else np.zeros(o)
-    elif coord == "half_pixel_symmetric":
+        return (x + 0.5) / scale - 0.5
+    if coord == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if o > 1 else np.zeros(o)
+    if coord == "asymmetric":
+        return x / scale
+    if coord == "align_corners":
+        return x * (n - 1) / (scale * n - 1) if scale * n != 1 else np.zeros(o)
+    if coord == "half_pixel_symmetric":
         adj = o / (scale * n)
-        c = n / 2 * (1 - adj) + (x + 0.5) / scale - 0.5
-    else:  # tf_crop_and_resize
-        b, e_ = roi
-        c = (b * (n - 1) + x * (e_ - b) * (n - 1) / (o - 1) if o > 1
-             else np.full(o, 0.5 * (b + e_) * (n - 1)))
-    frac = c - np.floor(c)
-    dist = np.minimum(frac, 1 - frac) if mode in ("floor", "ceil") else np.abs(frac - 0.5)
-    return bool((dist < 1e-5 * np.maximum(1.0, np.abs(c))).any())
+        return n / 2 * (1 - adj) + (x + 0.5) / scale - 0.5
+    b, e_ = roi  # tf_crop_and_resize
+    return (b * (n - 1) + x * (e_ - b) * (n - 1) / (o - 1) if o > 1
+            else np.full(o, 0.5 * (b + e_) * (n - 1)))
+
+
+def _near(c: np.ndarray, marks: np.ndarray) -> bool:
+    return bool((np.abs(c - marks) < 1e-5 * np.maximum(1.0, np.abs(c))).any())
+
+
+def nearest_near_boundary(n: int, o: int, scale: float, coord: str, mode: str,
+                          roi: tuple[float, float] | None) -> bool:
+    """Whether a nearest-neighbour source coordinate lies within float32 rounding of where its
+    rounding mode flips (an integer for floor/ceil, a half for round)."""
+    c = resize_coords(n, o, scale, coord, roi)
+    marks = np.round(c) if mode in ("floor", "ceil") else np.floor(c) + 0.5
+    return _near(c, marks)
 
 
 @op
