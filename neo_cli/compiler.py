@@ -34,6 +34,7 @@ class CompileOptions:
     dump_ir: Path | None = None
     use_cache: bool = True  # reuse the artifact of an unchanged model (neo_cli/artifact_cache.py)
     const_inputs: dict[str, Path] = field(default_factory=dict)  # --const-input NAME=FILE.npy
+    signature: str | None = None  # --signature: a TensorFlow SavedModel's signature to compile
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -47,6 +48,16 @@ def _frontend(name: str):
             f"--framework {name}: not supported yet (its frontend is not written); the input "
             "shapes were valid", hint=f"frameworks supported now: {supported}")
     return fe
+
+
+def _signature_option(framework: str, signature: str | None) -> dict:
+    """--signature NAME as the frontend's keyword argument; only SavedModels have signatures."""
+    if signature is None:
+        return {}
+    if framework != "tensorflow":
+        raise UsageError(f"--signature applies to TensorFlow SavedModels, not --framework "
+                         f"{framework}")
+    return {"signature": signature}
 
 
 def _load_const_inputs(opts: CompileOptions, names: list[str]) -> dict:
@@ -69,6 +80,27 @@ def _load_const_inputs(opts: CompileOptions, names: list[str]) -> dict:
     return out
 
 
+def artifact_meta(graph, framework: str, model: str, opt_level: int,
+                  compiler_options: dict | None = None, const_inputs: dict | None = None) -> dict:
+    """The compiled.meta fields the compile knows (codegen adds the target's and the files');
+    one place for `neo compile` and the ONNX test backend."""
+    meta = {
+        "compiler": f"neo {__version__}",
+        "framework": framework,
+        "model": model,
+        "inputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)}
+                   for v in graph.inputs],
+        "outputs": [{"name": n, "dtype": v.dtype, "shape": list(v.shape)}
+                    for n, v in zip(graph.out_names(), graph.outputs)],
+        "options": {"opt_level": opt_level, "compiler_options": compiler_options or {}},
+    }
+    if const_inputs:  # the inputs compiled in (--const-input), with their values' digests
+        meta["options"]["const_inputs"] = {
+            k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _digest(v)}
+            for k, v in const_inputs.items()}
+    return meta
+
+
 def _digest(arr) -> str:
     import hashlib
 
@@ -83,18 +115,19 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     if not 0 <= opts.opt_level <= 3:
         raise UsageError(f"--opt-level must be 0, 1, 2 or 3, got {opts.opt_level}")
     target, copts = resolve_target(opts.target, opts.target_platform, opts.compiler_options)
-    spec = parse_shapes(fw.name, opts.shape)
+    spec = parse_shapes(fw, opts.shape)
     fe = _frontend(fw.name)
+    fe_opts = _signature_option(fw.name, opts.signature)
     t = time.perf_counter()
-    with resolve_model(opts.model, fw.name, opts.workdir) as src:
+    with resolve_model(opts.model, fw, opts.workdir) as src:
         model_path = src.path
         # frontends that know named dynamic dims (ONNX dim_param) say so: shared names must agree
         dim_names = fe.dim_names(model_path) if hasattr(fe, "dim_names") else {}
-        inputs = fe.inputs(model_path)
+        inputs = fe.inputs(model_path, **fe_opts)
         consts = _load_const_inputs(opts, [n for n, _, _ in inputs])
         declared = [ModelInput(n, s, d, dim_names.get(n)) for n, s, d in inputs
                     if n not in consts]
-        shapes = bind_shapes(fw.name, spec, declared)
+        shapes = bind_shapes(fw, spec, declared)
         for note in getattr(shapes, "notes", []):
             say(f"note: {note}")
         use_cache = opts.use_cache and not (opts.debug or opts.dump_ir)
@@ -106,7 +139,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                 {"framework": fw.name, "shapes": {k: list(v) for k, v in shapes.items()},
                  "target": [target.name, target.triple, target.cpu, target.features],
                  "compiler_options": opts.compiler_options, "opt_level": opts.opt_level,
-                 "const_inputs": {k: _digest(v) for k, v in consts.items()}})
+                 "const_inputs": {k: _digest(v) for k, v in consts.items()}, **fe_opts})
             hit = artifact_cache.lookup(key)
             if hit is not None:
                 entry, cached = hit
@@ -118,7 +151,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                            timings={"total": round(time.perf_counter() - t_all, 4)})
                 return res
         say(f"loading {model_path.name} ({fw.name})")
-        graph = fe.load(model_path, dict(shapes), options=copts,
+        graph = fe.load(model_path, dict(shapes), options=copts, **fe_opts,
                         **({"const_inputs": consts} if consts else {}))
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
@@ -139,22 +172,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     from neo.codegen.build import CodegenError, build_artifact
     from neo.codegen.toolchain import ToolchainError
 
-    meta = {
-        "compiler": f"neo {__version__}",
-        "framework": fw.name,
-        "model": model_path.name,
-        "target": {"name": target.name, "arch": target.arch, "triple": target.triple,
-                   "cpu": target.cpu, "features": target.features},
-        "inputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)} for v in graph.inputs],
-        "outputs": [{"name": n, "dtype": v.dtype, "shape": list(v.shape)}
-                    for n, v in zip(graph.out_names(), graph.outputs)],
-        "options": {"opt_level": opts.opt_level,
-                    "compiler_options": _jsonable(asdict(copts)) if copts else {}},
-    }
-    if consts:  # the inputs compiled in (--const-input), with their values' digests
-        meta["options"]["const_inputs"] = {
-            k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _digest(v)}
-            for k, v in consts.items()}
+    meta = artifact_meta(graph, fw.name, model_path.name, opts.opt_level,
+                         _jsonable(asdict(copts)) if copts else {}, consts)
     t = time.perf_counter()
     try:
         res = build_artifact(graph, target, Path(opts.output), meta, opts.opt_level, progress=say)
@@ -172,7 +191,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         "output": str(Path(opts.output)),
         "model": str(model_path),
         "framework": fw.name,
-        "target": meta["target"],
+        "target": target.meta(),
         "inputs": meta["inputs"],
         "outputs": meta["outputs"],
         "kernels": res.kernels,

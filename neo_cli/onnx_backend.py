@@ -54,6 +54,8 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     """Compile `model` into the artifact directory `out_dir`, for `target` (a Target that runs
     here; the host's by default)."""
     from neo.codegen.build import build_artifact
+
+    from .compiler import artifact_meta
     from neo.frontends.onnx import import_onnx
     from neo.passes import run_pipeline
 
@@ -64,15 +66,7 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     graph = import_onnx(model, shapes, model_name=model.graph.name)
     graph = run_pipeline(graph, opt_level)
     target = target or get_target("host")
-    meta = {
-        "compiler": "neo onnx backend",
-        "framework": "onnx",
-        "target": {"name": target.name, "arch": target.arch, "triple": target.triple},
-        "inputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)}
-                   for v in graph.inputs],
-        "outputs": [{"name": n, "dtype": v.dtype, "shape": list(v.shape)}
-                    for n, v in zip(graph.out_names(), graph.outputs)],
-    }
+    meta = artifact_meta(graph, "onnx", model.graph.name or "model.onnx", opt_level)
     build_artifact(graph, target, out_dir, meta, opt_level)
 
 

@@ -63,6 +63,16 @@ def require_qemu_for(arch: str) -> list[str]:
     return cmd
 
 
+def require_module(name: str):
+    """Import a test dependency: locally a missing one skips the test; in CI (which installs
+    every test dependency) it fails, so that a skip never hides a whole group of tests."""
+    if in_ci():
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
 @pytest.fixture(scope="session")
 def require_qemu() -> Callable[[str], list[str]]:
     return require_qemu_for
@@ -212,12 +222,8 @@ def torchvision_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str]
             return made[name]
         import warnings
 
-        if in_ci():  # CI installs torch: a skip there would hide the end-to-end tests
-            import torch
-            import torchvision
-        else:
-            torch = pytest.importorskip("torch")
-            torchvision = pytest.importorskip("torchvision")
+        torch = require_module("torch")
+        torchvision = require_module("torchvision")
 
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)(weights=None)

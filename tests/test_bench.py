@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 from onnx import helper
 from onnx_helpers import make_model
 
@@ -116,8 +117,8 @@ def test_bench_script_reads_the_ops_from_neos_unsupported_error():
 
 
 def test_bench_script_quick_mlp_writes_report(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
+    require_module("torch")
+    require_module("onnxruntime")
     out = tmp_path / "report" / "BENCH.md"
     r = subprocess.run([sys.executable, str(BENCH_SCRIPT), "--quick", "--models", "mlp",
                         "--rounds", "1", "--out", str(out)],

@@ -471,30 +471,6 @@ QUANT = {
                                      {"s": np.float32(0.5)}, opset=13),
 }
 
-XQ = rand(2, 3, 4, low=-3, high=3)
-QUANT = {
-    "quantize_uint8_default": single("QuantizeLinear", {"x": XQ}, {"s": f32(0.02)[0]}, opset=10),
-    "quantize_int8_zp": single("QuantizeLinear", {"x": XQ}, {"s": np.float32(0.03),
-                                                            "z": np.int8(-5)}, opset=13),
-    "quantize_per_axis": single("QuantizeLinear", {"x": XQ}, {"s": f32(0.01, 0.02, 0.05),
-                                                             "z": np.array([0, 10, 250], np.uint8)},
-                                opset=13),
-    "quantize_axis0_int16": single("QuantizeLinear", {"x": XQ}, {"s": f32(0.001, 0.002),
-                                                                "z": np.array([3, -3], np.int16)},
-                                   axis=0, opset=21),
-    "dequantize_uint8": single("DequantizeLinear", {"x": ints(2, 3, low=0, high=256,
-                                                             dtype="uint8")},
-                               {"s": np.float32(0.1), "z": np.uint8(128)}, opset=10),
-    "dequantize_int8_per_axis": single("DequantizeLinear", {"x": ints(2, 3, 4, low=-128, high=128,
-                                                                     dtype="int8")},
-                                       {"s": f32(0.1, 0.2, 0.3), "z": np.array([1, 0, -1],
-                                                                               np.int8)},
-                                       opset=13),
-    "dequantize_int32_no_zp": single("DequantizeLinear", {"x": ints(5, low=-1000, high=1000,
-                                                                   dtype="int32")},
-                                     {"s": np.float32(0.5)}, opset=13),
-}
-
 # Ops added for ONNX conformance (the compiled tests cover their attributes in depth).
 _TIES = ints(3, 4, 6, low=-2, high=3).astype(np.float32)
 _U8 = ints(2, 3, 5, 5, low=0, high=256, dtype="uint8")

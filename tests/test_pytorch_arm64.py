@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from scripts.zoo import calibrated_model, compare, compile_and_run, trace_to
 
@@ -14,7 +15,7 @@ ARM64_MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "shufflenet_v2_x0_5
 
 @pytest.mark.parametrize("name", ARM64_MODELS)
 def test_torchvision_model_on_arm64(name, tmp_path, require_qemu):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     require_qemu("aarch64")
     model, size = calibrated_model(name)
     torch.manual_seed(1)

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
+from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
 from neo.frontends import FRONTENDS
 from neo.frontends.pytorch import import_pytorch, inspect_pytorch, pytorch_model_inputs
-from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
 from neo.run import run_artifact
 from scripts.zoo import check_model, compare, compile_and_run
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 nn = torch.nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -401,7 +402,7 @@ ZOO_SUBSET = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1",
 
 @pytest.mark.parametrize("name", ZOO_SUBSET)
 def test_torchvision_model(tmp_path, name):
-    pytest.importorskip("torchvision")
+    require_module("torchvision")
     r = check_model(name, tmp_path)
     assert r.status == "pass", f"{name}: {r.status} {r.detail} (error {r.error})"
 

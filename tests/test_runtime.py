@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from neo.codegen.toolchain import (
     ToolchainError,
@@ -488,7 +489,7 @@ def test_params_round_trip_and_determinism(tmp_path: Path) -> None:
 
 
 def test_params_bfloat16(tmp_path: Path) -> None:
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    ml_dtypes = require_module("ml_dtypes")
     arr = np.array([1.5, -2.0, 3.0], dtype=ml_dtypes.bfloat16)
     write_params(tmp_path / "p", {"bf": arr})
     back = read_params(tmp_path / "p")["bf"]
