@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system.sh
 python3 -m pip install -q -e '.[test]' torch==2.14.1 torchvision==0.29.1 scikit-learn
-python3 -m pytest -q "$@"
+# two workers (the CI machine has 2 cores); tests that share an expensive session fixture (a
+# torchvision export, a framework's fixture models) carry an xdist_group and stay on one worker
+python3 -m pytest -q -n 2 --dist loadgroup "$@"

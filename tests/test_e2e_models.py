@@ -133,7 +133,10 @@ def assert_matches_reference(out: np.ndarray, ref: np.ndarray, what: str) -> Non
         f"{what}: top-1 {int(out.argmax())}, onnxruntime {int(ref.argmax())}")
 
 
-@pytest.mark.parametrize(("name", "target"), CASES, ids=[f"{n}-{t}" for n, t in CASES])
+# one pytest-xdist worker per torchvision model: its export and reference run once
+@pytest.mark.parametrize(("name", "target"), [
+    pytest.param(n, t, id=f"{n}-{t}", marks=pytest.mark.xdist_group(f"torchvision-{n}"))
+    for n, t in CASES])
 def test_torchvision_model_matches_onnxruntime(name, target, references, compile_cached,
                                                require_qemu, tmp_path):
     require_qemu(ARCH[target])  # before compiling: a skip (locally) should cost nothing

@@ -36,7 +36,10 @@ from neo.targets import get_target
 MODELS = [("mobilenet_v2", "rv64gcv"), ("squeezenet1_1", "riscv64")]
 
 
-@pytest.mark.parametrize(("name", "target"), MODELS, ids=[f"{n}-{t}" for n, t in MODELS])
+# one pytest-xdist worker per torchvision model: its export and reference run once
+@pytest.mark.parametrize(("name", "target"), [
+    pytest.param(n, t, id=f"{n}-{t}", marks=pytest.mark.xdist_group(f"torchvision-{n}"))
+    for n, t in MODELS])
 def test_torchvision_model_on_riscv64(name, target, references, compile_cached,  # noqa: F811
                                       require_qemu):
     from neo.run import run_artifact
