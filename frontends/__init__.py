@@ -10,6 +10,7 @@ from typing import Protocol
 
 from neo import ir
 
+from . import mxnet as _mxnet  # needs no mxnet at all
 from . import pytorch as _pytorch  # imports no torch until a model is opened
 from . import xgboost as _xgboost  # needs no xgboost at all
 
@@ -56,4 +57,5 @@ class OnnxFrontend:
 
 
 FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend(),
-                                  "xgboost": _xgboost.XgboostFrontend()}
+                                  "xgboost": _xgboost.XgboostFrontend(),
+                                  "mxnet": _mxnet.MxnetFrontend()}

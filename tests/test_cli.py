@@ -364,7 +364,6 @@ def test_an_onnx_model_given_as_xgboost_is_refused(small_cnn, tmp_path):
     ("TFLite", '{"input":[1,32,32,3]}'),
     ("tensorflow", '{"input":[1,32,32,3]}'),
     ("keras", '{"input_1":[1,3,32,32]}'),
-    ("mxnet", '{"data":[1,3,32,32]}'),
 ])
 def test_framework_not_supported_yet(small_cnn, tmp_path, framework, shape):
     proc = neo("compile", small_cnn.path, "--framework", framework, "--shape", shape, "--target",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Converter:
     variadic: bool  # takes *inputs
     required: frozenset[str]  # parameters without a default
     ignore: frozenset[str]  # attributes that cannot change an inference result (cudnn flags)
+    # keyword-only parameters' own defaults: a frontend whose format states no attribute
+    # defaults elsewhere (an MXNet symbol) declares them here, under the framework's names
+    defaults: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def num_inputs(self) -> int:
@@ -72,13 +75,15 @@ class ConverterRegistry:
             required = frozenset(p.name for p in params
                                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                                  and p.default is p.empty)
+            defaults = {p.name: p.default for p in params
+                        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
             for op in ops:
                 entries = self._table.setdefault(op, [])
                 if any(c.since == since for c in entries):
                     raise ValueError(f"{self.framework} converter {op} since={since} registered "
                                      f"twice")
                 entries.append(Converter(op, fn, since, until, inputs, attrs, variadic, required,
-                                         frozenset(ignore)))
+                                         frozenset(ignore), defaults))
                 # a later `since` supersedes an open-ended earlier one from its version on
                 entries.sort(key=lambda c: c.since)
             return fn
