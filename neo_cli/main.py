@@ -106,10 +106,12 @@ def cli():
 @click.option("--const-input", "const_inputs", multiple=True, metavar="NAME=FILE.npy",
               help="Compile with this input fixed to the array's values (shape-like operands, "
                    "If conditions, a sample rate); the artifact no longer takes it.")
+@click.option("--signature", help="A TensorFlow SavedModel's signature (default serving_default).")
 @_common
 @_guard
 def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
-                output, opt_level, dump_ir, no_cache, const_inputs, json_out, verbose, debug):
+                output, opt_level, dump_ir, no_cache, const_inputs, signature, json_out, verbose,
+                debug):
     """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
     compiled.meta and the target's runtime)."""
     ctx = _setup(json_out, verbose, debug)
@@ -124,7 +126,7 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
                           target_platform=target_platform, compiler_options=compiler_options,
                           output=output, model=model_arg or model_opt, opt_level=opt_level,
                           debug=debug, dump_ir=dump_ir, use_cache=not no_cache,
-                          const_inputs=_const_inputs(const_inputs))
+                          const_inputs=_const_inputs(const_inputs), signature=signature)
     res = compile_model(opts, ctx.log)
     t = res["timings"]
     ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
@@ -208,9 +210,10 @@ def bench_cmd(artifact, threads, repeat, warmup, per_op, json_out, verbose, debu
 @cli.command("inspect")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--framework", "-f", help="The model's framework (default: from the file name).")
+@click.option("--signature", help="A TensorFlow SavedModel's signature (default serving_default).")
 @_common
 @_guard
-def inspect_cmd(model, framework, json_out, verbose, debug):
+def inspect_cmd(model, framework, signature, json_out, verbose, debug):
     """Show a model's inputs, outputs, op histogram and the ops neo does not support."""
     ctx = _setup(json_out, verbose, debug)
     from .frameworks import parse_framework
@@ -219,15 +222,19 @@ def inspect_cmd(model, framework, json_out, verbose, debug):
     if framework is None:
         framework = {".onnx": "onnx", ".pt": "pytorch", ".pth": "pytorch", ".pt2": "pytorch",
                      ".tflite": "tflite", ".h5": "keras", ".keras": "keras",
-                     ".ubj": "xgboost"}.get(model.suffix.lower())
+                     ".ubj": "xgboost", ".pb": "tensorflow",
+                     ".pbtxt": "tensorflow"}.get(model.suffix.lower())
+        if framework is None and (model / "saved_model.pb").is_file():
+            framework = "tensorflow"
         if framework is None:
             raise UsageError(f"{model}: cannot tell the framework from the name; pass --framework")
     fw = parse_framework(framework)
-    from .compiler import _frontend
+    from .compiler import _frontend, _signature_option
 
     fe = _frontend(fw.name)
+    fe_opts = _signature_option(fw.name, signature)
     with resolve_model(str(model), fw.name, Path.cwd()) as src:
-        info = fe.inspect(src.path)
+        info = fe.inspect(src.path, **fe_opts)
     info = {"status": "ok", "model": str(model), "framework": fw.name, **info}
     _emit(ctx, info, _format_inspect(info))
 
