@@ -109,7 +109,11 @@ def _mxnet_source(path: Path) -> ModelSource:
             raise ModelLoadError(
                 f"MXNet weights {path} need their graph {symbol.name} beside them; not found"
             )
-        return ModelSource(symbol, [symbol, path])
+        epochs = [p for p in path.parent.iterdir()
+                  if (m := _PARAMS_RE.match(p.name)) and m.group("prefix") == prefix]
+        # With several epochs beside the symbol, the frontend opens the chosen weights (it
+        # finds the symbol beside them); with one, the symbol.
+        return ModelSource(path if len(epochs) > 1 else symbol, [symbol, path])
     if not name.lower().endswith(_SYMBOL_SUFFIX):
         raise ModelLoadError(
             f"{path} is not an MXNet model: expected NAME-symbol.json with NAME-0000.params "
