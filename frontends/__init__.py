@@ -12,6 +12,7 @@ from neo import ir
 
 from . import mxnet as _mxnet  # needs no mxnet at all
 from . import pytorch as _pytorch  # imports no torch until a model is opened
+from . import tflite as _tflite  # reads flatbuffers with the tflite package, no TensorFlow
 from . import xgboost as _xgboost  # needs no xgboost at all
 
 InputSpec = tuple[str, "tuple[int | None, ...] | None", str]
@@ -58,4 +59,5 @@ class OnnxFrontend:
 
 FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend(),
                                   "xgboost": _xgboost.XgboostFrontend(),
-                                  "mxnet": _mxnet.MxnetFrontend()}
+                                  "mxnet": _mxnet.MxnetFrontend(),
+                                  "tflite": _tflite.TfliteFrontend()}

@@ -361,7 +361,6 @@ def test_an_onnx_model_given_as_xgboost_is_refused(small_cnn, tmp_path):
 
 
 @pytest.mark.parametrize(("framework", "shape"), [
-    ("TFLite", '{"input":[1,32,32,3]}'),
     ("tensorflow", '{"input":[1,32,32,3]}'),
     ("keras", '{"input_1":[1,3,32,32]}'),
 ])
