@@ -18,8 +18,13 @@ from typing import Any
 
 from neo import ir
 
-__all__ = ["TensorflowFrontend", "import_tensorflow", "inspect_tensorflow",
-           "tensorflow_model_inputs", "supported_ops"]
+__all__ = [
+    "TensorflowFrontend",
+    "import_tensorflow",
+    "inspect_tensorflow",
+    "supported_ops",
+    "tensorflow_model_inputs",
+]
 
 
 def _signature(options: Any) -> str | None:

@@ -10,7 +10,19 @@ from ..common.context import ConversionContext, normalize_axis
 
 
 class TFContext(ConversionContext):
-    """One GraphDef node being converted."""
+    """One GraphDef node being converted; `functions` runs functions of the graph's library
+    inline (importer.Functions)."""
+
+    def __init__(self, g, name: str, origin: str, op_type: str, functions=None):
+        super().__init__(g, name, origin, op_type)
+        self.functions = functions
+
+    def call(self, function: str, args: Sequence, part: str = "f") -> list:
+        """The outputs of library function `function` on `args`, converted inline (its nodes
+        named under this node's name and `part`)."""
+        if self.functions is None:
+            self.unsupported("functions are not converted here")
+        return self.functions.call(function, list(args), f"{self.origin}/{part}/")
 
     def axis(self, v: Value | int, rank: int, what: str = "axis") -> int:
         """A constant axis operand (or attribute), made non-negative."""

@@ -68,19 +68,15 @@ def _shape(proto) -> tuple[int | None, ...] | None:
     return tuple(d.size if d.size >= 0 else None for d in proto.dim)
 
 
-def _producer(inp: str) -> str:
-    return inp[1:] if inp.startswith("^") else split_tensor(inp)[0]
-
-
-def topological(graph_def) -> list:
-    """The GraphDef's nodes with every producer before its consumers (GraphDef order where it
-    already is); nodes on a cycle (TF1 loops: NextIteration) follow the rest in file order."""
-    nodes = list(graph_def.node)
+def topological(nodes: list, producer) -> list:
+    """`nodes` with every producer before its consumers (their order where it already is);
+    nodes on a cycle (TF1 loops: NextIteration) follow the rest in their order. `producer(input)`
+    names the node an input string comes from."""
     index = {n.name: i for i, n in enumerate(nodes)}
     users: dict[int, list[int]] = defaultdict(list)
     remaining = []
     for i, n in enumerate(nodes):
-        deps = {index[p] for p in map(_producer, n.input) if p in index} - {i}
+        deps = {index[p] for p in map(producer, n.input) if p in index} - {i}
         remaining.append(len(deps))
         for j in deps:
             users[j].append(i)
@@ -99,25 +95,89 @@ def topological(graph_def) -> list:
     return [nodes[i] for i in order]
 
 
-def framework_nodes(tf, graph_def, skip: frozenset[str] = frozenset(),
-                    wanted: frozenset[str] = frozenset()) -> list[FrameworkNode]:
-    """The nodes (except those named in `skip`: the graph inputs) as FrameworkNodes, in
-    topological order. `wanted`: tensors read from outside the nodes (the graph outputs)."""
-    read = {tensor_name(i) for n in graph_def.node for i in n.input if not i.startswith("^")}
-    read |= {tensor_name(t) for t in wanted}
-    last: dict[str, int] = defaultdict(lambda: -1)  # node -> highest output index read
+def _to_framework_nodes(tf, nodes: list, resolve, producer, wanted: set[str], prefix: str,
+                        skip: frozenset[str]) -> list[FrameworkNode]:
+    """FrameworkNodes for NodeDefs whose data inputs `resolve` turns into value names
+    ("prefix" + "node:index"); `wanted` are value names read from outside the nodes."""
+    read = {resolve(i) for n in nodes for i in n.input if not i.startswith("^")} | wanted
+    last: dict[str, int] = defaultdict(lambda: -1)  # value-name prefix -> highest index read
     for t in read:
         node, idx = split_tensor(t)
         last[node] = max(last[node], idx)
     out = []
-    for n in topological(graph_def):
+    for n in topological(nodes, producer):
         if n.name in skip:
             continue
-        outputs = [t if (t := f"{n.name}:{k}") in read else "" for k in range(last[n.name] + 1)]
-        inputs = [tensor_name(i) for i in n.input if not i.startswith("^")]
+        base = prefix + n.name
+        outputs = [t if (t := f"{base}:{k}") in read else "" for k in range(last[base] + 1)]
+        inputs = [resolve(i) for i in n.input if not i.startswith("^")]
         attrs = {k: attr_value(tf, v) for k, v in n.attr.items()}
-        out.append(FrameworkNode(n.op, n.name, inputs, outputs, attrs, None, n))
+        out.append(FrameworkNode(n.op, base, inputs, outputs, attrs, None, n))
     return out
+
+
+def framework_nodes(tf, graph_def, skip: frozenset[str] = frozenset(),
+                    wanted: frozenset[str] = frozenset()) -> list[FrameworkNode]:
+    """The GraphDef's nodes (except those named in `skip`: the graph inputs) as FrameworkNodes,
+    in topological order. `wanted`: tensors read from outside the nodes (the graph outputs)."""
+
+    def producer(inp: str) -> str:
+        return inp[1:] if inp.startswith("^") else split_tensor(inp)[0]
+
+    return _to_framework_nodes(tf, list(graph_def.node), tensor_name, producer,
+                               {tensor_name(t) for t in wanted}, "", skip)
+
+
+# -- function bodies --------------------------------------------------------------------------
+def _output_offsets(node_def) -> dict[str, int]:
+    """{output arg name: index of its first tensor} for a NodeDef, from its OpDef (list outputs
+    take their length from the node's number or type-list attribute)."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node_def.op)
+    offsets: dict[str, int] = {}
+    k = 0
+    for arg in op_def.output_arg if op_def is not None else ():
+        offsets[arg.name] = k
+        if arg.number_attr:
+            k += node_def.attr[arg.number_attr].i
+        elif arg.type_list_attr:
+            k += len(node_def.attr[arg.type_list_attr].list.type)
+        else:
+            k += 1
+    return offsets
+
+
+class FunctionBody:
+    """A FunctionDef of the graph's library as FrameworkNodes whose value names start with
+    `prefix` (the calling node's name and "/"): inputs "prefix/arg:0", outputs the values its
+    `ret` names."""
+
+    def __init__(self, tf, fdef, prefix: str):
+        self.fdef = fdef
+        self.prefix = prefix
+        nodes = list(fdef.node_def)
+        offsets = {n.name: _output_offsets(n) for n in nodes}
+        args = {a.name for a in fdef.signature.input_arg}
+
+        def resolve(inp: str) -> str:
+            parts = inp.split(":")
+            if len(parts) == 1:  # an argument of the function (or output 0 of a node)
+                return f"{prefix}{parts[0]}:0"
+            if len(parts) == 2:
+                return f"{prefix}{parts[0]}:{parts[1]}"
+            node, arg, idx = parts
+            if node in args:
+                return f"{prefix}{node}:0"
+            return f"{prefix}{node}:{offsets.get(node, {}).get(arg, 0) + int(idx)}"
+
+        def producer(inp: str) -> str:
+            return inp.lstrip("^").split(":")[0]
+
+        self.inputs = [f"{prefix}{a.name}:0" for a in fdef.signature.input_arg]
+        self.outputs = [resolve(fdef.ret[a.name]) for a in fdef.signature.output_arg]
+        self.nodes = _to_framework_nodes(tf, nodes, resolve, producer, set(self.outputs),
+                                         prefix, frozenset())
 
 
 # -- attribute defaults ---------------------------------------------------------------------

@@ -12,14 +12,51 @@ from ..common.context import make_const
 from ..common.driver import Driver, FrameworkNode, check_supported
 from ..common.errors import MAX_NAMES
 from .context import TFContext
-from .graph import framework_nodes, op_defaults, split_tensor
+from .graph import FunctionBody, framework_nodes, op_defaults, split_tensor
 from .loader import TFModel, require_tf
 from .registry import CONVERTERS
 
-# Ops that carry TensorFlow control flow or state; named in the hint when a model has them.
-CONTROL_FLOW = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "Case",
-                          "StatelessCase", "Enter", "Exit", "Merge", "Switch", "NextIteration",
-                          "LoopCond", "PartitionedCall", "StatefulPartitionedCall"})
+# Ops whose attributes name functions of the graph's library that they run.
+FUNCTION_ATTRS = {"PartitionedCall": ("f",), "StatefulPartitionedCall": ("f",),
+                  "While": ("cond", "body"), "StatelessWhile": ("cond", "body"),
+                  "If": ("then_branch", "else_branch"),
+                  "StatelessIf": ("then_branch", "else_branch")}
+# TF1 control flow: loops as dataflow cycles, which Neo does not unroll.
+TF1_CONTROL_FLOW = frozenset({"Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond"})
+
+
+class Functions:
+    """The graph's function library: bodies as FrameworkNodes, for the calls and loops that run
+    them inline (`call`), and for checking every op of a model before converting it."""
+
+    def __init__(self, tf, graph_def):
+        self.tf = tf
+        self.library = {f.signature.name: f for f in graph_def.library.function}
+        self.driver: Driver | None = None
+
+    def body(self, name: str, prefix: str) -> FunctionBody:
+        if name not in self.library:
+            raise ModelLoadError(f"function {name!r} is not in the graph's library")
+        return FunctionBody(self.tf, self.library[name], prefix)
+
+    def call(self, name: str, args: list, prefix: str) -> list:
+        """Convert function `name` inline on `args`; its outputs."""
+        body = self.body(name, prefix)
+        if len(args) != len(body.inputs):
+            raise ValueError(f"function {name} takes {len(body.inputs)} arguments, got {len(args)}")
+        return self.driver.run_subgraph(body.nodes, body.outputs, dict(zip(body.inputs, args)))
+
+    def expand(self, nodes: list[FrameworkNode], depth: int = 0) -> list[FrameworkNode]:
+        """`nodes` and, after each node that runs functions, those functions' nodes (once per
+        function and call site), for checking; recursion in the library is cut at 20 levels."""
+        out = []
+        for n in nodes:
+            out.append(n)
+            for attr in FUNCTION_ATTRS.get(n.op, ()):
+                fname = n.attrs.get(attr)
+                if isinstance(fname, str) and fname in self.library and depth < 20:
+                    out += self.expand(self.body(fname, f"{n.origin}/{attr}/").nodes, depth + 1)
+        return out
 
 
 def _nodes(model: TFModel) -> list[FrameworkNode]:
@@ -29,18 +66,24 @@ def _nodes(model: TFModel) -> list[FrameworkNode]:
                            wanted=frozenset(o.tensor for o in model.outputs))
 
 
+def _all_nodes(model: TFModel) -> list[FrameworkNode]:
+    """Every node of the model, those of the functions it calls included."""
+    return Functions(require_tf(), model.graph_def).expand(_nodes(model))
+
+
 def _hint(ops: set[str]) -> str:
-    loops = sorted(ops & CONTROL_FLOW)
+    loops = sorted(ops & TF1_CONTROL_FLOW)
     if loops:
-        return (f"{', '.join(loops)}: Neo compiles control-flow-free graphs; a Keras RNN "
-                "freezes to one with unroll=True (static sequence length)")
+        return (f"{', '.join(loops)} are TF1 control flow (loops as graph cycles), which Neo does "
+                "not unroll; save the model with TF2 (tf.saved_model.save) or without the loop "
+                "(a Keras RNN with unroll=True)")
     return "`neo inspect` lists the ops of a model"
 
 
 def unsupported_ops(model: TFModel) -> list[UnsupportedOp]:
     counts: Counter[str] = Counter()
     names: dict[str, list[str]] = {}
-    for n in _nodes(model):
+    for n in _all_nodes(model):
         if CONVERTERS.lookup(n.op) is None:
             counts[n.op] += 1
             if len(names.setdefault(n.op, [])) < MAX_NAMES:
@@ -54,18 +97,19 @@ def inspect_model(model: TFModel) -> dict:
     def info(t):
         return {"name": t.name, "tensor": t.tensor, "shape": t.shape, "dtype": t.dtype or "?"}
 
+    details = {"format": model.format.replace("_", " "),
+               "layout": "NHWC (--shape gives images as [batch, height, width, channels])"}
+    if model.format == "saved_model":
+        details.update(signature=model.signature, signatures=", ".join(model.signatures))
     out = {
         "format": model.format,
-        "layout": "NHWC: --shape gives image inputs as [batch, height, width, channels]",
+        "details": details,
         "inputs": [info(t) for t in model.inputs],
         "outputs": [info(t) for t in model.outputs],
         "ops": dict(hist.most_common()),
         "unsupported": [{"op_type": u.op_type, "count": u.count, "nodes": list(u.first_node_names)}
                         for u in unsupported_ops(model)],
     }
-    if model.format == "saved_model":
-        out["details"] = {"signature": model.signature,
-                          "signatures": ", ".join(model.signatures)}
     return out
 
 
@@ -88,8 +132,10 @@ def convert_model(model: TFModel, input_shapes: dict | None, model_name: str,
                   const_inputs: dict | None = None) -> ir.Graph:
     tf = require_tf()
     nodes = _nodes(model)
-    ops = {n.op for n in nodes}
-    check_supported(nodes, CONVERTERS, hint=_hint(ops))
+    functions = Functions(tf, model.graph_def)
+    every = functions.expand(nodes)
+    ops = {n.op for n in every}
+    check_supported(every, CONVERTERS, hint=_hint(ops))
     g = ir.Graph(name=model_name or model.path.stem or "main")
     given = dict(input_shapes or {})
     const_inputs = dict(const_inputs or {})
@@ -102,9 +148,10 @@ def convert_model(model: TFModel, input_shapes: dict | None, model_name: str,
         if o.name not in names:
             g.unique(o.name)
     driver = Driver(g, CONVERTERS,
-                    lambda node: TFContext(g, node.origin, node.origin, node.op),
+                    lambda node: TFContext(g, node.origin, node.origin, node.op, functions),
                     defaults=lambda node: op_defaults(tf, node),
                     model=f"TensorFlow model {model.path.name}")
+    functions.driver = driver
     for t in model.inputs:
         try:
             dtype = ir.dtype_name(t.dtype)

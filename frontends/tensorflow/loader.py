@@ -16,6 +16,10 @@ when a model is opened: reading the protobufs and freezing variables needs it.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +34,37 @@ _NOT_OUTPUTS = frozenset({"Const", "NoOp", "Placeholder", "PlaceholderWithDefaul
                           "SaveV2", "RestoreV2", "VarHandleOp", "VariableV2", "Variable"})
 
 
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Drop what TensorFlow's C++ side writes to file descriptor 2 meanwhile (start-up and
+    loading chatter that TF_CPP_MIN_LOG_LEVEL no longer silences); errors still arrive as
+    exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr to redirect
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def require_tf():
     """The tensorflow module, or a ModelLoadError that says how to install it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    if sys.modules.get("tensorflow") is not None:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        with quiet_native_stderr():
+            import tensorflow as tf
     except ImportError as e:
         raise ModelLoadError(
             f"reading TensorFlow models needs the tensorflow package, which is not installed ({e})",
@@ -153,36 +183,47 @@ def saved_model_signature_io(directory: Path, signature: str | None
     return chosen, sorted(sigs), infos(sig.inputs), infos(sig.outputs)
 
 
+def freeze(tf, fn):
+    """The GraphDef of concrete function `fn` with its variables as constants and its function
+    calls inlined (Grappler's function inlining). Functional control flow (While, If) stays as it
+    is, so that a loop is reported as the While it is rather than TF1's Enter/Merge/Switch/Exit.
+
+    `convert_variables_to_constants_v2` does this and then builds a new concrete function from
+    the result, which takes several times longer than the freezing and is not needed here; its
+    two steps are called directly where this TensorFlow has them."""
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    steps = (getattr(c2c, "_FunctionConverterDataInEager", None),
+             getattr(c2c, "_replace_variables_by_constants", None))
+    if all(steps):
+        data = steps[0](func=fn, lower_control_flow=False, aggressive_inlining=False)
+        return steps[1](converter_data=data)[0]
+    frozen = c2c.convert_variables_to_constants_v2(fn, lower_control_flow=False)
+    return frozen.graph.as_graph_def()
+
+
 def load_saved_model(directory: Path, signature: str | None) -> TFModel:
     tf = require_tf()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     chosen, available, sig_inputs, sig_outputs = saved_model_signature_io(directory, signature)
     try:
-        loaded = tf.saved_model.load(str(directory))
+        with quiet_native_stderr():
+            loaded = tf.saved_model.load(str(directory))
         fn = loaded.signatures[chosen]
     except Exception as e:  # noqa: BLE001  (TensorFlow raises many kinds for a broken model)
         raise ModelLoadError(f"TensorFlow cannot load the SavedModel {directory}: "
                              f"{type(e).__name__}: {_first_line(e)}") from None
     try:
-        # Functional control flow (While, If) is kept as it is, so that a loop is reported as
-        # the While it is rather than as TF1's Enter/Merge/Switch/Exit.
-        frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False)
+        with quiet_native_stderr():
+            graph_def = freeze(tf, fn)
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"cannot freeze signature {chosen!r} of {directory}: "
                              f"{type(e).__name__}: {_first_line(e)}") from None
-    graph_def = frozen.graph.as_graph_def()
-    # The frozen function's placeholders come in the order of the signature's flattened inputs
-    # (keyword arguments by sorted key), its outputs in that of the flattened structured outputs.
+    # The function's placeholders come in the order of its flattened input signature (keyword
+    # arguments by sorted key), its outputs in that of its flattened structured outputs.
     arg_specs = tf.nest.flatten(fn.structured_input_signature, expand_composites=True)
     kwargs = fn.structured_input_signature[1]
     keys = sorted(kwargs) if isinstance(kwargs, dict) and kwargs else [s.name for s in arg_specs]
-    placeholders = [t for t in frozen.inputs if t.dtype != tf.resource]
-    if len(placeholders) != len(arg_specs):
-        raise ModelLoadError(f"signature {chosen!r} of {directory} has {len(arg_specs)} inputs "
-                             f"but its frozen graph {len(placeholders)}")
+    placeholders = [t for t in fn.inputs if t.dtype != tf.resource][:len(arg_specs)]
     by_key = {i.name: i for i in sig_inputs}
     inputs = []
     for key, spec, ph in zip(keys, arg_specs, placeholders):
@@ -192,10 +233,10 @@ def load_saved_model(directory: Path, signature: str | None) -> TFModel:
         inputs.append(TensorInfo(key, _tensor_name(ph.name), shape, spec.dtype.name))
     out_struct = fn.structured_outputs
     out_keys = (sorted(out_struct) if isinstance(out_struct, dict)
-                else [f"output_{i}" for i in range(len(frozen.outputs))])
+                else [f"output_{i}" for i in range(len(fn.outputs))])
     declared_out = {o.name: o for o in sig_outputs}
     outputs = []
-    for key, t in zip(out_keys, frozen.outputs):
+    for key, t in zip(out_keys, fn.outputs):
         d = declared_out.get(key)
         outputs.append(TensorInfo(key, _tensor_name(t.name), d.shape if d else None,
                                   t.dtype.name))

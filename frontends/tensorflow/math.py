@@ -124,6 +124,11 @@ def Rsqrt(cx: TFContext, x: Value) -> Value:
     return cx.op("reciprocal", cx.op("sqrt", x))
 
 
+@converter("Erfc")
+def Erfc(cx: TFContext, x: Value) -> Value:
+    return cx.op("sub", cx.scalar(1, x.dtype), cx.op("erf", x))
+
+
 @converter("Log1p")
 def Log1p(cx: TFContext, x: Value) -> Value:
     return cx.op("log", cx.op("add", x, cx.scalar(1, x.dtype)))

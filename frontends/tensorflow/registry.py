@@ -14,7 +14,7 @@ from ..common.registry import ConverterRegistry
 
 
 def _load_converters() -> None:
-    from . import math, nn, tensor  # noqa: F401  (they register on import)
+    from . import control, math, nn, tensor  # noqa: F401  (they register on import)
 
 
 CONVERTERS = ConverterRegistry("tensorflow", load=_load_converters)

@@ -9,8 +9,8 @@ import numpy as np
 
 from neo import ir
 from neo.ir import Value
-from neo.ir.types import FLOAT_DTYPES
 from neo.ir.ops_tensor import slice_len
+from neo.ir.types import FLOAT_DTYPES
 
 from .context import TFContext
 from .registry import converter
@@ -30,9 +30,9 @@ def Const(cx: TFContext, *, value, dtype) -> Value:
 
 
 @converter("Identity", "StopGradient", "Snapshot", "PlaceholderWithDefault")
-def Identity(cx: TFContext, input: Value, *, shape=None) -> Value:
+def Identity(cx: TFContext, input: Value, *, shape=None) -> list:
     del shape  # PlaceholderWithDefault: the default's shape (a frozen model feeds nothing)
-    return input
+    return [input]  # (a list: the input may be a tensor list, see control.py)
 
 
 @converter("PreventGradient", "CheckNumerics")
@@ -249,7 +249,7 @@ def StridedSlice(cx: TFContext, input: Value, begin: Value, end: Value, strides:
     b, e, s = cx.ints(begin, "begin"), cx.ints(end, "end"), cx.ints(strides, "strides")
     if not len(b) == len(e) == len(s):
         raise ValueError(f"StridedSlice begin {b}, end {e} and strides {s} differ in length")
-    if bin(ellipsis_mask).count("1") > 1:
+    if int(ellipsis_mask).bit_count() > 1:
         cx.invalid("ellipsis_mask", ellipsis_mask, "at most one ellipsis")
     rank = input.type.rank
     sparse = len(b)
