@@ -63,7 +63,7 @@ def materialize_outputs(g: Graph) -> Graph:
         p = v.producer
         if v.is_const or p is None or p.op != "fused" or id(v) in seen:
             body = Graph("copy")
-            x = body.input("in0", v.shape, v.dtype)
+            x = body.input("in0", v.shape, v.dtype, v.type.quant)
             body.outputs = [body.op("copy", x, name="copy")]
             v = rw.new.add("fused", [v], {"body": body, "anchor": None}, name=f"{name}.copy",
                            out_names=[f"{name}.copy"]).outputs[0]
@@ -111,7 +111,7 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
 def _reshape_copy_kernel(n: Node) -> Node:
     """A fused node computing reshape `n` into its own buffer (same input and output values)."""
     body = Graph(n.name)
-    x = body.input("in0", n.inputs[0].shape, n.inputs[0].dtype)
+    x = body.input("in0", n.inputs[0].shape, n.inputs[0].dtype, n.inputs[0].type.quant)
     body.outputs = [body.op("reshape", x, name=n.name, shape=n.attrs["shape"])]
     return Node("fused", n.inputs, {"body": body, "anchor": None}, n.outputs, n.name, n.origin)
 

@@ -219,6 +219,8 @@ def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.
         return intrinsic(b, "llvm.ceil", [x])
     if op == "round":
         return intrinsic(b, "llvm.roundeven", [x])
+    if op == "round_half_away":  # std::round (TFLite's TfLiteRound)
+        return intrinsic(b, "llvm.round", [x])
     if op == "reciprocal":
         return b.fdiv(_c(x, 1.0), x)
     if op == "softplus":

@@ -553,3 +553,6 @@ def _conv_transpose(attrs, out, ins, ctx):
         return red + bias((oc,)) if bias is not None else red
 
     return fn
+
+
+from . import te_quant  # noqa: E402,F401  (the quantized ops' computes, registered above)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .registry import op_def
-from .types import TensorType, dtype_name
+from .registry import infer_types, op_def
+from .types import QuantParams, TensorType, dtype_name
 
 
 class IRError(ValueError):
@@ -89,15 +89,16 @@ class Graph:
         return list(self.output_names) if self.output_names else [v.name for v in self.outputs]
 
     # -- building -------------------------------------------------------------------------------
-    def input(self, name: str, shape: Iterable[int], dtype: str = "float32") -> Value:
-        v = Value(self.unique(name), TensorType(tuple(int(d) for d in shape), dtype))
+    def input(self, name: str, shape: Iterable[int], dtype: str = "float32",
+              quant: QuantParams | None = None) -> Value:
+        v = Value(self.unique(name), TensorType(tuple(int(d) for d in shape), dtype, quant))
         if v.name != name:
             raise IRError(f"graph input name {name!r} is used twice")
         self.inputs.append(v)
         return v
 
-    def const(self, data: np.ndarray | float, name: str = "const", dtype: str | None = None
-              ) -> Value:
+    def const(self, data: np.ndarray | float, name: str = "const", dtype: str | None = None,
+              quant: QuantParams | None = None) -> Value:
         arr = np.asarray(data)
         if dtype is not None:
             from .types import np_dtype
@@ -106,7 +107,8 @@ class Graph:
         if not arr.flags.c_contiguous:  # (np.ascontiguousarray would make rank-0 arrays 1-D)
             arr = arr.copy()
         arr.setflags(write=False)
-        return Value(self.unique(name), TensorType(tuple(arr.shape), dtype_name(arr.dtype)), data=arr)
+        return Value(self.unique(name), TensorType(tuple(arr.shape), dtype_name(arr.dtype), quant),
+                     data=arr)
 
     def add(self, op: str, inputs: Iterable[Value], attrs: dict[str, Any] | None = None,
             name: str | None = None, origin: str = "", out_names: list[str] | None = None) -> Node:
@@ -123,7 +125,7 @@ class Graph:
                 raise IRError(f"node {name} ({op}): input {i} is {type(v).__name__}, not a Value")
         full = {**d.attrs, **(attrs or {})}
         try:
-            types = d.infer(full, [v.type for v in inputs])
+            types = infer_types(d, full, [v.type for v in inputs])
         except IRError:
             raise
         except (ValueError, TypeError, IndexError, KeyError) as e:

@@ -68,6 +68,17 @@ def define_op(name: str, kind: FusionKind, infer: InferFn, reference: RefFn, *,
     return d
 
 
+def infer_types(d: OpDef, attrs: dict, types: list[TensorType]) -> list[TensorType]:
+    """The op's output types: its own inference, plus the quantization parameters that ops
+    moving or selecting integers carry from their inputs to their outputs (ir/quant.py)."""
+    out = d.infer(attrs, types)
+    if any(t.quant is not None for t in types):
+        from .quant import propagate_quant
+
+        out = propagate_quant(d.name, attrs, types, out)
+    return out
+
+
 def op_def(name: str) -> OpDef:
     try:
         return _REGISTRY[name]

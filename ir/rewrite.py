@@ -14,7 +14,7 @@ class Rewriter:
         self.new = Graph(g.name)
         self.map: dict[int, Value] = {}
         for v in g.inputs:
-            nv = self.new.input(v.name, v.shape, v.dtype)
+            nv = self.new.input(v.name, v.shape, v.dtype, v.type.quant)
             self.map[id(v)] = nv
 
     def get(self, v: Value) -> Value:

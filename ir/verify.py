@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .graph import Graph, IRError
-from .registry import op_def
+from .registry import infer_types, op_def
 
 
 def verify(g: Graph) -> Graph:
@@ -18,7 +18,7 @@ def verify(g: Graph) -> Graph:
             if not v.is_const and id(v) not in defined:
                 raise IRError(f"node {n.name} ({n.op}): input {i} %{v.name} is used before it is "
                               "defined or is not in the graph")
-        types = op_def(n.op).infer(n.attrs, [v.type for v in n.inputs])
+        types = infer_types(op_def(n.op), n.attrs, [v.type for v in n.inputs])
         if [o.type for o in n.outputs] != list(types):
             raise IRError(f"node {n.name} ({n.op}): stored output types "
                           f"{[str(o.type) for o in n.outputs]} differ from inferred "

@@ -22,7 +22,7 @@ def fold_constants(g: Graph) -> Graph:
                                                        2 * sum(v.type.nbytes for v in ins)):
             return None
         outs = run_reference(n.op, n.attrs, [v.data for v in ins])
-        return [rw.new.const(np.asarray(a).reshape(o.shape), o.name, o.dtype)
+        return [rw.new.const(np.asarray(a).reshape(o.shape), o.name, o.dtype, o.type.quant)
                 for a, o in zip(outs, n.outputs)]
 
     return rewrite(g, emit)

@@ -2,7 +2,8 @@
 
 Rules (TVM's, by fusion kind):
 - an elementwise/broadcast consumer takes a conv/matmul producer as its epilogue (one anchor per
-  kernel; the epilogue is a chain whose other operands are whole buffers, or broadcast per channel);
+  kernel; the epilogue is a chain whose other operands are whole buffers, or broadcast per channel;
+  float32, or anything after an int32 accumulator: bias add, requantize, clamp);
 - an elementwise/broadcast consumer of the same shape takes a reduction as its epilogue;
 - a consumer rendered from tensor expressions (kind <= REDUCTION) inlines injective producers;
 - a value is inlined only into its single consumer and never when it is a graph output;
@@ -64,11 +65,15 @@ def fuse_operators(g: Graph) -> Graph:
         prods = [(v, v.producer) for v in c.inputs if v.producer is not None and not v.is_const]
         out = c.outputs[0]
         # 1. epilogue into conv / matmul
-        if kc <= K.BROADCAST and out.dtype == "float32":
+        if kc <= K.BROADCAST:
             for v, x in prods:
                 gx = group[id(x)]
                 a = anchor[gx]
                 if a is None or gx == gc or not single_use_by(v, c) or v.shape != out.shape:
+                    continue
+                # float32 epilogues; an integer accumulator (conv_integer) takes its
+                # requantize and the integer ops around it
+                if out.dtype != "float32" and a.outputs[0].dtype != "int32":
                     continue
                 others = [u for u in c.inputs if u is not v]
                 ok = all(u.is_const or u.producer is None or group[id(u.producer)] != gx
@@ -130,7 +135,7 @@ def _build(g: Graph, group, members, anchor) -> Graph:
         body = Graph(f"{n.name}")
         bmap: dict[int, Value] = {}
         for i, v in enumerate(ext):
-            bmap[id(v)] = body.input(f"in{i}", v.shape, v.dtype)
+            bmap[id(v)] = body.input(f"in{i}", v.shape, v.dtype, v.type.quant)
         for m in mem:
             bn = body.add(m.op, [bmap[id(v)] for v in m.inputs], m.attrs, m.name, m.origin)
             for o, bo in zip(m.outputs, bn.outputs):

@@ -27,7 +27,7 @@ from neo.ir import FusionKind, Graph, Node, Value, op_def
 from neo.ir.ops_nn import to_channels_first, to_channels_last
 
 Perm = tuple[int, ...]
-LAYOUT_OPS = frozenset({"conv", "conv_transpose", "max_pool", "avg_pool"})
+LAYOUT_OPS = frozenset({"conv", "conv_transpose", "max_pool", "avg_pool", "conv_integer"})
 # ops whose attributes name axes or per-axis values, which a permutation renames
 _AXIS_OPS = frozenset({"concat", "softmax", "log_softmax"})
 _PER_AXIS_OPS = frozenset({"pad", "slice", "resize"})
@@ -46,6 +46,30 @@ def _identity(p: Perm) -> bool:
     return p == tuple(range(len(p)))
 
 
+def _per_axis_quant(n: Node, p: Perm) -> dict:
+    """n's attributes for computing on z (the old axis a is z's p[a]): the axis of per-channel
+    quantization parameters and requantize multipliers."""
+    from neo.ir import QuantParams
+
+    attrs = dict(n.attrs)
+    if n.op == "requantize" and attrs.get("axis") is not None:
+        attrs["axis"] = p[attrs["axis"]]
+    for key in ("quant", "a_quant", "b_quant"):
+        q = attrs.get(key)
+        if isinstance(q, QuantParams) and not q.is_per_tensor:
+            attrs[key] = QuantParams(q.scale, q.zero_point, p[q.axis])
+    return attrs
+
+
+def _transposed_quant(q, p: Perm):
+    """Quantization parameters of T(z, p) given z's: a per-axis axis follows its dim."""
+    if q is None or q.is_per_tensor:
+        return q
+    from neo.ir import QuantParams
+
+    return QuantParams(q.scale, q.zero_point, list(p).index(q.axis))
+
+
 class _Layout:
     def __init__(self, g: Graph):
         self.old = g
@@ -54,7 +78,7 @@ class _Layout:
         self.env: dict[int, tuple[Value, Perm]] = {}
         self.materialized: dict[tuple[int, Perm], Value] = {}
         for v in g.inputs:
-            nv = self.new.input(v.name, v.shape, v.dtype)
+            nv = self.new.input(v.name, v.shape, v.dtype, v.type.quant)
             self.env[id(v)] = (nv, tuple(range(v.type.rank)))
 
     # -- values ------------------------------------------------------------------------------
@@ -68,7 +92,8 @@ class _Layout:
             return z
         if z.is_const:  # fold
             data = np.ascontiguousarray(np.transpose(z.data, p))
-            return self.new.const(data, f"{z.name}.t", z.dtype)
+            return self.new.const(data, f"{z.name}.t", z.dtype,
+                                  _transposed_quant(z.type.quant, p))
         key = (id(z), p)
         if key not in self.materialized:
             self.materialized[key] = self.new.add("transpose", [z], {"perm": p},
@@ -89,7 +114,9 @@ class _Layout:
         if full.type.rank < rank:  # align by broadcasting rules: leading ones
             shape = (1,) * (rank - full.type.rank) + full.shape
             if full.is_const:
-                full = self.new.const(full.data.reshape(shape), f"{full.name}.r", full.dtype)
+                full = self.new.const(full.data.reshape(shape), f"{full.name}.r", full.dtype,
+                                      full.type.quant if full.type.quant is None
+                                      or full.type.quant.is_per_tensor else None)
             else:
                 full = self.new.add("reshape", [full], {"shape": shape}, name=name).outputs[0]
         return self.transpose(full, inverse(p), name)
@@ -135,7 +162,7 @@ class _Layout:
         kind = op_def(n.op).kind
         if kind <= FusionKind.BROADCAST and n.op not in ("expand", "batch_norm"):
             ins = [self.operand(v, p, rank, f"{n.name}.in{i}") for i, v in enumerate(n.inputs)]
-            self.emit(n, ins, n.attrs, [p])
+            self.emit(n, ins, _per_axis_quant(n, p), [p])
             return True
         if n.op in _AXIS_OPS:
             if any(self.lazy(v)[1] != p for v in n.inputs):

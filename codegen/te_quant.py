@@ -1,0 +1,203 @@
+"""Tensor-expression computes of the quantized ops (ir/ops_quant.py), bit for bit as their numpy
+references: the generic kernels, the fused epilogues of the integer conv and matmul kernels, and
+how quantize/dequantize fuse into their neighbours.
+
+The float rules compute in float32 (a division for quantize, one product for requantize and
+dequantize); the fixed-point rules (TFLite) in int64 lanes. Registered into `te_ops.COMPUTES`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from neo.ir.ops_quant import _clamp_bounds, qadd_fixed_point, qadd_float_ratios
+from neo.ir.quant import fixed_point_multipliers, int_range
+
+from . import te
+from .te import Const, broadcast_index
+from .te_ops import _conv, _matmul, register
+
+F32 = "float32"
+
+
+def per_axis(values, axis, ctx, dtype: str):
+    """idx -> a per-tensor constant, or the value along `axis` at idx from a compile-time table
+    (added now: a kernel's buffers are known once its computes are built)."""
+    values = np.asarray(values)
+    if values.size == 1 or np.all(values == values.flat[0]):
+        v = values.flat[0].item()
+        c = Const(dtype, float(v) if dtype.startswith("float") else int(v))
+        return lambda idx: c
+    table = ctx.add_table(np.ascontiguousarray(values.astype(dtype)))
+    return lambda idx: table((idx[axis],))
+
+
+def round_to(y: te.Expr, rounding: str) -> te.Expr:
+    return te.unary("round" if rounding == "half_to_even" else "round_half_away", y)
+
+
+def float_to_int(y: te.Expr, lo: int, hi: int, zp, rounding: str, dtype: str) -> te.Expr:
+    """clip(round(y), lo - zp, hi - zp) + zp as `dtype`: a float32 y clamped before it is
+    converted (so huge values saturate and the conversion is exact), NaN as 0. `zp` may be a
+    per-channel int32 expression, then the clamp happens after the add, in int32."""
+    y = te.select(te.cmp("ne", y, y), Const(F32, 0.0), y)
+    if isinstance(zp, int):
+        y = te.unary("clip", round_to(y, rounding), min=float(lo - zp), max=float(hi - zp))
+        q = te.cast(y, "int32")
+        if zp:
+            q = q + Const("int32", zp)
+        return te.cast(q, dtype)
+    span = float(hi - lo)  # any value outside +-span saturates whatever the zero point
+    y = te.unary("clip", round_to(y, rounding), min=-span, max=span)
+    q = te.cast(y, "int32") + zp
+    return te.cast(te.unary("clip", q, min=lo, max=hi), dtype)
+
+
+@register("quantize")
+def _quantize(attrs, out, ins, ctx):
+    q = attrs["quant"]
+    lo, hi = int_range(attrs["dtype"])
+
+    scale = per_axis(q.scale, q.axis, ctx, F32)
+    zps = per_axis(q.zero_point, q.axis, ctx, "int32")
+
+    def fn(idx):
+        x = te.cast(ins[0](idx), F32)
+        y = te.Bin("div", x, scale(idx), F32)
+        zp = q.zero_point[0] if q.is_per_tensor else zps(idx)
+        return float_to_int(y, lo, hi, zp, attrs["rounding"], attrs["dtype"])
+
+    return fn
+
+
+@register("dequantize")
+def _dequantize(attrs, out, ins, ctx):
+    q = attrs["quant"]
+
+    zps = per_axis(q.zero_point, q.axis, ctx, "int32")
+    scale = per_axis(q.scale, q.axis, ctx, F32)
+
+    def fn(idx):
+        x = te.cast(ins[0](idx), "int32")
+        zp = zps(idx)
+        if not (isinstance(zp, Const) and zp.value == 0):
+            x = x - zp
+        y = te.Bin("mul", te.cast(x, F32), scale(idx), F32)
+        return te.cast(y, out.dtype)
+
+    return fn
+
+
+def requantizer(attrs, ctx):
+    """(x, idx) -> requantize of the int32 (or 8-bit) expression x at output index idx."""
+    dtype = attrs["dtype"]
+    lo, hi = _clamp_bounds(attrs, dtype)
+    zo = int(attrs["out_zero_point"])
+    zi = int(attrs["in_zero_point"])
+    m = np.asarray(attrs["multiplier"], np.float64)
+    if attrs["mode"] == "float":
+        mult = per_axis(m.astype(np.float32), attrs["axis"], ctx, F32)
+    else:
+        qm, shift = fixed_point_multipliers(m)
+        qms = per_axis(qm, attrs["axis"], ctx, "int64")
+        shifts = per_axis(shift, attrs["axis"], ctx, "int64")
+
+    def fn(x, idx):
+        x = te.cast(x, "int32")
+        if zi:
+            x = x - Const("int32", zi)
+        if attrs["mode"] == "float":
+            y = te.Bin("mul", te.cast(x, F32), mult(idx), F32)
+            return float_to_int(y, lo, hi, zo, "half_to_even", dtype)
+        y = fixed_point_multiply(te.cast(x, "int64"), qms(idx), shifts(idx))
+        y = y + Const("int64", zo)
+        return te.cast(te.unary("clip", y, min=lo, max=hi), dtype)
+
+    return fn
+
+
+def fixed_point_multiply(x: te.Expr, m: te.Expr, shift: te.Expr) -> te.Expr:
+    """TFLite's MultiplyByQuantizedMultiplier on int64 lanes holding int32 values (ir/quant.py):
+    x << max(shift, 0), the saturating rounding doubling high multiply by m (m > 0, so never
+    the saturating case), then a rounding right shift by max(-shift, 0)."""
+    i64 = "int64"
+
+    def c(v):
+        return Const(i64, v)
+
+    zero = c(0)
+    left = te.Bin("max", shift, zero, i64)
+    right = te.Bin("max", te.Bin("sub", zero, shift, i64), zero, i64)
+    x = te.Bin("shift_left", x, left, i64)
+    # the C++ int32 multiply wraps: sign-extend the low 32 bits
+    x = te.Bin("shift_right", te.Bin("shift_left", x, c(32), i64), c(32), i64)
+    ab = te.Bin("mul", x, m, i64)
+    s = ab + te.select(te.cmp("ge", ab, zero), c(1 << 30), c(1 - (1 << 30)))
+    high = te.select(te.cmp("ge", s, zero), te.Bin("shift_right", s, c(31), i64),
+                     te.Bin("sub", zero, te.Bin("shift_right", te.Bin("sub", zero, s, i64),
+                                                c(31), i64), i64))
+    mask = te.Bin("sub", te.Bin("shift_left", c(1), right, i64), c(1), i64)
+    rem = te.Bin("bitwise_and", high, mask, i64)
+    threshold = te.Bin("shift_right", mask, c(1), i64) + te.select(
+        te.cmp("lt", high, zero), c(1), zero)
+    return te.Bin("shift_right", high, right, i64) + te.select(
+        te.cmp("gt", rem, threshold), c(1), zero)
+
+
+@register("requantize")
+def _requantize(attrs, out, ins, ctx):
+    rq = requantizer(attrs, ctx)
+    return lambda idx: rq(ins[0](idx), idx)
+
+
+@register("qadd")
+def _qadd(attrs, out, ins, ctx):
+    a, b = ins
+    qa, qb, qc = attrs["a_quant"], attrs["b_quant"], attrs["quant"]
+    dtype = attrs["dtype"]
+    lo, hi = _clamp_bounds(attrs, dtype)
+    za, zb, zc = qa.zero_point[0], qb.zero_point[0], qc.zero_point[0]
+
+    def fn(idx):
+        x = te.cast(a(broadcast_index(idx, a.shape, out.shape)), "int32") - Const("int32", za)
+        y = te.cast(b(broadcast_index(idx, b.shape, out.shape)), "int32") - Const("int32", zb)
+        if attrs["mode"] == "float":
+            ra, rb = qadd_float_ratios(attrs)
+            s = te.Bin("add", te.Bin("mul", Const(F32, float(ra)), te.cast(x, F32), F32),
+                       te.Bin("mul", Const(F32, float(rb)), te.cast(y, F32), F32), F32)
+            return float_to_int(s, lo, hi, zc, "half_to_even", dtype)
+        (ma, sa), (mb, sb), (mo, so), left = qadd_fixed_point(attrs)
+        i64 = "int64"
+        xs = fixed_point_multiply(te.cast(x, i64) * (1 << left), Const(i64, ma), Const(i64, sa))
+        ys = fixed_point_multiply(te.cast(y, i64) * (1 << left), Const(i64, mb), Const(i64, sb))
+        r = fixed_point_multiply(xs + ys, Const(i64, mo), Const(i64, so)) + Const(i64, zc)
+        return te.cast(te.unary("clip", r, min=lo, max=hi), dtype)
+
+    return fn
+
+
+def centered(t: te.Tensor, zero_points, axis: int, ctx) -> te.Tensor:
+    """t's integers minus their zero point (per tensor, or per index along `axis`), as int32."""
+    zps = per_axis(np.atleast_1d(zero_points), axis, ctx, "int32")
+
+    def fn(idx):
+        v = te.cast(t(idx), "int32")
+        z = zps(idx)
+        return v if isinstance(z, Const) and z.value == 0 else v - z
+
+    return te.Tensor(t.shape, "int32", fn)
+
+
+@register("conv_integer")
+def _conv_integer(attrs, out, ins, ctx):
+    # the float conv's compute on centered int32 operands: padding is 0 after centering, as
+    # the input's zero point before it
+    x, w = ins[0], ins[1]
+    cins = [centered(x, attrs["x_zero_point"], 1, ctx), centered(w, attrs["w_zero_point"], 0, ctx)]
+    return _conv(attrs, out, cins + list(ins[2:]), ctx)
+
+
+@register("matmul_integer")
+def _matmul_integer(attrs, out, ins, ctx):
+    a, b = ins
+    return _matmul(attrs, out, [centered(a, attrs["a_zero_point"], 0, ctx),
+                                centered(b, attrs["b_zero_point"], len(b.shape) - 1, ctx)], ctx)
