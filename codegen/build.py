@@ -255,6 +255,8 @@ def build_artifact(g: Graph, target: Target, out_dir: Path, meta: dict, opt_leve
         "workspace_nbytes": plan.workspace_nbytes, "tensors": tensors,
         "inputs": [key_of[id(v)] for v in g.inputs], "outputs": out_ids, "nodes": nodes_json,
     }
+    if meta.get("row_batch"):  # optional: a format-1 runtime that predates it ignores it
+        graph_json["row_batch"] = True
     say(f"{len(nodes_json)} kernels, workspace {plan.workspace_nbytes} bytes")
 
     # -- compile and link -------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     # User-visible names of the outputs (the model's output names); defaults to the values' names.
     output_names: list[str] | None = None
+    # Axis 0 of every input and output is a batch of independent rows (a tree ensemble's
+    # samples): the runtime then runs any number of rows in chunks (compiled_model.json
+    # "row_batch"). Set by the frontend; the compile driver carries it to the artifact.
+    row_batch: bool = False
     _names: set[str] = field(default_factory=set, repr=False)
     _node_names: set[str] = field(default_factory=set, repr=False)
     _counter: Any = field(default_factory=itertools.count, repr=False)

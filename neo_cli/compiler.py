@@ -155,6 +155,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                         **({"const_inputs": consts} if consts else {}))
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
+    row_batch = graph.row_batch  # the passes build new graphs; the artifact needs to know
     from neo.ir.graph import IRError
     from neo.passes import run_pipeline
 
@@ -174,6 +175,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
 
     meta = artifact_meta(graph, fw.name, model_path.name, opts.opt_level,
                          _jsonable(asdict(copts)) if copts else {}, consts)
+    if row_batch:
+        meta["row_batch"] = True
     t = time.perf_counter()
     try:
         res = build_artifact(graph, target, Path(opts.output), meta, opts.opt_level, progress=say)

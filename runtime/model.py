@@ -78,6 +78,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     optional: dict[str, tuple[Any, list[Any]]] = {
         "neo_model_load_ex": (i, [cs, i, ctypes.c_uint, ctypes.POINTER(p)]),
         "neo_runtime_arch": (cs, []),
+        "neo_model_row_batch": (ctypes.c_int64, [p]),
+        "neo_model_run_rows": (i, [p, ctypes.c_int64, ctypes.POINTER(p), ctypes.POINTER(p)]),
     }
     for name, (restype, argtypes) in {**sigs, **optional}.items():
         fn = getattr(lib, name, None)
@@ -154,6 +156,10 @@ class Model:
                          for i in range(self._lib.neo_model_num_outputs(handle))]
         self._node_names = [self._lib.neo_model_node_name(handle, i).decode()
                             for i in range(self._lib.neo_model_num_nodes(handle))]
+        # rows per run of a model of independent rows (tree ensembles), which runs any number
+        # of them; 0 for the others
+        self.row_batch = (int(self._lib.neo_model_row_batch(handle))
+                          if hasattr(self._lib, "neo_model_row_batch") else 0)
         meta_path = self.path / "compiled.meta"
         self._metadata: dict[str, Any] | None = None
         if meta_path.is_file():
@@ -213,14 +219,21 @@ class Model:
             ) -> list[np.ndarray]:
         """Run on one array (single-input models), a list in input order, or a dict by name."""
         arrays = []
+        rows = set()
         for value, (name, dname, shape, dtype) in zip(self._arrange(data), self._inputs):
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
             if arr.dtype != dtype:
                 raise TypeError(f"input {name!r} has dtype {arr.dtype}, expected {dname}; "
                                 f"convert it explicitly (e.g. x.astype(np.{dname}))")
-            if arr.shape != shape:
-                raise ValueError(f"input {name!r} has shape {arr.shape}, expected {shape}")
+            if arr.shape != shape and not (self.row_batch and arr.shape[1:] == shape[1:]
+                                           and arr.ndim == len(shape)):
+                rows_note = (f" (any number of rows of {shape[1:]})" if self.row_batch else "")
+                raise ValueError(f"input {name!r} has shape {arr.shape}, expected "
+                                 f"{shape}{rows_note}")
+            rows.add(arr.shape[0] if arr.ndim else None)
             arrays.append(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr))
+        if self.row_batch and rows != {self.row_batch}:
+            return self._run_rows(arrays, rows)
         with self._lock:
             handle = self._live()
             for i, arr in enumerate(arrays):
@@ -235,6 +248,20 @@ class Model:
                     raise RuntimeError(self._error())
                 outputs.append(out)
         return outputs
+
+    def _run_rows(self, arrays: list[np.ndarray], rows: set) -> list[np.ndarray]:
+        """Any number of rows of a row-batch model, in chunks of the compiled batch (C side)."""
+        if len(rows) != 1:
+            raise ValueError(f"every input needs the same number of rows, got {sorted(rows)}")
+        (n,) = rows
+        outs = [np.empty((n,) + shape[1:], dtype=dtype) for _, _, shape, dtype in self._outputs]
+        ptr = ctypes.c_void_p
+        ins = (ptr * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+        res = (ptr * max(1, len(outs)))(*[o.ctypes.data for o in outs])
+        with self._lock:
+            if self._lib.neo_model_run_rows(self._live(), n, ins, res) != 0:
+                raise RuntimeError(self._error())
+        return outs
 
     def profile(self, repeat: int = 10) -> list[tuple[str, float]]:
         """Mean seconds per node over `repeat` runs on the current inputs (run() sets them)."""

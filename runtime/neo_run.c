@@ -177,6 +177,11 @@ static void npy_read(const char *path, Npy *a) {
     a->data_off = hstart + hlen;
 }
 
+/* Rows of a row-batch model's inputs when they differ from the compiled batch (then the run goes
+ * through neo_model_run_rows); -1 while no input has set it. */
+static int64_t g_rows = -1;
+static const void **g_row_inputs;
+
 static void load_input(NeoModel *m, int i, const char *path) {
     const char *name, *dtype;
     int ndim;
@@ -190,6 +195,25 @@ static void load_input(NeoModel *m, int i, const char *path) {
     for (int d = 0; same && d < ndim; d++) same = a.shape[d] == shape[d];
     size_t nbytes = NPY[npy_index(dtype)].size;
     for (int d = 0; d < ndim; d++) nbytes *= (size_t)shape[d];
+    /* a model of independent rows takes any number of rows: the rest of the shape must match */
+    int rows_only = !same && neo_model_row_batch(m) > 0 && a.ndim == ndim && ndim >= 1;
+    for (int d = 1; rows_only && d < ndim; d++) rows_only = a.shape[d] == shape[d];
+    if (rows_only) {
+        if (g_rows >= 0 && g_rows != a.shape[0])
+            die("%s: %lld rows, but another input has %lld", path, (long long)a.shape[0],
+                (long long)g_rows);
+        if (a.fortran && ndim > 1) die("%s: Fortran-order arrays are not supported", path);
+        size_t want = nbytes / (size_t)shape[0] * (size_t)a.shape[0];
+        if (a.size - a.data_off != want)
+            die("%s: holds %zu data bytes, %lld rows of input '%s' need %zu", path,
+                a.size - a.data_off, (long long)a.shape[0], name, want);
+        g_rows = a.shape[0];
+        if (!g_row_inputs && !(g_row_inputs = calloc((size_t)neo_model_num_inputs(m),
+                                                     sizeof *g_row_inputs)))
+            die("out of memory");
+        g_row_inputs[i] = a.file + a.data_off; /* kept until the run */
+        return;
+    }
     if (!same) {
         char want[256] = "", got[256] = "";
         for (int d = 0; d < ndim; d++)
@@ -211,7 +235,20 @@ static void load_input(NeoModel *m, int i, const char *path) {
     free(a.file);
 }
 
-static void write_output(const NeoModel *m, int i, const char *outdir) {
+/* bytes of output i, with `rows` leading rows instead of the compiled ones when rows >= 0 */
+static size_t output_bytes(const NeoModel *m, int i, int64_t rows) {
+    const char *dtype;
+    int ndim;
+    const int64_t *shape;
+    if (neo_model_output_info(m, i, NULL, &dtype, &ndim, &shape) != 0) die("%s", neo_last_error());
+    int k = npy_index(dtype);
+    size_t nbytes = k < 0 ? 0 : NPY[k].size;
+    for (int d = 0; d < ndim; d++) nbytes *= (size_t)(d == 0 && rows >= 0 ? rows : shape[d]);
+    return nbytes;
+}
+
+static void write_output(const NeoModel *m, int i, const char *outdir, const void *rows_data,
+                         int64_t rows) {
     const char *name, *dtype;
     int ndim;
     const int64_t *shape;
@@ -223,8 +260,9 @@ static void write_output(const NeoModel *m, int i, const char *outdir) {
     int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
                        NPY[k].descr);
     for (int d = 0; d < ndim; d++) {
-        nbytes *= (size_t)shape[d];
-        len += snprintf(dict + len, sizeof dict - (size_t)len, "%lld%s", (long long)shape[d],
+        int64_t dim = d == 0 && rows_data ? rows : shape[d];
+        nbytes *= (size_t)dim;
+        len += snprintf(dict + len, sizeof dict - (size_t)len, "%lld%s", (long long)dim,
                         ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
     }
     len += snprintf(dict + len, sizeof dict - (size_t)len, "), }");
@@ -243,7 +281,7 @@ static void write_output(const NeoModel *m, int i, const char *outdir) {
     snprintf(path, sizeof path, "%s/output_%d.npy", outdir, i);
     FILE *f = fopen(path, "wb");
     if (!f) die("cannot create %s: %s", path, strerror(errno));
-    const void *data = neo_model_output_ptr(m, i);
+    const void *data = rows_data ? rows_data : neo_model_output_ptr(m, i);
     if (!data) die("%s", neo_last_error());
     if (fwrite(header, 1, total, f) != total || fwrite(data, 1, nbytes, f) != nbytes ||
         fclose(f) != 0)
@@ -400,20 +438,37 @@ int main(int argc, char **argv) {
         load_input(m, idx, specs[s].file);
     }
 
+    /* a row-batch model given another number of rows: every input must have been given so */
+    void **row_outputs = NULL;
+    if (g_rows >= 0) {
+        for (int i = 0; i < neo_model_num_inputs(m); i++)
+            if (!g_row_inputs[i])
+                die("every input of a row-batch model needs the same number of rows (%lld)",
+                    (long long)g_rows);
+        int nout = neo_model_num_outputs(m);
+        if (!(row_outputs = calloc((size_t)nout + 1, sizeof *row_outputs))) die("out of memory");
+        for (int i = 0; i < nout; i++)
+            if (!(row_outputs[i] = malloc(output_bytes(m, i, g_rows) + 1))) die("out of memory");
+    }
     for (int r = 0; r < warmup; r++)
-        if (neo_model_run(m) != 0) die("%s", neo_last_error());
+        if ((g_rows >= 0 ? neo_model_run_rows(m, g_rows, g_row_inputs, row_outputs)
+                         : neo_model_run(m)) != 0)
+            die("%s", neo_last_error());
     int runs = repeat > 0 ? repeat : 1;
     double *ms = malloc(sizeof(double) * (size_t)runs);
     if (!ms) die("out of memory");
     for (int r = 0; r < runs; r++) {
         double t0 = now_ms();
-        if (neo_model_run(m) != 0) die("%s", neo_last_error());
+        if ((g_rows >= 0 ? neo_model_run_rows(m, g_rows, g_row_inputs, row_outputs)
+                         : neo_model_run(m)) != 0)
+            die("%s", neo_last_error());
         ms[r] = now_ms() - t0;
     }
     if (outdir) {
         if (mkdir(outdir, 0777) != 0 && errno != EEXIST)
             die("cannot create %s: %s", outdir, strerror(errno));
-        for (int i = 0; i < neo_model_num_outputs(m); i++) write_output(m, i, outdir);
+        for (int i = 0; i < neo_model_num_outputs(m); i++)
+            write_output(m, i, outdir, row_outputs ? row_outputs[i] : NULL, g_rows);
     }
     if (repeat > 0) {
         qsort(ms, (size_t)runs, sizeof *ms, cmp_double);

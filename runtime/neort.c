@@ -459,6 +459,8 @@ struct NeoModel {
     NeoNode *nodes;
     NeoPool *pool;
     unsigned flags;
+    int64_t row_batch; /* rows per run when axis 0 of every input and output is a batch of
+                          independent rows (compiled_model.json "row_batch"), else 0 */
     atomic_int current; /* the node running now, -1 outside a run (read by crash handlers) */
     /* checked mode only */
     GuardBuf *gbufs;
@@ -1112,6 +1114,9 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
             return fail("%s: '%s' must be a file name inside the artifact", L->json_path, fname);
     }
     if (ws->i < 0) return fail("%s: workspace_nbytes is negative", L->json_path);
+    const JVal *rows = jget(root, "row_batch"); /* optional (format 1 readers ignore it) */
+    if (rows && (rows->type != J_BOOL || !rows->b))
+        return fail("%s: row_batch must be true when present", L->json_path);
 
     /* compiled.params */
     char path[PATH_MAX];
@@ -1171,6 +1176,11 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
             rc = fail("%s: %s %d has no tensor with storage '%s'", L->json_path,
                       is_in ? "input" : "output", is_in ? k : k - m->num_inputs,
                       is_in ? "input" : "output");
+        else if (rows && (io->ndim < 1 || (m->row_batch && io->shape[0] != m->row_batch)))
+            rc = fail("%s: row_batch needs every input and output to have one leading axis of "
+                      "rows of the same size", L->json_path);
+        else if (rows)
+            m->row_batch = io->shape[0];
     }
     if (rc == 0) {
         m->num_nodes = nodes->n;
@@ -1415,6 +1425,47 @@ static int run_nodes(NeoModel *m, double *node_seconds) {
 }
 
 NEO_API int neo_model_run(NeoModel *m) { return run_nodes(m, NULL); }
+
+NEO_API int64_t neo_model_row_batch(const NeoModel *m) { return m ? m->row_batch : 0; }
+
+/* bytes of one row of an input or output (all but its leading axis) */
+static size_t row_bytes(const NeoIO *io) {
+    return io->shape[0] ? io->nbytes / (size_t)io->shape[0] : 0;
+}
+
+NEO_API int neo_model_run_rows(NeoModel *m, int64_t rows, const void *const *inputs,
+                               void *const *outputs) {
+    if (!m) return fail("model is NULL");
+    if (!m->row_batch)
+        return fail("this model does not take batches of independent rows (it runs exactly the "
+                    "shapes it was compiled for)");
+    if (rows < 0) return fail("rows must not be negative, got %lld", (long long)rows);
+    if (rows && (!inputs || !outputs)) return fail("neo_model_run_rows: NULL inputs or outputs");
+    int64_t n = m->row_batch;
+    for (int64_t done = 0; done < rows; done += n) {
+        int64_t take = rows - done < n ? rows - done : n;
+        for (int i = 0; i < m->num_inputs; i++) {
+            NeoIO *io = &m->inputs[i];
+            size_t rb = row_bytes(io);
+            if (!inputs[i]) return fail("input '%s': data is NULL", io->name);
+            memcpy(io->buf, (const char *)inputs[i] + (size_t)done * rb, (size_t)take * rb);
+            /* the rows past the last one repeat it: valid values, whatever the model computes */
+            for (int64_t r = take; r < n; r++)
+                memcpy((char *)io->buf + (size_t)r * rb, (char *)io->buf + (size_t)(take - 1) * rb,
+                       rb);
+            io->set = true;
+        }
+        int rc = run_nodes(m, NULL);
+        if (rc) return rc;
+        for (int i = 0; i < m->num_outputs; i++) {
+            const NeoIO *io = &m->outputs[i];
+            size_t rb = row_bytes(io);
+            if (!outputs[i]) return fail("output '%s': data is NULL", io->name);
+            memcpy((char *)outputs[i] + (size_t)done * rb, io->buf, (size_t)take * rb);
+        }
+    }
+    return 0;
+}
 
 NEO_API int neo_model_profile(NeoModel *m, int repeat, double *node_seconds) {
     if (!m || !node_seconds)

@@ -114,6 +114,15 @@ NEO_API int neo_model_num_threads(const NeoModel *m);
 NEO_API int neo_model_profile(NeoModel *m, int repeat, double *node_seconds);
 NEO_API int neo_model_num_nodes(const NeoModel *m);
 NEO_API const char *neo_model_node_name(const NeoModel *m, int i);
+/* Models whose every input and output has a leading axis of independent rows (tree ensembles:
+ * compiled_model.json "row_batch") run any number of rows, not only the compiled batch:
+ * neo_model_row_batch() is the compiled batch (0 for other models), and neo_model_run_rows()
+ * runs `rows` rows in chunks of it (the last one padded), from inputs[i] (rows x one input row)
+ * into outputs[i] (rows x one output row), both in input/output index order. */
+NEO_API int64_t neo_model_row_batch(const NeoModel *m);
+NEO_API int neo_model_run_rows(NeoModel *m, int64_t rows, const void *const *inputs,
+                               void *const *outputs);
+
 /* The kernel function (compiled.so symbol) node i calls. */
 NEO_API const char *neo_model_node_func(const NeoModel *m, int i);
 

@@ -332,3 +332,36 @@ def test_cli_compile_run_and_inspect(cases, tmp_path):
     assert r.returncode == 0, r.stderr
     got = np.load(tmp_path / "y.npz")["output"]
     np.testing.assert_array_equal(got, case.expected(x))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 15, 16, 17, 40])
+def test_any_number_of_rows_runs_in_chunks(cases, rows, tmp_path):
+    """Compiled for 16 rows: fewer run as one padded chunk, more as several (Python Model, and
+    neo run through the artifact's neo-run); outputs equal xgboost's row for row."""
+    from neo.run import run_artifact
+    from neo.runtime import Model
+
+    case = cases["softprob_digits"]
+    art = _compile(case, 16, tmp_path / "art")
+    x = np.resize(case.x, (max(rows, 1), case.x.shape[1]))[:rows]
+    ref = case.expected(x) if rows else np.zeros((0, 10), np.float32)
+    with Model(art, check=True) as m:
+        assert m.row_batch == 16
+        got, = m.run(x)
+        assert got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+        with pytest.raises(ValueError, match="any number of rows"):
+            m.run(np.zeros((rows + 1, case.x.shape[1] + 1), np.float32))
+    if rows:
+        _, outs, _ = run_artifact(art, {"data": x}, check=True)
+        np.testing.assert_array_equal(outs[0], ref)
+
+
+def test_other_models_keep_exact_shapes(small_cnn, compile_cached):
+    from neo.runtime import Model
+
+    art = compile_cached(small_cnn.path, "x86_64")
+    with Model(art) as m:
+        assert m.row_batch == 0
+        with pytest.raises(ValueError, match=r"expected \(1, 3, 32, 32\)$"):
+            m.run(np.zeros((2, 3, 32, 32), np.float32))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from neo import ir
 from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp
 from neo.ir.ops_ml import MAX_CATEGORY, LinearBooster, TreeEnsemble
@@ -112,7 +113,7 @@ def to_graph(b: Booster, batch: int, model_name: str = "") -> ir.Graph:
     check_supported(b)
     link, transform = OBJECTIVES[b.objective]
     margin = base_margin(b, link)
-    g = ir.Graph(model_name or b.path.stem or "xgboost")
+    g = ir.Graph(model_name or b.path.stem or "xgboost", row_batch=True)  # rows independent
     x = g.input(INPUT_NAME, (batch, b.num_feature), "float32")
     if b.booster == "gblinear":
         model = linear_model(b, margin)
