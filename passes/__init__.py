@@ -14,6 +14,7 @@ from .conv_padding import make_conv_padding_explicit
 from .decompose import decompose_softmax
 from .fusion import fuse_operators
 from .layout import convert_layout
+from .qdq import lower_qdq
 from .winograd import winograd_convs
 
 Pass = Callable[[Graph], Graph]
@@ -26,7 +27,8 @@ def pipeline(opt_level: int) -> list[Pass]:
         # BN/softmax kernels of their own; every op its own kernel).
         return [convert_layout, decompose_batchnorm, decompose_softmax, eliminate_dead_code,
                 fuse_nothing]
-    passes: list[Pass] = [convert_layout, fold_constants, simplify, eliminate_dead_code]
+    # lower_qdq before fold_constants: quantized weights are still dequantize nodes
+    passes: list[Pass] = [convert_layout, lower_qdq, fold_constants, simplify, eliminate_dead_code]
     if opt_level >= 1:
         passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
@@ -79,6 +81,7 @@ __all__ = [
     "fold_constants",
     "fuse_nothing",
     "fuse_operators",
+    "lower_qdq",
     "make_conv_padding_explicit",
     "pipeline",
     "run_pipeline",

@@ -23,15 +23,16 @@ from .errors import (
 )
 
 
-def make_const(g: Graph, data: Any, name: str, dtype: str | None = None) -> Value:
+def make_const(g: Graph, data: Any, name: str, dtype: str | None = None,
+               quant: ir.QuantParams | None = None) -> Value:
     """`g.const`, keeping rank-0 arrays rank 0."""
     arr = np.asarray(data)
-    v = g.const(arr, name, dtype)
+    v = g.const(arr, name, dtype, quant)
     if v.shape != arr.shape:
         # Graph.const goes through np.ascontiguousarray, which turns a scalar into shape (1,).
         fixed = v.data.reshape(arr.shape)
         fixed.setflags(write=False)
-        v.data, v.type = fixed, ir.TensorType(tuple(arr.shape), v.dtype)
+        v.data, v.type = fixed, ir.TensorType(tuple(arr.shape), v.dtype, v.type.quant)
     return v
 
 
@@ -54,9 +55,15 @@ class ConversionContext:
         if inputs and all(v.is_const for v in inputs):
             self.g.nodes.pop()
             arrays = ir.run_reference(op, node.attrs, [v.data for v in inputs])
-            return [self.const(np.asarray(a).astype(ir.np_dtype(o.dtype)).reshape(o.shape))
+            return [make_const(self.g, np.asarray(a).astype(ir.np_dtype(o.dtype)).reshape(o.shape),
+                               self.name, None, o.type.quant)
                     for a, o in zip(arrays, node.outputs)]
         return list(node.outputs)
+
+    def keep(self, op: str, *inputs: Value, **attrs) -> Value:
+        """Add an IR node (single output) without folding it: a `dequantize` of quantized
+        weights stays, so that passes/qdq.py can put the integers on an integer kernel."""
+        return self.g.add(op, inputs, attrs, name=self.name, origin=self.origin).outputs[0]
 
     def const(self, data: Any, dtype: str | None = None) -> Value:
         return make_const(self.g, data, self.name, dtype)

@@ -203,7 +203,7 @@ def _input_shape(v: onnx.ValueInfoProto, given: dict) -> tuple[int, ...]:
 
 def _framework_nodes(nodes, opset: int, prefix: str = "") -> list[FrameworkNode]:
     # nested nodes are named by their path, as iter_nodes does
-    return [FrameworkNode(node.op_type, node.name or prefix + origin_of(node, index),
+    return [FrameworkNode(_op_key(node), node.name or prefix + origin_of(node, index),
                           list(node.input), list(node.output),
                           {a.name: attribute_value(a) for a in node.attribute}, opset, node)
             for index, node in enumerate(nodes)]
@@ -211,6 +211,9 @@ def _framework_nodes(nodes, opset: int, prefix: str = "") -> list[FrameworkNode]
 
 def _schema_defaults(node: FrameworkNode) -> dict:
     schema = registry.schema(node.op, node.version)
+    if schema is None:  # a contrib op (com.microsoft): the converter's signature has them
+        conv = registry.CONVERTERS.lookup(node.op, node.version)
+        return dict(conv.defaults) if conv is not None else {}
     return {name: attribute_value(a.default_value) for name, a in schema.attributes.items()
             if a.default_value.type != onnx.AttributeProto.UNDEFINED}
 

@@ -20,6 +20,9 @@ import onnx.defs
 from ..common.registry import Converter, ConverterRegistry
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+# onnxruntime's contrib ops that quantization tools emit (QLinearAdd, QGemm, ...): registered as
+# "com.microsoft.QLinearAdd" with since=1; their attribute defaults are the converters' own
+CONTRIB_DOMAINS = ("com.microsoft",)
 MIN_OPSET = 7
 
 
@@ -48,6 +51,8 @@ def converter(op_type: str, *, since: int) -> Callable[[Callable], Callable]:
 
 def lookup(op_type: str, opset: int, domain: str = "") -> Converter | None:
     """The converter for `op_type` at `opset`; None when Neo has none or the op does not exist."""
+    if domain in CONTRIB_DOMAINS:
+        return CONVERTERS.lookup(f"{domain}.{op_type}", opset)
     if domain not in DEFAULT_DOMAINS:
         return None
     found = CONVERTERS.lookup(op_type, opset)
