@@ -4,7 +4,7 @@ The fixtures in tests/data/mxnet/ were written by scripts/mxnet_fixtures.py in a
 mxnet==1.9.1 and numpy==1.23.5 (MXNet cannot be installed next to current numpy, and is not
 needed here): eight Gluon model-zoo architectures at reduced width with calibrated BatchNorm and
 real photos as inputs, an LSTM model, an LSTM fed its states, a transformer block, and one model
-of 140 small op cases (ops_native: the two whose MXNet reference needs its own CPU kernels, see
+of 137 small op cases (ops_native: the two whose MXNet reference needs its own CPU kernels, see
 the script). Each is compiled here for x86_64 (three also for arm64, run under qemu) and compared
 with MXNet's outputs within 1e-4 of max|reference|, classifiers also on their top-1; the op
 cases are also checked one by one through the IR's numpy references.
@@ -194,7 +194,7 @@ def compile_and_run(compile_cached, name: str, target: str) -> list[np.ndarray]:
 
     art = compile_cached(DATA / name, target, shape=shapes_of(name), framework="mxnet")
     feeds, _ = io_of(name)
-    names, outs, _ = run_artifact(art, feeds)
+    _, outs, _ = run_artifact(art, feeds)
     meta = json.loads((art / "compiled.meta").read_text())
     assert [i["name"] for i in meta["inputs"]] == list(shapes_of(name))  # in the model's order
     assert meta["framework"] == "mxnet"
