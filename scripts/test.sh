@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system.sh
 python3 -m pip install -q -e '.[test]' torch==2.14.1 torchvision==0.29.1 scikit-learn
+# Keras 2 (tf-keras) for tests/test_keras.py: --no-deps, it would pull `tensorflow` beside the
+# test extra's tensorflow-cpu
+python3 -m pip install -q --no-deps tf-keras
 # two workers (the CI machine has 2 cores); tests that share an expensive session fixture (a
 # torchvision export, a framework's fixture models) carry an xdist_group and stay on one worker
 python3 -m pytest -q -n 2 --dist loadgroup "$@"
