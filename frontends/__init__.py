@@ -10,6 +10,7 @@ from typing import Protocol
 
 from neo import ir
 
+from . import keras as _keras  # needs no keras or tensorflow at all (h5py)
 from . import mxnet as _mxnet  # needs no mxnet at all
 from . import pytorch as _pytorch  # imports no torch until a model is opened
 from . import tflite as _tflite  # reads flatbuffers with the tflite package, no TensorFlow
@@ -59,5 +60,6 @@ class OnnxFrontend:
 
 FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.PytorchFrontend(),
                                   "xgboost": _xgboost.XgboostFrontend(),
+                                  "keras": _keras.KerasFrontend(),
                                   "mxnet": _mxnet.MxnetFrontend(),
                                   "tflite": _tflite.TfliteFrontend()}

@@ -362,7 +362,6 @@ def test_an_onnx_model_given_as_xgboost_is_refused(small_cnn, tmp_path):
 
 @pytest.mark.parametrize(("framework", "shape"), [
     ("tensorflow", '{"input":[1,32,32,3]}'),
-    ("keras", '{"input_1":[1,3,32,32]}'),
 ])
 def test_framework_not_supported_yet(small_cnn, tmp_path, framework, shape):
     proc = neo("compile", small_cnn.path, "--framework", framework, "--shape", shape, "--target",
