@@ -390,8 +390,9 @@ def bind_shapes(
             if shape != given[mi.name]:
                 notes.append(
                     f"{fw.name}: --shape {_fmt_shape(given[mi.name])} for {mi.name!r} is "
-                    f"{fw.layout} (Neo's convention); the model is {fw.model_layout}, so it is "
-                    f"compiled with {_fmt_shape(shape)}"
+                    f"{fw.layout} (Neo's convention); the model is {fw.model_layout} "
+                    f"({_fmt_shape(shape)}): the compiled model takes {fw.layout} input and "
+                    f"transposes it once"
                 )
             bound.append((mi.name, shape))
         elif mi.shape is not None and all(d is not None for d in mi.shape):
