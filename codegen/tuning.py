@@ -41,11 +41,18 @@ class Tuning:
     cpu: str = "generic"
     arch: str = "x86_64"
     max_bits: int = 0  # the widest the target has (narrowed() keeps it); 0: vector_bits
+    features: str = ""  # the target's LLVM features (+avx512vnni, +dotprod: codegen/isa.py)
 
     @property
     def lanes(self) -> int:
         """float32 lanes per vector."""
         return max(1, self.vector_bits // 32)
+
+    def lanes_of(self, dtype: str) -> int:
+        """Lanes per vector of elements of `dtype` (vector_bits // its bits)."""
+        from neo.ir.types import dtype_bits
+
+        return max(1, self.vector_bits // dtype_bits(dtype))
 
     @property
     def widest(self) -> int:
@@ -77,6 +84,10 @@ class Tuning:
 
 def tuning_for(target) -> Tuning:
     """The Tuning of a Target (its arch, CPU name, features and vector width)."""
+    return replace(_tuning_for(target), features=target.features or "")
+
+
+def _tuning_for(target) -> Tuning:
     bits = target.vector_bits
     arch, cpu = target.arch, (target.cpu or "generic")
     flags = {f[1:]: f[0] == "+" for f in (target.features or "").split(",")
