@@ -62,9 +62,24 @@ def application(keras, name: str, size: int):
     """keras.applications.<name>(weights=None), logits out, calibrated, classifier centered."""
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
                                               classifier_activation=None)
+    if name in NO_NORMALIZATION:
+        he_scale(keras, model)
     calibrate(keras, model, nhwc(image_batch(1000, 8, size)))
     center_classifier(model)
     return model
+
+
+# ReLU networks without normalization layers: Glorot-initialized, each layer halves the variance
+NO_NORMALIZATION = frozenset({"VGG16", "VGG19"})
+
+
+def he_scale(keras, model) -> None:
+    """Glorot weights times sqrt(2) (He's variance for ReLU), so that activations keep their
+    scale through a deep network without normalization."""
+    for layer in all_layers(model):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kernel, *rest = layer.get_weights()
+            layer.set_weights([kernel * np.sqrt(2.0), *rest])
 
 
 def center_classifier(model) -> None:
@@ -298,3 +313,43 @@ def activations_model(keras):
     inp = keras.Input((6, 8), name="values")
     outs = [layers.Activation(n, name=f"act_{n}")(inp) for n in names]
     return keras.Model(inp, outs, name="activations")
+
+
+def ops_model(keras, tf=None):
+    """Tensor operations inside a functional model: keras.ops (Keras 3 operations) or the same
+    through tf.* (Keras 2 TFOpLambda and SlicingOpLambda layers; pass `tf`)."""
+    x = keras.Input((6, 8), name="x")
+    k3 = tf is None
+    if k3:
+        ops = keras.ops
+        mean, reshape, transpose = ops.mean, ops.reshape, ops.transpose
+        softmax, concat, matmul, clip = ops.softmax, ops.concatenate, ops.matmul, ops.clip
+        expand, sqrt, absolute, reduce_max = ops.expand_dims, ops.sqrt, ops.abs, ops.max
+        exp, squeeze, gelu, maximum, minimum = ops.exp, ops.squeeze, ops.gelu, ops.maximum, \
+            ops.minimum
+        sigmoid, relu, rsqrt = ops.sigmoid, ops.relu, ops.rsqrt
+    else:
+        mean, reshape, transpose = tf.reduce_mean, tf.reshape, tf.transpose
+        softmax, concat, matmul, clip = tf.nn.softmax, tf.concat, tf.matmul, tf.clip_by_value
+        expand, sqrt, absolute, reduce_max = tf.expand_dims, tf.sqrt, tf.abs, tf.reduce_max
+        exp, squeeze, gelu, maximum, minimum = tf.exp, tf.squeeze, tf.nn.gelu, tf.maximum, \
+            tf.minimum
+        sigmoid, relu, rsqrt = tf.sigmoid, tf.nn.relu, tf.math.rsqrt
+    a = mean(x, axis=1, keepdims=True)
+    c = transpose(x, (0, 2, 1))
+    outs = [
+        squeeze(a, axis=1),
+        reshape(x, (-1, 48)),
+        softmax(x, axis=1),
+        x[:, 1:5:2, -3:],
+        x[:, 2],
+        concat([x, 2.0 * x, x - 1.0], axis=-1),
+        matmul(x, c),
+        clip(x, -0.5, 0.5),
+        expand(sqrt(absolute(x) + 0.1), 1),
+        reduce_max(exp(-x), axis=-1),
+        gelu(x),
+        maximum(x, 0.1) - minimum(x, -0.2) / 3.0,
+        sigmoid(x) * relu(x) + rsqrt(absolute(x) + 1.0),
+    ]
+    return keras.Model(x, outs, name="ops")

@@ -28,6 +28,7 @@ from keras_models import (
     image_batch,
     image_layers,
     nhwc,
+    ops_model,
     recurrent_zoo,
     sequence_layers,
     text_classifier,
@@ -410,3 +411,12 @@ def test_activations(lib, compile_cached, tmp_path):
     x = (3 * np.random.default_rng(17).standard_normal((2, 6, 8))).astype(np.float32)
     errs = compare_model(model, lib, tmp_path, compile_cached, [x], "activations")
     print(f"{len(errs)} activations ({lib.__name__}): max error {max(errs):.1e}")
+
+
+def test_tensor_operations(lib, compile_cached, tmp_path):
+    """keras.ops in Keras 3 models, tf.* TFOpLambda layers in Keras 2 ones."""
+    tf = None if lib.__name__ == "keras" else require_module("tensorflow")
+    model = ops_model(lib, tf)
+    x = np.random.default_rng(18).standard_normal((2, 6, 8)).astype(np.float32)
+    errs = compare_model(model, lib, tmp_path, compile_cached, [x], "ops")
+    print(f"{len(errs)} operation outputs ({lib.__name__}): max error {max(errs):.1e}")

@@ -70,9 +70,14 @@ for _keras, _tf, _fn in _UNARY.values():
     converter(*(f"keras.ops.{k}" for k in _keras), *(f"tf.{t}" for t in _tf))(_unary(_fn))
 
 
-@converter("keras.ops.Gelu", "tf.nn.gelu")
-def gelu(cx: LayerContext, features, *, approximate=True, name=None):
-    # keras.ops.gelu defaults to the tanh approximation; tf.nn.gelu passes its argument
+@converter("keras.ops.Gelu")
+def gelu(cx: LayerContext, features, *, approximate=True):
+    # keras.ops.gelu defaults to the tanh approximation, tf.nn.gelu to erf
+    return cx.op("gelu", features, approximate="tanh" if approximate else "none")
+
+
+@converter("tf.nn.gelu")
+def tf_gelu(cx: LayerContext, features, *, approximate=False, name=None):
     return cx.op("gelu", features, approximate="tanh" if approximate else "none")
 
 
@@ -118,7 +123,10 @@ def cast(cx: LayerContext, x, *, dtype, name=None):
 
 # -- reductions ----------------------------------------------------------------------------------
 def _reduce(op: str):
-    def fn(cx: LayerContext, input_tensor, *, axis=None, keepdims=False, name=None):
+    def fn(cx: LayerContext, input_tensor, *, axis=None, keepdims=False, initial=None,
+           name=None):
+        if initial is not None:
+            cx.unsupported_attribute("initial", initial, "None")
         x = input_tensor
         axes = tuple(range(x.type.rank)) if axis is None else tuple(
             sorted(cx.axis(a, x.type.rank) for a in axes_list(axis)))
@@ -171,9 +179,10 @@ def expand_dims(cx: LayerContext, input, *, axis, name=None):
     return cx.reshape(x, (*x.shape[:ax], 1, *x.shape[ax:]))
 
 
-@converter("keras.ops.Squeeze", "tf.squeeze")
-def squeeze(cx: LayerContext, input, *, axis=None, name=None):
+@converter("keras.ops.Squeeze", "tf.squeeze", "tf.compat.v1.squeeze")
+def squeeze(cx: LayerContext, input, *, axis=None, squeeze_dims=None, name=None):
     x = input
+    axis = squeeze_dims if axis is None else axis
     axes = [d for d in range(x.type.rank) if x.shape[d] == 1] if axis is None else [
         cx.axis(a, x.type.rank) for a in axes_list(axis)]
     return cx.reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
