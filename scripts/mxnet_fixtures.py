@@ -477,6 +477,44 @@ def op_cases(r: np.random.RandomState, native: bool = False):
     case("take_clip", S.take(S.var("take_a"), S.var("take_i"), axis=1, mode="clip"),
          {"take_a": r.standard_normal((2, 5)).astype(np.float32),
           "take_i": np.array([0, 4, 7, -1, 2.9], np.float32)})
+    case("take_wrap", S.take(S.var("take_b"), S.var("take_w"), axis=1, mode="wrap"),
+         {"take_b": r.standard_normal((2, 5)).astype(np.float32),
+          "take_w": np.array([0, 6, -1, -7, 12.5], np.float32)})
+    small, sa2 = var("like_x", (2, 3, 1, 5))
+    case("broadcast_like", S.broadcast_like(small, t), {"like_x": sa2, "t_x": ta})
+    case("broadcast_like_axes", S.broadcast_like(small, t, lhs_axes=(2,), rhs_axes=(2,)),
+         {"like_x": sa2, "t_x": ta})
+    case("slice_like", S.slice_like(t, small, axes=(2,)), {"t_x": ta, "like_x": sa2})
+    case("reshape_like", S.reshape_like(t, S.Reshape(t, shape=(6, 20))), {"t_x": ta})
+    case("arange_repeat", S.broadcast_add(S.Reshape(t, shape=(-1,)),
+                                          S.arange(1.5, 121.5, 2, repeat=2)), {"t_x": ta})
+    case("zeros_ones_full", S.broadcast_add(S.broadcast_mul(t, S.ones((1, 3, 1, 1))),
+                                            S.broadcast_add(S.zeros((2, 1, 4, 5)),
+                                                            S.full((1, 1, 1, 5), 0.25))),
+         {"t_x": ta})
+    case("linear_regression_output", S.LinearRegressionOutput(t, S.var("lin_label")),
+         {"t_x": ta})
+    case("logistic_regression_output", S.LogisticRegressionOutput(t, S.var("log_label")),
+         {"t_x": ta})
+    case("softmaxactivation_instance", S.SoftmaxActivation(t), {"t_x": ta})
+    up1, up1a = var("up1_x", (2, 3, 4, 4))
+    up2, up2a = var("up2_x", (2, 2, 2, 2))
+    case("upsampling_nearest_concat", S.UpSampling(up1, up2, scale=2, sample_type="nearest",
+                                                   num_args=2), {"up1_x": up1a, "up2_x": up2a})
+    case("upsampling_nearest_sum", S.UpSampling(up1, S.slice_axis(up1, axis=1, begin=0, end=3),
+                                                scale=3, sample_type="nearest", num_args=2,
+                                                multi_input_mode="sum"), {"up1_x": up1a})
+    p1, p1a = var("prelu1_x", (2, 3, 4))
+    case("leakyrelu_prelu_one_slope", S.LeakyReLU(p1, S.var("prelu1_g"), act_type="prelu"),
+         {"prelu1_x": p1a}, {"prelu1_g": np.array([0.2], np.float32)})
+    for op in ("log2", "log10"):
+        case(f"unary_{op}", getattr(S, op)(u), {"un_x": ua})
+    for op in ("cbrt", "trunc", "fix", "rint", "sigmoid", "tanh", "relu", "softsign", "arctan"):
+        case(f"unary_{op}", getattr(S, op)(u - 1.5), {"un_x": ua})
+    case("logical_not", S.logical_not(S.round(u) - 1), {"un_x": ua})
+    case("hypot_scalar", S._internal._hypot_scalar(u, scalar=1.5), {"un_x": ua})
+    case("broadcast_hypot", S.broadcast_hypot(a, c), {"bin_a": aa, "bc_c": ca})
+    case("rdiv_rpower_mixed", (3 - u) / (2 ** (u - 1)), {"un_x": ua})
     for mode, hidden, gates in (("gru", 5, 3), ("rnn_tanh", 4, 1), ("rnn_relu", 4, 1)):
         width, steps, batch = 3, 4, 2
         xr, xra = var(f"{mode}_x", (steps, batch, width))

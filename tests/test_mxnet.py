@@ -4,7 +4,7 @@ The fixtures in tests/data/mxnet/ were written by scripts/mxnet_fixtures.py in a
 mxnet==1.9.1 and numpy==1.23.5 (MXNet cannot be installed next to current numpy, and is not
 needed here): eight Gluon model-zoo architectures at reduced width with calibrated BatchNorm and
 real photos as inputs, an LSTM model, an LSTM fed its states, a transformer block, and one model
-of 137 small op cases (ops_native: the two whose MXNet reference needs its own CPU kernels, see
+of 165 small op cases (ops_native: the two whose MXNet reference needs its own CPU kernels, see
 the script). Each is compiled here for x86_64 (three also for arm64, run under qemu) and compared
 with MXNet's outputs within 1e-4 of max|reference|, classifiers also on their top-1; the op
 cases are also checked one by one through the IR's numpy references.

@@ -32,9 +32,10 @@ _PARAMS_RE = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4})\.params$", re.IGNOREC
 # Loss layers: at inference their label input is not read (and not a model input).
 LABEL_INPUT = {"SoftmaxOutput": 1, "LinearRegressionOutput": 1, "LogisticRegressionOutput": 1,
                "MAERegressionOutput": 1, "SVMOutput": 1}
-# Annotations that only parameters carry (a data input has none of them, or only __shape__ and
-# __dtype__): a null node with one of these but no value in the .params file lost its weights.
-_PARAM_MARKS = ("__init__", "__lr_mult__", "__wd_mult__", "__storage_type__")
+# Annotations that only Gluon's parameters carry (a data input has none of them, or __shape__ and
+# __dtype__; an UpSampling input may get an __init__): a null node with one of these but no value
+# in the .params file lost its weights.
+_PARAM_MARKS = ("__lr_mult__", "__wd_mult__", "__storage_type__")
 
 HINT = "`neo inspect --framework mxnet NAME-symbol.json` lists the ops of a model"
 

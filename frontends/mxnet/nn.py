@@ -330,8 +330,9 @@ def SoftmaxActivation(cx: MxContext, data: Value, *, mode="instance") -> Value:
         return cx.op("softmax", data, axis=1)
     if mode != "instance":
         cx.unsupported_attribute("mode", mode, "instance, channel")
-    flat = cx.reshape(data, (data.shape[0], math.prod(data.shape[1:])))
-    return cx.reshape(cx.op("softmax", flat, axis=1), data.shape)
+    # "instance" reads the data as 2-D (everything but the last axis, the last axis): a softmax
+    # over the last axis (over all of an instance only when the input is 2-D)
+    return cx.op("softmax", data, axis=data.type.rank - 1)
 
 
 @converter("LinearRegressionOutput", "MAERegressionOutput")
