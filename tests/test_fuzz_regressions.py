@@ -360,3 +360,21 @@ def test_padded_rows_in_a_vector_tail_load_nothing(dtype):
     model, feeds = _pad_rows_and_tail(dtype)
     fuzz_check(model, feeds, [f"O{lv}-{w}" for lv in LEVELS for w in ("w128", "w256", "w512",
                                                                       "avx512")])
+
+
+# seed 7087 / 7006: an epilogue operand that varies along one spatial axis only. The plane
+# kernels index epilogue operands over the whole output plane, so such an operand must not fuse
+# into them: fusion refused it for conv anchors but not for winograd_output (the matmul rule let
+# [1,C,H,1] through), and a max pool takes any same-shaped epilogue.
+@pytest.mark.parametrize("shape", [(1, 16, 12, 1), (1, 16, 1, 12), (1, 1, 12, 1), (16, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_winograd_epilogue_operand_along_one_axis(shape):
+    r = np.random.default_rng(7087)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["y", "c"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [1, 16, 12, 12])], ["z"],
+                       {"w": (r.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32),
+                        "c": r.standard_normal(shape).astype(np.float32)})
+    fuzz_check(model, {"x": r.standard_normal((1, 16, 12, 12)).astype(np.float32)},
+               ["O3-w128", "O3-w256", "O3-w512", "O3-avx512", "O2-w256"])
+
