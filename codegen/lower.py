@@ -297,13 +297,29 @@ def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | 
                          sources=sources, rows=_plane_rows(tun, 0),
                          masked_stores_fast=tun.masked_stores_fast,
                          ordered_max=tun.arch == "x86_64")
-    if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
+    if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4 or not _plane_operands(node, pool):
         return None
     epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, 1, OH * OW, lanes, anchor=pool)
     spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
     emit_depthwise_kernel(module, func, spec, len(dtypes))
     args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="plane")
+
+
+def _plane_operands(node: Node, anchor: Node) -> bool:
+    """Whether every operand of the epilogue after `anchor` is constant over the output plane or
+    covers all of it, as _conv_epilogue reads them. Fusion ensures it for conv anchors; a
+    reduction takes any same-shaped epilogue (a [1,C,H,1] operand varies along H only)."""
+    body = node.attrs["body"]
+    out = node.outputs[0].shape
+    inside = {id(o) for n in body.nodes for o in n.outputs}
+    for n in body.nodes[body.nodes.index(anchor) + 1:]:
+        for v in n.inputs:
+            if id(v) not in inside:
+                sp = ((1,) * (len(out) - v.type.rank) + v.shape)[2:]
+                if any(d != 1 for d in sp) and tuple(sp) != tuple(out[2:]):
+                    return False
+    return True
 
 
 def _pad_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:

@@ -378,3 +378,17 @@ def test_winograd_epilogue_operand_along_one_axis(shape):
     fuzz_check(model, {"x": r.standard_normal((1, 16, 12, 12)).astype(np.float32)},
                ["O3-w128", "O3-w256", "O3-w512", "O3-avx512", "O2-w256"])
 
+
+@pytest.mark.parametrize("shape", [(1, 1, 3, 1), (1, 1, 1, 2), (1, 4, 3, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_max_pool_epilogue_operand_along_one_axis(shape):
+    r = np.random.default_rng(7006)
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], pads=[1, 0, 1, 0],
+                              strides=[2, 2]),
+             helper.make_node("Min", ["c", "p"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, 4, 4, 4]), ("c", np.float32, list(shape))],
+                       ["y"])
+    fuzz_check(model, {"x": r.standard_normal((1, 4, 4, 4)).astype(np.float32),
+                       "c": r.standard_normal(shape).astype(np.float32)},
+               ["O2-w128", "O2-w256", "O3-w512", "O3-avx512"])
+
