@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from neo.ir.types import FLOAT_DTYPES
+
 INDEX = "index"  # dtype of index arithmetic (i64)
 
 
@@ -266,7 +268,13 @@ def guard_loads(e: Expr, guard: Expr) -> Expr:
                     if vs & used:
                         g = and_(g, c)
                 if g is not None:
-                    y = Load(y.buf, y.index, y.dtype, and_(g, y.guard), y.fill)
+                    # Where g fails the enclosing select discards the value, so the fill of a
+                    # load that had no guard of its own is free: 1 rather than 0 for floats.
+                    # With 0, a division of two such loads is 0/0 in those lanes, and LLVM 22's
+                    # x86 backend takes 0/0 for a known zero and drops the select's mask
+                    # (NaN in a padded normalization, e.g. MVN + pad).
+                    fill = 1.0 if y.guard is None and y.dtype in FLOAT_DTYPES else y.fill
+                    y = Load(y.buf, y.index, y.dtype, and_(g, y.guard), fill)
             done[id(x)] = (x, y)
         return done[id(x)][1]
 

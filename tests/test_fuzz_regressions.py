@@ -392,3 +392,18 @@ def test_max_pool_epilogue_operand_along_one_axis(shape):
                        "c": r.standard_normal(shape).astype(np.float32)},
                ["O2-w128", "O2-w256", "O3-w512", "O3-avx512"])
 
+
+@pytest.mark.parametrize("pads", [(1, 1), (6, 6), (0, 1)])
+def test_division_under_a_pad_is_not_nan(pads):
+    # seed 7068: MeanVarianceNormalization (x - mean) / sqrt(var + eps) fused under a spatial pad.
+    # The pad's select discards the division in the padded lanes, where its guarded loads read
+    # 0 and 0/0 is NaN; LLVM 22's x86 backend takes that 0/0 for a known zero and drops the
+    # select's mask, so NaN reached the output. Those loads now read 1 where they are discarded.
+    top, left = pads
+    model = make_model([helper.make_node("MeanVarianceNormalization", ["x"], ["n"], axes=[1]),
+                        helper.make_node("Pad", ["n", "p"], ["y"])],
+                       [("x", np.float32, [1, 2, 1, 3])], ["y"],
+                       {"p": np.array([0, 0, top, left, 0, 0, top, left], np.int64)}, opset=12)
+    x = np.random.default_rng(7068).standard_normal((1, 2, 1, 3)).astype(np.float32)
+    fuzz_check(model, {"x": x}, [f"O{lv}-{w}" for lv in (0, 2, 3)
+                                 for w in ("w128", "w256", "w512", "avx512")])
