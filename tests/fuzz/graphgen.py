@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-OPSETS = (13, 17, 18, 21)
+OPSETS = (11, 12, 13, 17, 18, 21)
 MAX_ELEMS = 1 << 15  # per tensor: keeps the numpy references and the run fast
 MAX_MACS = 12_000_000  # per conv / matmul
 SPATIAL = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 23, 24, 25, 28, 31,
@@ -383,7 +383,7 @@ def _initial_shape(s: GenState) -> list[int]:
 
 
 def _grow(rng, seed: int, min_nodes: int, max_nodes: int) -> GraphSpec | None:
-    opset = int(rng.choice(OPSETS, p=[0.25, 0.35, 0.2, 0.2]))
+    opset = int(rng.choice(OPSETS, p=[0.12, 0.08, 0.2, 0.3, 0.15, 0.15]))
     spec = GraphSpec(seed, opset, [], [], [])
     s = GenState(rng, spec)
     for _ in range(s.choice([1, 2, 3], [6, 3, 1])):

@@ -49,7 +49,7 @@ UNARY: dict[str, tuple[Callable, bool, Callable[[Val, int], bool]]] = {
     "Selu": (lambda x: 1.0507 * np.where(x >= 0, x, 1.6733 * np.expm1(np.minimum(x, 0))), False,
              lambda v, o: True),
     "Celu": (lambda x: np.where(x >= 0, x, np.expm1(np.minimum(x, 0))), False,
-             lambda v, o: True),
+             lambda v, o: o >= 12),
     "Clip": (lambda x: np.clip(x, -1, 1), True, lambda v, o: True),
     "Erf": (_np_erf, False, lambda v, o: True),
     "ThresholdedRelu": (lambda x: np.where(x > 1, x, 0), False, lambda v, o: v.exact),
@@ -277,7 +277,8 @@ class Where(Op):
             return None
         x = s.pick()
         _, p = _broadcast_operand(s, s.vals[x], allow_value=False)
-        p.update(cmp=s.choice(["Greater", "Less", "GreaterOrEqual"]),
+        p.update(cmp=s.choice(["Greater", "Less"] + (["GreaterOrEqual"] if s.spec.opset >= 12
+                                                     else [])),
                  thr=s.choice([0.0, 0.5, -0.3]), seed=int(s.rng.integers(1 << 30)),
                  swap=s.coin(0.5))
         return [a, x], p

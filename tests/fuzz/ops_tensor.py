@@ -67,7 +67,7 @@ class Resize(Op):
             attrs["nearest_mode"] = p["nearest_mode"]
         if p["mode"] == "cubic":
             attrs.update(cubic_coeff_a=p["cubic_a"], exclude_outside=p["exclude_outside"])
-        roi = ""
+        roi = "" if e.opset >= 13 else e.floats([])  # Resize-11 takes a roi tensor
         lo, hi = x.lo, x.hi
         if p["coord"] == "tf_crop_and_resize":
             b, en = p["roi"]
@@ -111,7 +111,7 @@ class Resize(Op):
                     break
         if p["by"] == "sizes":
             vals = shape[2:] if use_axes else shape
-            ins_ = [x.name, roi, "", e.ints(vals)]
+            ins_ = [x.name, roi, "" if e.opset >= 13 else e.floats([]), e.ints(vals)]
         else:
             vals = list(sc) if use_axes else [1.0, 1.0] + list(sc)
             ins_ = [x.name, roi, e.floats(vals)]
@@ -409,14 +409,16 @@ class Reshape(Op):
         elif form == "unsqueeze":
             a = min(a, r)
             shape = sh[:a] + [1] + sh[a:]
-            out = e.one("Unsqueeze", [x.name, e.ints([a])])
+            out = (e.one("Unsqueeze", [x.name, e.ints([a])]) if e.opset >= 13 else
+                   e.one("Unsqueeze", [x.name], axes=[a]))
         else:  # squeeze
             ones = [i for i, d in enumerate(sh) if d == 1]
             if not ones:
                 raise Invalid("no 1-dim")
             q = ones[a % len(ones)]
             shape = sh[:q] + sh[q + 1:]
-            out = e.one("Squeeze", [x.name, e.ints([q])])
+            out = (e.one("Squeeze", [x.name, e.ints([q])]) if e.opset >= 13 else
+                   e.one("Squeeze", [x.name], axes=[q]))
         shape = _check_size(shape)
         return [Val(out, shape, x.lo, x.hi, x.exact)]
 
@@ -592,7 +594,8 @@ class Split(Op):
             sizes = [first] + ([rest] if n == 2 else [rest // 2 or 1, rest - (rest // 2 or 1)])
             if any(z < 1 for z in sizes):
                 raise Invalid("split sizes")
-            outs = e.node("Split", [x.name, e.ints(sizes)], n, axis=a)
+            outs = (e.node("Split", [x.name, e.ints(sizes)], n, axis=a) if e.opset >= 13 else
+                    e.node("Split", [x.name], n, axis=a, split=sizes))
         vals = []
         for o, z in zip(outs, sizes):
             shape = list(x.shape)
@@ -719,7 +722,7 @@ class ArgExtreme(Op):
         shape = tuple(1 if i == aa else d for i, d in enumerate(x.shape)) if p["keepdims"] else \
             tuple(d for i, d in enumerate(x.shape) if i != aa)
         attrs = {"axis": a, "keepdims": p["keepdims"]}
-        if p["last"]:
+        if p["last"] and e.opset >= 12:
             attrs["select_last_index"] = 1
         idx = e.one(p["op"], [x.name], **attrs)
         out = e.one("Cast", [idx], to=TensorProto.FLOAT)
