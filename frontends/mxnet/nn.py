@@ -207,16 +207,15 @@ def Pooling(cx: MxContext, data: Value, *, kernel=(), pool_type="max", global_po
     ceil = pooling_convention == "full"
     trailing = [max(0, (outs[i] - 1) * s[i] + k[i] - (sizes[i] + 2 * p[i]))
                 for i in range(len(k))]
+    past_padding = ceil and any((outs[i] - 1) * s[i] >= sizes[i] + p[i] for i in range(len(k)))
     include = True if count_include_pad is None else bool(count_include_pad)
     if pool_type == "max":
-        if ceil and any((outs[i] - 1) * s[i] >= sizes[i] + p[i] for i in range(len(k))):
-            # an empty window gives the lowest float, as MXNet's does
+        if past_padding:  # an empty window gives the lowest float, as MXNet's does
             x = cx.op("pad", data, pads=(0, 0) + p + (0, 0) + tuple(
                 p[i] + trailing[i] for i in range(len(k))), value=FLOAT32_LOWEST)
             return cx.op("max_pool", x, kernel=k, strides=s, pads=(0,) * (2 * len(k)))
         return cx.op("max_pool", data, kernel=k, strides=s, pads=p + p, ceil_mode=int(ceil))
-    if pool_type == "avg" and not (ceil and any((outs[i] - 1) * s[i] >= sizes[i] + p[i]
-                                                for i in range(len(k)))):
+    if pool_type == "avg" and not past_padding:
         return cx.op("avg_pool", data, kernel=k, strides=s, pads=p + p, ceil_mode=int(ceil),
                      count_include_pad=int(include))
 
