@@ -10,7 +10,7 @@ from llvmlite import ir
 from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
-from . import kernel_trees, te
+from . import kernel_trees, lower_quant, te
 from .blocking import channel_shape
 from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
@@ -565,4 +565,6 @@ KERNELS = {
     "pad": _pad_plane,
     "tree_ensemble": kernel_trees.lower_tree_ensemble,
     "linear_booster": kernel_trees.lower_linear_booster,
+    # integer anchors: dot-product kernels (codegen/lower_quant.py, kernel_qconv.py)
+    "conv_integer": lower_quant.lower_conv_integer,
 }

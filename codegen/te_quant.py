@@ -31,8 +31,17 @@ def per_axis(values, axis, ctx, dtype: str):
     return lambda idx: table((idx[axis],))
 
 
+# 1.5 * 2^23: adding it to a float32 of magnitude below 2^22 leaves the integer part in the
+# mantissa, rounded half to even by the addition itself (no roundeven libcall on ARMv7)
+_MAGIC = 12582912.0
+
+
 def round_to(y: te.Expr, rounding: str) -> te.Expr:
-    return te.unary("round" if rounding == "half_to_even" else "round_half_away", y)
+    """y rounded to an integer value; y must be clamped to below 2^22 in magnitude first."""
+    if rounding == "half_to_even":
+        magic = Const(F32, _MAGIC)
+        return te.Bin("sub", te.Bin("add", y, magic, F32), magic, F32)
+    return te.unary("round_half_away", y)
 
 
 def float_to_int(y: te.Expr, lo: int, hi: int, zp, rounding: str, dtype: str) -> te.Expr:
@@ -40,14 +49,14 @@ def float_to_int(y: te.Expr, lo: int, hi: int, zp, rounding: str, dtype: str) ->
     converted (so huge values saturate and the conversion is exact), NaN as 0. `zp` may be a
     per-channel int32 expression, then the clamp happens after the add, in int32."""
     y = te.select(te.cmp("ne", y, y), Const(F32, 0.0), y)
-    if isinstance(zp, int):
-        y = te.unary("clip", round_to(y, rounding), min=float(lo - zp), max=float(hi - zp))
+    if isinstance(zp, int):  # clamped first: the integer bounds commute with rounding
+        y = round_to(te.unary("clip", y, min=float(lo - zp), max=float(hi - zp)), rounding)
         q = te.cast(y, "int32")
         if zp:
             q = q + Const("int32", zp)
         return te.cast(q, dtype)
     span = float(hi - lo)  # any value outside +-span saturates whatever the zero point
-    y = te.unary("clip", round_to(y, rounding), min=-span, max=span)
+    y = round_to(te.unary("clip", y, min=-span, max=span), rounding)
     q = te.cast(y, "int32") + zp
     return te.cast(te.unary("clip", q, min=lo, max=hi), dtype)
 

@@ -1,0 +1,520 @@
+"""Integer convolution and matmul kernels: 8-bit operands, int32 accumulators, the target's dot
+product instructions (codegen/isa.py), and the fused epilogue (bias, requantize, clamp, residual
+qadd) on the accumulators.
+
+The dot products take K in groups of `kg` elements per int32 lane: four bytes for AVX-512 VNNI
+`vpdpbusd` (u8 x s8), AVX2 `vpmaddubsw` + `vpmaddwd` (u8 x s8, where the weights cannot
+saturate its int16 pair sums) and AArch64 `sdot` (s8 x s8); two for the exact AVX2 form
+(`vpmaddwd` on zero-extended activations) and NEON without dotprod (`smull`/`vmull.s8`, then
+`sadalp`/`vpadal.s16`). Activations are converted to the signedness the instruction wants by
+flipping their top bit (x ^ 0x80 = x -+ 128), and the difference, with the input's zero point,
+is a per-channel constant folded into the bias: sum (x - zx) w = sum xk w + (off - zx) sum w.
+
+Convolution (NCHW): a task unit is a block of output rows of one image and group and a chunk of
+output channels. It first copies the input rows the block reads into a stack buffer, kg channels
+interleaved per element ([C/kg][rows][Wp][kg], zero-point padding included), so the kg values a
+lane multiplies are one word and a vector of lanes is one load. Tiles are MR output channels x NV
+vectors of output positions; for stride 1 the positions run along the padded rows (a row's last
+Wp - OW positions are computed and dropped), so every tap of a tile is a contiguous load at a
+constant offset. Weights are packed at compile time as [G][M/MR][C/kg][KH*KW][MR][kg]. After
+the whole reduction the tile's accumulators go to a small stack buffer and leave through the
+epilogue one output-row segment at a time (vectors of output columns, a masked tail).
+
+Matmul (A [.., M, K] activations x B [K, N] constant weights): vectors over N, the weights packed
+[N/NR][K/kg][NR][kg], each row's kg activations broadcast as one word; K is padded to a multiple
+of kg with zeros in the packed weights, and the activations' tail read masked.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from . import isa
+from .llvm_util import (
+    I1,
+    I8,
+    I16,
+    I32,
+    I64,
+    PTR,
+    for_range,
+    gep,
+    intrinsic,
+    kernel_function,
+    load_strided,
+    masked_load,
+    masked_store,
+    splat,
+    task_range,
+)
+from .tuning import Tuning
+
+
+@dataclass(frozen=True)
+class Dot:
+    """How a target multiplies 8-bit operands into int32 lanes."""
+
+    kind: str  # vnni, avx2, avx2-exact, sdot, smull
+    lanes: int  # int32 lanes per accumulator vector
+    kg: int  # K elements per lane per instruction
+    signed: bool  # activations in the instruction are int8 (else uint8)
+    arch: str = "x86_64"
+
+    @property
+    def word(self) -> ir.IntType:
+        return ir.IntType(8 * self.kg)
+
+    @property
+    def vec(self) -> ir.VectorType:
+        return ir.VectorType(I32, self.lanes)
+
+
+def dot_for(tun: Tuning, weight_groups: np.ndarray | None = None) -> Dot | None:
+    """The Dot of a target; `weight_groups` ([..., 4] int8 quads as the kernel packs them)
+    decides whether AVX2's saturating vpmaddubsw is exact for these weights."""
+    kind = isa.int8_dot(tun)
+    if kind == "vnni":
+        return Dot("vnni", tun.vector_bits // 32, 4, False)
+    if kind == "avx2":
+        if weight_groups is not None and pmaddubsw_exact(weight_groups):
+            return Dot("avx2", 8, 4, False)
+        return Dot("avx2-exact", 8, 2, False)
+    if kind == "sdot":
+        return Dot("sdot", 4, 4, True, "aarch64")
+    if kind == "smull":
+        return Dot("smull", 4, 2, True, tun.arch)
+    return None
+
+
+def pmaddubsw_exact(quads: np.ndarray) -> bool:
+    """vpmaddubsw sums u8 x s8 products in pairs (k0, k1), (k2, k3) saturating to int16: exact
+    when no pair's positive (or negative) weights times 255 leave [-32768, 32767]."""
+    w = np.asarray(quads, np.int64).reshape(-1, 2)
+    pos = np.maximum(w, 0).sum(axis=1)
+    neg = np.maximum(-w, 0).sum(axis=1)
+    return bool((255 * pos).max(initial=0) <= 32767 and (255 * neg).max(initial=0) <= 32768)
+
+
+def emit_dot(b: ir.IRBuilder, d: Dot, acc: ir.Value, xv: ir.Value, w: ir.Value) -> ir.Value:
+    """acc + per lane the sum over its kg elements of activation x weight. xv: <lanes x word>
+    of activations; w: one weight word, the same for every lane."""
+    L = d.lanes
+
+    def bytes_(v, n):
+        return b.bitcast(v, ir.VectorType(I8, n))
+
+    if d.kind == "vnni":
+        name = "llvm.x86.avx512.vpdpbusd.512" if L == 16 else "llvm.x86.avx512.vpdpbusd.256"
+        return intrinsic(b, name, [acc, xv, splat(b, w, L)], overload=[])
+    if d.kind == "avx2":
+        p = intrinsic(b, "llvm.x86.avx2.pmadd.ub.sw", [bytes_(xv, 32), bytes_(splat(b, w, 8), 32)],
+                      ret=ir.VectorType(I16, 16), overload=[])
+        ones = ir.Constant(ir.VectorType(I16, 16), [1] * 16)
+        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [p, ones], ret=d.vec,
+                                    overload=[]))
+    if d.kind == "avx2-exact":
+        xw = b.zext(bytes_(xv, 16), ir.VectorType(I16, 16))
+        wpair = b.sext(b.bitcast(w, ir.VectorType(I8, 2)), ir.VectorType(I16, 2))
+        wv = b.bitcast(splat(b, b.bitcast(wpair, I32), 8), ir.VectorType(I16, 16))
+        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [xw, wv], ret=d.vec,
+                                    overload=[]))
+    if d.kind == "sdot":
+        return intrinsic(b, "llvm.aarch64.neon.sdot", [acc, bytes_(xv, 16),
+                                                       bytes_(splat(b, w, 4), 16)],
+                         overload=[d.vec, ir.VectorType(I8, 16)])
+    if d.kind == "smull":
+        v8 = ir.VectorType(I16, 8)
+        prod = b.mul(b.sext(bytes_(xv, 8), v8), b.sext(bytes_(splat(b, w, 4), 8), v8))
+        if d.arch == "aarch64":
+            return b.add(acc, intrinsic(b, "llvm.aarch64.neon.saddlp", [prod], ret=d.vec,
+                                        overload=[d.vec, v8]))
+        return intrinsic(b, "llvm.arm.neon.vpadals", [acc, prod], overload=[d.vec, v8])
+    raise ValueError(f"unknown dot kind {d.kind}")
+
+
+def flip(d: Dot, stored_signed: bool) -> int:
+    """The XOR that turns stored activation bytes into the instruction's (0 or 0x80)."""
+    return 0x80 if stored_signed != d.signed else 0
+
+
+def offset(d: Dot, stored_signed: bool) -> int:
+    """off with x = xk + off (x the stored value, xk the instruction's)."""
+    if stored_signed == d.signed:
+        return 0
+    return 128 if d.signed else -128
+
+
+# -- convolution ------------------------------------------------------------------------------------
+@dataclass
+class QConvSpec:
+    M: int  # output channels per group
+    Cg: int  # input channels per group
+    KH: int
+    KW: int
+    images: int
+    groups: int
+    H: int
+    W: int
+    OH: int
+    OW: int
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    x_buf: int
+    w_buf: int
+    c_buf: int
+    dot: Dot
+    mr: int
+    nv: int
+    rows: int  # output rows per task unit
+    mchunk: int  # output channels per task unit (a multiple of mr, or M)
+    xor: int  # 0 or 0x80: stored activation bytes -> the instruction's
+    pad_byte: int  # the padding (the zero point) as the instruction's byte
+    out_dtype: str
+    # epilogue(b, acc <L x i32>, m (in group), col0 (flat output index), img, grp, mask|None)
+    # -> the output vector in its register type
+    epilogue: Callable | None = None
+    bufs_holder: list | None = None
+
+    @property
+    def groups_k(self) -> int:
+        """Channel groups of kg per input group."""
+        return -(-self.Cg // self.dot.kg)
+
+    @property
+    def wp(self) -> int:
+        """Packed row length: the padded input row, and for stride 1 at least OW + KW - 1."""
+        return self.W + self.pads[1] + self.pads[3]
+
+    @property
+    def in_rows(self) -> int:
+        """Input rows a unit packs."""
+        return (self.rows - 1) * self.strides[0] + (self.KH - 1) * self.dilations[0] + 1
+
+    @property
+    def flat(self) -> bool:
+        """Stride 1 in width: positions run along the padded rows as one virtual row."""
+        return self.strides[1] == 1
+
+    def packed_words(self) -> int:
+        # + one tile of slack: the last tile's vectors run past the last packed row
+        return self.groups_k * self.in_rows * self.wp + self.mr * 0 + self.nv * self.dot.lanes \
+            * (1 + self.strides[1]) + self.KW * self.dilations[1]
+
+
+def pack_conv_weights(w: np.ndarray, groups: int, kg: int, mr: int) -> np.ndarray:
+    """[G*M, Cg, KH, KW] int8 -> [G][M/MR][Cg/kg][KH*KW][MR][kg], zeros past M and Cg."""
+    oc, cg, kh, kw = w.shape
+    m = oc // groups
+    mb, cgk = -(-m // mr), -(-cg // kg)
+    out = np.zeros((groups, mb * mr, cgk * kg, kh * kw), np.int8)
+    out[:, :m, :cg, :] = w.reshape(groups, m, cg, kh * kw)
+    out = out.reshape(groups, mb, mr, cgk, kg, kh * kw)
+    return np.ascontiguousarray(out.transpose(0, 1, 3, 5, 2, 4))
+
+
+def conv_weight_groups(w: np.ndarray, kg: int) -> np.ndarray:
+    """The kg-channel groups of the weights, as the kernel multiplies them (for exactness)."""
+    oc, cg, kh, kw = w.shape
+    cgk = -(-cg // kg)
+    padded = np.zeros((oc, cgk * kg, kh * kw), np.int8)
+    padded[:, :cg] = w.reshape(oc, cg, kh * kw)
+    return padded.reshape(oc, cgk, kg, kh * kw).transpose(0, 1, 3, 2).reshape(-1, kg)
+
+
+def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int) -> ir.Function:
+    fn, b, bufs = kernel_function(module, name, nbufs)
+    if spec.bufs_holder is not None:
+        spec.bufs_holder[0] = bufs
+    d = spec.dot
+    L, MR, NV, kg = d.lanes, spec.mr, spec.nv, d.kg
+    NR = NV * L
+    word = d.word
+    packed = _stack(b, word, spec.packed_words(), "packed")
+    tilebuf = _stack(b, I32, MR * NR, "tile")
+    accs = [[b.alloca(d.vec, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    row_units = -(-spec.OH // spec.rows)
+    mchunks = -(-spec.M // spec.mchunk)
+    units = spec.images * spec.groups * row_units * mchunks
+    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    with for_range(b, lo, hi, 1, "unit") as unit:
+        mc = b.srem(unit, I64(mchunks))
+        rest = b.sdiv(unit, I64(mchunks))
+        ru = b.srem(rest, I64(row_units))
+        rest = b.sdiv(rest, I64(row_units))
+        grp = b.srem(rest, I64(spec.groups))
+        img = b.sdiv(rest, I64(spec.groups))
+        oh0 = b.mul(ru, I64(spec.rows))
+        nrows = b.sub(I64(spec.OH), oh0)
+        nrows = b.select(b.icmp_signed("<", nrows, I64(spec.rows)), nrows, I64(spec.rows))
+        _pack_rows(b, spec, X, packed, img, grp, oh0)
+        m_lo = b.mul(mc, I64(spec.mchunk))
+        m_hi = b.add(m_lo, I64(spec.mchunk))
+        m_hi = b.select(b.icmp_signed("<", m_hi, I64(spec.M)), m_hi, I64(spec.M))
+        full_mb = spec.M // MR  # whole MR blocks in the group
+        with for_range(b, m_lo, m_hi, MR, "mb") as mb:
+            def tiles(mr: int):
+                _tiles(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr)
+
+            if spec.M % MR == 0:
+                tiles(MR)
+            else:
+                with b.if_else(b.icmp_signed("<", b.sdiv(mb, I64(MR)), I64(full_mb))) as (t, e):
+                    with t:
+                        tiles(MR)
+                    with e:
+                        tiles(spec.M % MR)
+    b.ret(I32(0))
+    return fn
+
+
+def _stack(b, elem: ir.Type, n: int, name: str) -> ir.Value:
+    """A 64-byte aligned stack array as an opaque pointer."""
+    raw = b.alloca(elem, size=n, name=name)
+    raw.align = 64
+    ptr = b.bitcast(raw, PTR)
+    ptr.type = PTR
+    return ptr
+
+
+def _pack_rows(b, spec: QConvSpec, X, packed, img, grp, oh0):
+    """packed[cgk][r][c] = the kg channels of input row oh0 * sh - top + r, column c - left, as
+    one word; the zero point (as the instruction's byte) outside the input."""
+    d = spec.dot
+    kg, L = d.kg, d.lanes
+    word = d.word
+    sh = spec.strides[0]
+    top, left = spec.pads[0], spec.pads[1]
+    wp = spec.wp
+    plane = spec.H * spec.W
+    xbase = b.add(b.mul(img, I64(spec.groups * spec.Cg * plane)), b.mul(grp, I64(spec.Cg * plane)))
+    pad_word = int.from_bytes(bytes([spec.pad_byte]) * kg, "little")
+    padv = ir.Constant(word, pad_word)
+    padvec = ir.Constant(ir.VectorType(word, L), [pad_word] * L)
+    rows = spec.in_rows
+    bvt = ir.VectorType(I8, L)
+    flipv = ir.Constant(bvt, [spec.xor] * L)
+    ih0 = b.sub(b.mul(oh0, I64(sh)), I64(top))
+    nfull, tail = divmod(spec.W, L)
+    with for_range(b, 0, spec.groups_k, 1, "pc") as cgk:
+        with for_range(b, 0, rows, 1, "pr") as r:
+            ih = b.add(ih0, r)
+            dst = b.mul(b.add(b.mul(cgk, I64(rows)), r), I64(wp))
+            inside = b.icmp_unsigned("<", ih, I64(spec.H))
+            with b.if_else(inside) as (then, other):
+                with then:
+                    for c in range(left):
+                        b.store(padv, gep(b, packed, b.add(dst, I64(c)), word))
+                    for c in range(spec.pads[3]):
+                        b.store(padv, gep(b, packed, b.add(dst, I64(left + spec.W + c)), word))
+                    srcs = []
+                    for t in range(kg):
+                        ch = b.add(b.mul(cgk, I64(kg)), I64(t))
+                        srcs.append((b.icmp_signed("<", ch, I64(spec.Cg)),
+                                     b.add(xbase, b.add(b.mul(ch, I64(plane)),
+                                                        b.mul(ih, I64(spec.W))))))
+
+                    def chunk(col, n: int):
+                        parts = []
+                        mask = None if n == L else ir.Constant(
+                            ir.VectorType(I1, L), [1] * n + [0] * (L - n))
+                        for ok, src in srcs:
+                            p = gep(b, X, b.add(src, col), I8)
+                            safe = b.select(ok, p, gep(b, X, I64(0), I8))
+                            pb = ir.Constant(bvt, [spec.pad_byte ^ spec.xor] * L)
+                            if mask is None:
+                                v = _guarded_vec(b, ok, lambda: b.load(safe, typ=bvt, align=1),
+                                                 pb)
+                            else:
+                                v = _guarded_vec(b, ok, lambda: masked_load(
+                                    b, safe, I8, mask, pb), pb)
+                            parts.append(b.xor(v, flipv))
+                        inter = _interleave(b, parts, L)  # <L*kg x i8>
+                        wv = b.bitcast(inter, ir.VectorType(word, L))
+                        at = gep(b, packed, b.add(dst, b.add(I64(left), col)), word)
+                        if mask is None:
+                            b.store(wv, at, align=1)
+                        else:
+                            masked_store(b, wv, at, mask)
+
+                    if nfull:
+                        with for_range(b, 0, nfull * L, L, "pcol") as col:
+                            chunk(col, L)
+                    if tail:
+                        chunk(I64(nfull * L), tail)
+                with other:
+                    with for_range(b, 0, wp, L, "pz") as col:
+                        left_n = b.sub(I64(wp), col)
+                        full = b.icmp_signed(">=", left_n, I64(L))
+                        at = gep(b, packed, b.add(dst, col), word)
+                        with b.if_else(full) as (t2, e2):
+                            with t2:
+                                b.store(padvec, at, align=1)
+                            with e2:
+                                masked_store(b, padvec, at, b.icmp_signed(
+                                    "<", ir.Constant(ir.VectorType(I64, L), list(range(L))),
+                                    splat(b, left_n, L)))
+    # the slack past the last row (read by the last tile's discarded lanes): padding
+    slack = spec.packed_words() - spec.groups_k * rows * wp
+    base = spec.groups_k * rows * wp
+    for i in range(0, slack, L):
+        n = min(L, slack - i)
+        at = gep(b, packed, I64(base + i), word)
+        if n == L:
+            b.store(padvec, at, align=1)
+        else:
+            masked_store(b, padvec, at, ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
+
+
+def _guarded_vec(b, ok, make, fill):
+    with b.if_else(ok) as (then, other):
+        with then:
+            v = make()
+            bt = b.block
+        with other:
+            bo = b.block
+    phi = b.phi(v.type)
+    phi.add_incoming(v, bt)
+    phi.add_incoming(fill, bo)
+    return phi
+
+
+def _interleave(b, parts: list, L: int) -> ir.Value:
+    """kg vectors of L bytes -> one of L*kg bytes, element i of part t at i*kg + t."""
+    kg = len(parts)
+    if kg == 1:
+        return parts[0]
+    if kg == 2:
+        return b.shuffle_vector(parts[0], parts[1], ir.Constant(
+            ir.VectorType(I32, 2 * L), [i // 2 + (i % 2) * L for i in range(2 * L)]))
+    ab = b.shuffle_vector(parts[0], parts[1], ir.Constant(
+        ir.VectorType(I32, 2 * L), list(range(2 * L))))
+    cd = b.shuffle_vector(parts[2], parts[3], ir.Constant(
+        ir.VectorType(I32, 2 * L), list(range(2 * L))))
+    # element i of part t is at t*L + i of (ab ++ cd)
+    return b.shuffle_vector(ab, cd, ir.Constant(
+        ir.VectorType(I32, 4 * L), [(i % 4) * L + i // 4 for i in range(4 * L)]))
+
+
+def _tiles(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr: int):
+    """All position tiles of the unit for output channels mb .. mb + mr - 1."""
+    d = spec.dot
+    L, NV = d.lanes, spec.nv
+    NR = NV * L
+    if spec.flat:
+        # one virtual row of nrows * Wp positions (the last row's needs only OW of them)
+        vlen = b.add(b.mul(b.sub(nrows, I64(1)), I64(spec.wp)), I64(spec.OW))
+        vrows = I64(1)
+    else:
+        vlen = I64(spec.OW)
+        vrows = nrows
+    with for_range(b, 0, vrows, 1, "vr") as vr:
+        with for_range(b, 0, vlen, NR, "tc") as col0:
+            _tile(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr, vr, col0,
+                  vlen)
+
+
+def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr: int,
+          vr, col0, vlen):
+    d = spec.dot
+    L, NV, MR, kg = d.lanes, spec.nv, spec.mr, d.kg
+    word = d.word
+    NR = NV * L
+    zero = ir.Constant(d.vec, [0] * L)
+    for r in range(mr):
+        for v in range(NV):
+            b.store(zero, accs[r][v])
+    sh, sw = spec.strides
+    dh, dw = spec.dilations
+    wp, rows = spec.wp, spec.in_rows
+    khw = spec.KH * spec.KW
+    # word offset of the tile's first position in the packed rows, per tap
+    if spec.flat:
+        base = col0
+    else:
+        base = b.add(b.mul(b.mul(vr, I64(sh)), I64(wp)), b.mul(col0, I64(sw)))
+    taps = [(j // spec.KW) * dh * wp + (j % spec.KW) * dw for j in range(khw)]
+    mblocks = -(-spec.M // MR)
+    wbase = b.mul(b.add(b.mul(grp, I64(mblocks)), b.sdiv(mb, I64(MR))),
+                  I64(spec.groups_k * khw * MR))
+    xvt = ir.VectorType(word, L)
+    with for_range(b, 0, spec.groups_k, 1, "kc") as c:
+        xc = b.add(base, b.mul(c, I64(rows * wp)))
+        wc = b.add(wbase, b.mul(c, I64(khw * MR)))
+        for j, off in enumerate(taps):
+            xs = []
+            for v in range(NV):
+                at = b.add(xc, I64(off + v * L * sw))
+                if sw == 1:
+                    xs.append(b.load(gep(b, packed, at, word), typ=xvt, align=1))
+                else:
+                    xs.append(load_strided(b, packed, at, sw, L, word, overrun_ok=True))
+            for r in range(mr):
+                wv = b.load(gep(b, Wt, b.add(wc, I64(j * MR + r)), word), typ=word, align=1)
+                for v in range(NV):
+                    acc = b.load(accs[r][v], typ=d.vec)
+                    b.store(emit_dot(b, d, acc, xs[v], wv), accs[r][v])
+    # results: to the tile buffer, then out through the epilogue by output-row segments
+    for r in range(mr):
+        for v in range(NV):
+            b.store(b.load(accs[r][v], typ=d.vec),
+                    gep(b, tilebuf, I64(r * NR + v * L), I32), align=4)
+    _write_tile(b, spec, C, tilebuf, img, grp, oh0, nrows, mb, mr, vr, col0, vlen)
+
+
+def _write_tile(b, spec: QConvSpec, C, tilebuf, img, grp, oh0, nrows, mb, mr, vr, col0, vlen):
+    d = spec.dot
+    L = d.lanes
+    NR = spec.nv * L
+    P = spec.OH * spec.OW
+    from .llvm_util import STORAGE
+
+    st = STORAGE[spec.out_dtype]
+    cbase = b.add(b.mul(img, I64(spec.groups * spec.M * P)), b.mul(grp, I64(spec.M * P)))
+    end = b.add(col0, I64(NR))
+    end = b.select(b.icmp_signed("<", end, vlen), end, vlen)
+
+    def segment(lo, hi, out0):
+        """Tile positions [lo, hi) (virtual) -> output positions out0 .. (flat in the plane)."""
+        n = b.sub(hi, lo)
+        with for_range(b, 0, n, L, "seg") as i:
+            left = b.sub(n, i)
+            mask = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, L), list(range(L))),
+                                 splat(b, left, L))
+            whole = b.icmp_signed(">=", left, I64(L))
+            src = b.add(b.sub(lo, col0), i)
+            for r in range(mr):
+                m = b.add(mb, I64(r))
+                acc = b.load(gep(b, tilebuf, b.add(I64(r * NR), src), I32), typ=d.vec, align=4)
+                at = b.add(out0, i)
+                ptr = gep(b, C, b.add(cbase, b.add(b.mul(m, I64(P)), at)), st)
+                with b.if_else(whole) as (t, e):
+                    with t:
+                        y = spec.epilogue(b, acc, m, at, img, grp, None)
+                        b.store(y, ptr, align=1)
+                    with e:
+                        y = spec.epilogue(b, acc, m, at, img, grp, mask)
+                        masked_store(b, y, ptr, mask)
+
+    if spec.flat:
+        wp = spec.wp
+        first = b.sdiv(col0, I64(wp))
+        last = b.sdiv(b.sub(end, I64(1)), I64(wp))
+        with for_range(b, first, b.add(last, I64(1)), 1, "orow") as row:
+            rs = b.mul(row, I64(wp))
+            lo = b.select(b.icmp_signed(">", col0, rs), col0, rs)
+            re_ = b.add(rs, I64(spec.OW))
+            hi = b.select(b.icmp_signed("<", end, re_), end, re_)
+            with b.if_then(b.icmp_signed("<", lo, hi)):
+                out0 = b.add(b.mul(b.add(oh0, row), I64(spec.OW)), b.sub(lo, rs))
+                segment(lo, hi, out0)
+    else:
+        out0 = b.add(b.mul(b.add(oh0, vr), I64(spec.OW)), col0)
+        segment(col0, end, out0)
