@@ -358,8 +358,8 @@ def _pad_rows_and_tail(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_padded_rows_in_a_vector_tail_load_nothing(dtype):
     model, feeds = _pad_rows_and_tail(dtype)
-    fuzz_check(model, feeds, [f"O{lv}-{w}" for lv in LEVELS for w in ("w128", "w256", "w512",
-                                                                      "avx512")])
+    fuzz_check(model, feeds, [f"O{lv}-{w}" for lv in (0, 1, 3) for w in ("w128", "w256", "w512",
+                                                                         "avx512")])
 
 
 # seed 7087 / 7006: an epilogue operand that varies along one spatial axis only. The plane
@@ -376,7 +376,7 @@ def test_winograd_epilogue_operand_along_one_axis(shape):
                        {"w": (r.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32),
                         "c": r.standard_normal(shape).astype(np.float32)})
     fuzz_check(model, {"x": r.standard_normal((1, 16, 12, 12)).astype(np.float32)},
-               ["O3-w128", "O3-w256", "O3-w512", "O3-avx512", "O2-w256"])
+               ["O3-w128", "O3-w256", "O3-w512", "O3-avx512"])
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3, 1), (1, 1, 1, 2), (1, 4, 3, 1)],
@@ -405,5 +405,5 @@ def test_division_under_a_pad_is_not_nan(pads):
                        [("x", np.float32, [1, 2, 1, 3])], ["y"],
                        {"p": np.array([0, 0, top, left, 0, 0, top, left], np.int64)}, opset=12)
     x = np.random.default_rng(7068).standard_normal((1, 2, 1, 3)).astype(np.float32)
-    fuzz_check(model, {"x": x}, [f"O{lv}-{w}" for lv in (0, 2, 3)
-                                 for w in ("w128", "w256", "w512", "avx512")])
+    fuzz_check(model, {"x": x}, ["O0-w256"] + [f"O2-{w}" for w in ("w128", "w256", "w512",
+                                                                     "avx512")])
