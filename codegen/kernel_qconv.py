@@ -175,7 +175,7 @@ class QConvSpec:
     pad_byte: int  # the padding (the zero point) as the instruction's byte
     out_dtype: str
     # epilogue(b, acc <L x i32>, m (in group), col0 (flat output index), img, grp, mask|None)
-    # -> the output vector in its register type
+    # -> the output vector in its storage type
     epilogue: Callable | None = None
     bufs_holder: list | None = None
 
@@ -186,23 +186,56 @@ class QConvSpec:
 
     @property
     def wp(self) -> int:
-        """Packed row length: the padded input row, and for stride 1 at least OW + KW - 1."""
+        """The padded input row."""
         return self.W + self.pads[1] + self.pads[3]
 
     @property
     def in_rows(self) -> int:
-        """Input rows a unit packs."""
+        """Input rows a unit reads."""
         return (self.rows - 1) * self.strides[0] + (self.KH - 1) * self.dilations[0] + 1
 
+    # Packed input: per channel group, per phase (row % sh, column % sw) of the rows the taps
+    # read, a plane of rows_p x wp_p words: input (r, c) of the unit's window is at phase
+    # (r % sh, c % sw), position (r // sh, c // sw). A tap (kh, kw) of output (oh, ow) then
+    # reads position (oh + kh*dh // sh, ow + kw*dw // sw) of phase (kh*dh % sh, kw*dw % sw):
+    # every tap of a run of outputs along the rows (pitch wp_p) is one contiguous run.
     @property
-    def flat(self) -> bool:
-        """Stride 1 in width: positions run along the padded rows as one virtual row."""
-        return self.strides[1] == 1
+    def phases_h(self) -> list[int]:
+        return sorted({kh * self.dilations[0] % self.strides[0] for kh in range(self.KH)})
+
+    @property
+    def phases_w(self) -> list[int]:
+        return sorted({kw * self.dilations[1] % self.strides[1] for kw in range(self.KW)})
+
+    @property
+    def rows_p(self) -> int:
+        return -(-self.in_rows // self.strides[0])
+
+    @property
+    def wp_p(self) -> int:
+        return -(-self.wp // self.strides[1])
+
+    @property
+    def plane(self) -> int:
+        return self.rows_p * self.wp_p
+
+    @property
+    def group_words(self) -> int:
+        return len(self.phases_h) * len(self.phases_w) * self.plane
+
+    def tap_offset(self, kh: int, kw: int) -> int:
+        sh, sw = self.strides
+        dh, dw = self.dilations
+        ph = self.phases_h.index(kh * dh % sh) * len(self.phases_w) + self.phases_w.index(
+            kw * dw % sw)
+        return ph * self.plane + (kh * dh // sh) * self.wp_p + kw * dw // sw
 
     def packed_words(self) -> int:
-        # + one tile of slack: the last tile's vectors run past the last packed row
-        return self.groups_k * self.in_rows * self.wp + self.mr * 0 + self.nv * self.dot.lanes \
-            * (1 + self.strides[1]) + self.KW * self.dilations[1]
+        # slack: the last tile's vectors run up to a tile past the last position
+        return self.groups_k * self.group_words + self.nv * self.dot.lanes + self.wp_p
+
+    def packed_bytes(self) -> int:
+        return self.packed_words() * self.dot.kg
 
 
 def pack_conv_weights(w: np.ndarray, groups: int, kg: int, mr: int) -> np.ndarray:
@@ -230,10 +263,9 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     d = spec.dot
-    L, MR, NV, kg = d.lanes, spec.mr, spec.nv, d.kg
+    L, MR, NV = d.lanes, spec.mr, spec.nv
     NR = NV * L
-    word = d.word
-    packed = _stack(b, word, spec.packed_words(), "packed")
+    packed = _stack(b, d.word, spec.packed_words(), "packed")
     tilebuf = _stack(b, I32, MR * NR, "tile")
     accs = [[b.alloca(d.vec, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
     body = b.append_basic_block("body")
@@ -254,14 +286,18 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
         oh0 = b.mul(ru, I64(spec.rows))
         nrows = b.sub(I64(spec.OH), oh0)
         nrows = b.select(b.icmp_signed("<", nrows, I64(spec.rows)), nrows, I64(spec.rows))
-        _pack_rows(b, spec, X, packed, img, grp, oh0)
+        _pack(b, spec, X, packed, img, grp, oh0)
         m_lo = b.mul(mc, I64(spec.mchunk))
         m_hi = b.add(m_lo, I64(spec.mchunk))
         m_hi = b.select(b.icmp_signed("<", m_hi, I64(spec.M)), m_hi, I64(spec.M))
         full_mb = spec.M // MR  # whole MR blocks in the group
+        # the unit's positions: one run along its rows of pitch wp_p (the last row needs OW)
+        vlen = b.add(b.mul(b.sub(nrows, I64(1)), I64(spec.wp_p)), I64(spec.OW))
         with for_range(b, m_lo, m_hi, MR, "mb") as mb:
             def tiles(mr: int):
-                _tiles(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr)
+                with for_range(b, 0, vlen, NR, "tc") as col0:
+                    _tile(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, mr, col0,
+                          vlen)
 
             if spec.M % MR == 0:
                 tiles(MR)
@@ -284,106 +320,113 @@ def _stack(b, elem: ir.Type, n: int, name: str) -> ir.Value:
     return ptr
 
 
-def _pack_rows(b, spec: QConvSpec, X, packed, img, grp, oh0):
-    """packed[cgk][r][c] = the kg channels of input row oh0 * sh - top + r, column c - left, as
-    one word; the zero point (as the instruction's byte) outside the input."""
+def _lane_mask(b, n, L: int):
+    """<L x i1>: lanes below n (an i64 value or an int)."""
+    if isinstance(n, int):
+        return ir.Constant(ir.VectorType(I1, L), [1] * min(n, L) + [0] * (L - min(n, L)))
+    return b.icmp_signed("<", ir.Constant(ir.VectorType(I64, L), list(range(L))),
+                         splat(b, n, L))
+
+
+def _fill(b, ptr, start, n: int, value, L: int):
+    """ptr[start : start + n] = value (a word), in vectors of L words."""
+    vec = ir.Constant(ir.VectorType(value.type, L), [value.constant] * L)
+    full, tail = divmod(n, L)
+    if full:
+        with for_range(b, 0, full * L, L, "fill") as i:
+            b.store(vec, gep(b, ptr, b.add(start, i), value.type), align=1)
+    if tail:
+        masked_store(b, vec, gep(b, ptr, b.add(start, I64(full * L)), value.type),
+                     _lane_mask(b, tail, L))
+
+
+def _load_bytes(b, X, at, n: int, stride: int, L: int):
+    """<L x i8>: X[at], X[at + stride], ... for the first n lanes (n <= L); the rest undefined,
+    and nothing read past the n-th element."""
+    bt = ir.VectorType(I8, L)
+    if stride == 1:
+        p = gep(b, X, at, I8)
+        if n == L:
+            return b.load(p, typ=bt, align=1)
+        return masked_load(b, p, I8, _lane_mask(b, n, L), ir.Constant(bt, None))
+    if n == L:
+        return load_strided(b, X, at, stride, L, I8)
+    span = L * stride
+    wide = masked_load(b, gep(b, X, at, I8), I8, _lane_mask(b, (n - 1) * stride + 1, span),
+                       ir.Constant(ir.VectorType(I8, span), None))
+    return b.shuffle_vector(wide, ir.Constant(wide.type, None), ir.Constant(
+        ir.VectorType(I32, L), [stride * i for i in range(L)]))
+
+
+def _pack(b, spec: QConvSpec, X, packed, img, grp, oh0):
+    """The unit's input window, kg channels per word, in phase planes (QConvSpec); the zero
+    point (as the instruction's byte) outside the input and past its channels."""
     d = spec.dot
     kg, L = d.kg, d.lanes
     word = d.word
-    sh = spec.strides[0]
+    sh, sw = spec.strides
     top, left = spec.pads[0], spec.pads[1]
-    wp = spec.wp
+    wp_p, rows_p = spec.wp_p, spec.rows_p
     plane = spec.H * spec.W
     xbase = b.add(b.mul(img, I64(spec.groups * spec.Cg * plane)), b.mul(grp, I64(spec.Cg * plane)))
-    pad_word = int.from_bytes(bytes([spec.pad_byte]) * kg, "little")
-    padv = ir.Constant(word, pad_word)
-    padvec = ir.Constant(ir.VectorType(word, L), [pad_word] * L)
-    rows = spec.in_rows
+    padv = ir.Constant(word, int.from_bytes(bytes([spec.pad_byte]) * kg, "little"))
     bvt = ir.VectorType(I8, L)
     flipv = ir.Constant(bvt, [spec.xor] * L)
+    padbytes = ir.Constant(bvt, [spec.pad_byte] * L)
     ih0 = b.sub(b.mul(oh0, I64(sh)), I64(top))
-    nfull, tail = divmod(spec.W, L)
-    with for_range(b, 0, spec.groups_k, 1, "pc") as cgk:
-        with for_range(b, 0, rows, 1, "pr") as r:
-            ih = b.add(ih0, r)
-            dst = b.mul(b.add(b.mul(cgk, I64(rows)), r), I64(wp))
-            inside = b.icmp_unsigned("<", ih, I64(spec.H))
-            with b.if_else(inside) as (then, other):
-                with then:
-                    for c in range(left):
-                        b.store(padv, gep(b, packed, b.add(dst, I64(c)), word))
-                    for c in range(spec.pads[3]):
-                        b.store(padv, gep(b, packed, b.add(dst, I64(left + spec.W + c)), word))
-                    srcs = []
-                    for t in range(kg):
-                        ch = b.add(b.mul(cgk, I64(kg)), I64(t))
-                        srcs.append((b.icmp_signed("<", ch, I64(spec.Cg)),
-                                     b.add(xbase, b.add(b.mul(ch, I64(plane)),
-                                                        b.mul(ih, I64(spec.W))))))
+    nphw = len(spec.phases_w)
 
-                    def chunk(col, n: int):
-                        parts = []
-                        mask = None if n == L else ir.Constant(
-                            ir.VectorType(I1, L), [1] * n + [0] * (L - n))
-                        for ok, src in srcs:
-                            p = gep(b, X, b.add(src, col), I8)
-                            safe = b.select(ok, p, gep(b, X, I64(0), I8))
-                            pb = ir.Constant(bvt, [spec.pad_byte ^ spec.xor] * L)
-                            if mask is None:
-                                v = _guarded_vec(b, ok, lambda: b.load(safe, typ=bvt, align=1),
-                                                 pb)
-                            else:
-                                v = _guarded_vec(b, ok, lambda: masked_load(
-                                    b, safe, I8, mask, pb), pb)
-                            parts.append(b.xor(v, flipv))
-                        inter = _interleave(b, parts, L)  # <L*kg x i8>
-                        wv = b.bitcast(inter, ir.VectorType(word, L))
-                        at = gep(b, packed, b.add(dst, b.add(I64(left), col)), word)
-                        if mask is None:
-                            b.store(wv, at, align=1)
-                        else:
-                            masked_store(b, wv, at, mask)
+    def group(cgk, nvalid: int):
+        chans = [b.add(xbase, b.mul(b.add(b.mul(cgk, I64(kg)), I64(t)), I64(plane)))
+                 for t in range(nvalid)]
+        gbase = b.mul(cgk, I64(spec.group_words))
+        for hi_, ph in enumerate(spec.phases_h):
+            with for_range(b, 0, rows_p, 1, "pr") as rp:
+                ih = b.add(ih0, b.add(b.mul(rp, I64(sh)), I64(ph)))
+                for wi, pw in enumerate(spec.phases_w):
+                    dst = b.add(gbase, b.add(I64((hi_ * nphw + wi) * spec.plane),
+                                             b.mul(rp, I64(wp_p))))
+                    # positions j whose column j*sw + pw - left is inside the input
+                    j_lo = max(0, -(-(left - pw) // sw))
+                    j_hi = min(wp_p, max(j_lo, -(-(spec.W + left - pw) // sw)))
+                    inside = b.icmp_unsigned("<", ih, I64(spec.H))
+                    with b.if_else(inside) as (then, other):
+                        with then:
+                            _fill(b, packed, dst, j_lo, padv, L)
+                            _fill(b, packed, b.add(dst, I64(j_hi)), wp_p - j_hi, padv, L)
+                            row = [b.add(c, b.mul(ih, I64(spec.W))) for c in chans]
 
-                    if nfull:
-                        with for_range(b, 0, nfull * L, L, "pcol") as col:
-                            chunk(col, L)
-                    if tail:
-                        chunk(I64(nfull * L), tail)
-                with other:
-                    with for_range(b, 0, wp, L, "pz") as col:
-                        left_n = b.sub(I64(wp), col)
-                        full = b.icmp_signed(">=", left_n, I64(L))
-                        at = gep(b, packed, b.add(dst, col), word)
-                        with b.if_else(full) as (t2, e2):
-                            with t2:
-                                b.store(padvec, at, align=1)
-                            with e2:
-                                masked_store(b, padvec, at, b.icmp_signed(
-                                    "<", ir.Constant(ir.VectorType(I64, L), list(range(L))),
-                                    splat(b, left_n, L)))
-    # the slack past the last row (read by the last tile's discarded lanes): padding
-    slack = spec.packed_words() - spec.groups_k * rows * wp
-    base = spec.groups_k * rows * wp
-    for i in range(0, slack, L):
-        n = min(L, slack - i)
-        at = gep(b, packed, I64(base + i), word)
-        if n == L:
-            b.store(padvec, at, align=1)
-        else:
-            masked_store(b, padvec, at, ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)))
+                            def chunk(j, n: int):
+                                col = b.add(b.mul(j, I64(sw)), I64(pw - left))
+                                parts = [b.xor(_load_bytes(b, X, b.add(r, col), n, sw, L), flipv)
+                                         for r in row]
+                                parts += [padbytes] * (kg - nvalid)
+                                wv = b.bitcast(_interleave(b, parts, L), ir.VectorType(word, L))
+                                at = gep(b, packed, b.add(dst, j), word)
+                                if n == L:
+                                    b.store(wv, at, align=1)
+                                else:
+                                    masked_store(b, wv, at, _lane_mask(b, n, L))
 
+                            count = j_hi - j_lo
+                            nfull, tail = divmod(count, L)
+                            if nfull:
+                                with for_range(b, j_lo, j_lo + nfull * L, L, "pj") as j:
+                                    chunk(j, L)
+                            if tail:
+                                chunk(I64(j_lo + nfull * L), tail)
+                        with other:
+                            _fill(b, packed, dst, wp_p, padv, L)
 
-def _guarded_vec(b, ok, make, fill):
-    with b.if_else(ok) as (then, other):
-        with then:
-            v = make()
-            bt = b.block
-        with other:
-            bo = b.block
-    phi = b.phi(v.type)
-    phi.add_incoming(v, bt)
-    phi.add_incoming(fill, bo)
-    return phi
+    full = spec.Cg // kg
+    if full:
+        with for_range(b, 0, full, 1, "pc") as cgk:
+            group(cgk, kg)
+    if spec.Cg % kg:
+        group(I64(full), spec.Cg % kg)
+    # the slack past the last plane (read by the last tiles' dropped lanes)
+    base = spec.groups_k * spec.group_words
+    _fill(b, packed, I64(base), spec.packed_words() - base, padv, L)
 
 
 def _interleave(b, parts: list, L: int) -> ir.Value:
@@ -403,118 +446,111 @@ def _interleave(b, parts: list, L: int) -> ir.Value:
         ir.VectorType(I32, 4 * L), [(i % 4) * L + i // 4 for i in range(4 * L)]))
 
 
-def _tiles(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr: int):
-    """All position tiles of the unit for output channels mb .. mb + mr - 1."""
+def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, mr: int, col0,
+          vlen):
     d = spec.dot
-    L, NV = d.lanes, spec.nv
-    NR = NV * L
-    if spec.flat:
-        # one virtual row of nrows * Wp positions (the last row's needs only OW of them)
-        vlen = b.add(b.mul(b.sub(nrows, I64(1)), I64(spec.wp)), I64(spec.OW))
-        vrows = I64(1)
-    else:
-        vlen = I64(spec.OW)
-        vrows = nrows
-    with for_range(b, 0, vrows, 1, "vr") as vr:
-        with for_range(b, 0, vlen, NR, "tc") as col0:
-            _tile(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr, vr, col0,
-                  vlen)
-
-
-def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, nrows, mb, mr: int,
-          vr, col0, vlen):
-    d = spec.dot
-    L, NV, MR, kg = d.lanes, spec.nv, spec.mr, d.kg
+    L, NV, MR = d.lanes, spec.nv, spec.mr
     word = d.word
     NR = NV * L
     zero = ir.Constant(d.vec, [0] * L)
     for r in range(mr):
         for v in range(NV):
             b.store(zero, accs[r][v])
-    sh, sw = spec.strides
-    dh, dw = spec.dilations
-    wp, rows = spec.wp, spec.in_rows
     khw = spec.KH * spec.KW
-    # word offset of the tile's first position in the packed rows, per tap
-    if spec.flat:
-        base = col0
-    else:
-        base = b.add(b.mul(b.mul(vr, I64(sh)), I64(wp)), b.mul(col0, I64(sw)))
-    taps = [(j // spec.KW) * dh * wp + (j % spec.KW) * dw for j in range(khw)]
+    taps = [spec.tap_offset(j // spec.KW, j % spec.KW) for j in range(khw)]
     mblocks = -(-spec.M // MR)
     wbase = b.mul(b.add(b.mul(grp, I64(mblocks)), b.sdiv(mb, I64(MR))),
                   I64(spec.groups_k * khw * MR))
     xvt = ir.VectorType(word, L)
     with for_range(b, 0, spec.groups_k, 1, "kc") as c:
-        xc = b.add(base, b.mul(c, I64(rows * wp)))
+        xc = b.add(col0, b.mul(c, I64(spec.group_words)))
         wc = b.add(wbase, b.mul(c, I64(khw * MR)))
         for j, off in enumerate(taps):
-            xs = []
-            for v in range(NV):
-                at = b.add(xc, I64(off + v * L * sw))
-                if sw == 1:
-                    xs.append(b.load(gep(b, packed, at, word), typ=xvt, align=1))
-                else:
-                    xs.append(load_strided(b, packed, at, sw, L, word, overrun_ok=True))
+            xs = [b.load(gep(b, packed, b.add(xc, I64(off + v * L)), word), typ=xvt, align=1)
+                  for v in range(NV)]
             for r in range(mr):
                 wv = b.load(gep(b, Wt, b.add(wc, I64(j * MR + r)), word), typ=word, align=1)
                 for v in range(NV):
                     acc = b.load(accs[r][v], typ=d.vec)
                     b.store(emit_dot(b, d, acc, xs[v], wv), accs[r][v])
+    if spec.wp_p == spec.OW:  # no dropped positions: straight out
+        _write_direct(b, spec, C, accs, img, grp, oh0, mb, mr, col0, vlen)
+        return
     # results: to the tile buffer, then out through the epilogue by output-row segments
     for r in range(mr):
         for v in range(NV):
             b.store(b.load(accs[r][v], typ=d.vec),
                     gep(b, tilebuf, I64(r * NR + v * L), I32), align=4)
-    _write_tile(b, spec, C, tilebuf, img, grp, oh0, nrows, mb, mr, vr, col0, vlen)
+    _write_tile(b, spec, C, tilebuf, img, grp, oh0, mb, mr, col0, vlen)
 
 
-def _write_tile(b, spec: QConvSpec, C, tilebuf, img, grp, oh0, nrows, mb, mr, vr, col0, vlen):
+def _out_ptr(b, spec: QConvSpec, C, img, grp, m, at):
+    from .llvm_util import STORAGE
+
+    P = spec.OH * spec.OW
+    cbase = b.add(b.mul(img, I64(spec.groups * spec.M * P)), b.mul(grp, I64(spec.M * P)))
+    return gep(b, C, b.add(cbase, b.add(b.mul(m, I64(P)), at)), STORAGE[spec.out_dtype])
+
+
+def _write_direct(b, spec: QConvSpec, C, accs, img, grp, oh0, mb, mr, col0, vlen):
+    """The tile's positions are output positions oh0 * OW + col0 + ...: the epilogue on the
+    accumulators, one vector store each (masked past the unit's last position)."""
+    d = spec.dot
+    L, NV = d.lanes, spec.nv
+    NR = NV * L
+    out0 = b.add(b.mul(oh0, I64(spec.OW)), col0)
+    whole = b.icmp_signed("<=", b.add(col0, I64(NR)), vlen)
+    with b.if_else(whole) as (then, other):
+        for masked, blk in ((False, then), (True, other)):
+            with blk:
+                for v in range(NV):
+                    at = b.add(out0, I64(v * L))
+                    mask = None
+                    if masked:
+                        mask = _lane_mask(b, b.sub(vlen, b.add(col0, I64(v * L))), L)
+                    for r in range(mr):
+                        m = b.add(mb, I64(r))
+                        y = spec.epilogue(b, b.load(accs[r][v], typ=d.vec), m, at, img, grp, mask)
+                        ptr = _out_ptr(b, spec, C, img, grp, m, at)
+                        if mask is None:
+                            b.store(y, ptr, align=1)
+                        else:
+                            masked_store(b, y, ptr, mask)
+
+
+def _write_tile(b, spec: QConvSpec, C, tilebuf, img, grp, oh0, mb, mr, col0, vlen):
+    """Tile positions [col0, col0 + NR) of the unit's run (pitch wp_p) through the epilogue to
+    the output, one output-row segment at a time."""
     d = spec.dot
     L = d.lanes
     NR = spec.nv * L
-    P = spec.OH * spec.OW
-    from .llvm_util import STORAGE
-
-    st = STORAGE[spec.out_dtype]
-    cbase = b.add(b.mul(img, I64(spec.groups * spec.M * P)), b.mul(grp, I64(spec.M * P)))
+    wp = spec.wp_p
     end = b.add(col0, I64(NR))
     end = b.select(b.icmp_signed("<", end, vlen), end, vlen)
-
-    def segment(lo, hi, out0):
-        """Tile positions [lo, hi) (virtual) -> output positions out0 .. (flat in the plane)."""
-        n = b.sub(hi, lo)
-        with for_range(b, 0, n, L, "seg") as i:
-            left = b.sub(n, i)
-            mask = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, L), list(range(L))),
-                                 splat(b, left, L))
-            whole = b.icmp_signed(">=", left, I64(L))
-            src = b.add(b.sub(lo, col0), i)
-            for r in range(mr):
-                m = b.add(mb, I64(r))
-                acc = b.load(gep(b, tilebuf, b.add(I64(r * NR), src), I32), typ=d.vec, align=4)
+    first = b.sdiv(col0, I64(wp))
+    last = b.sdiv(b.sub(end, I64(1)), I64(wp))
+    with for_range(b, first, b.add(last, I64(1)), 1, "orow") as row:
+        rs = b.mul(row, I64(wp))
+        lo = b.select(b.icmp_signed(">", col0, rs), col0, rs)
+        re_ = b.add(rs, I64(spec.OW))
+        hi = b.select(b.icmp_signed("<", end, re_), end, re_)
+        with b.if_then(b.icmp_signed("<", lo, hi)):
+            out0 = b.add(b.mul(b.add(oh0, row), I64(spec.OW)), b.sub(lo, rs))
+            n = b.sub(hi, lo)
+            with for_range(b, 0, n, L, "seg") as i:
+                left = b.sub(n, i)
+                mask = _lane_mask(b, left, L)
+                whole = b.icmp_signed(">=", left, I64(L))
+                src = b.add(b.sub(lo, col0), i)
                 at = b.add(out0, i)
-                ptr = gep(b, C, b.add(cbase, b.add(b.mul(m, I64(P)), at)), st)
-                with b.if_else(whole) as (t, e):
-                    with t:
-                        y = spec.epilogue(b, acc, m, at, img, grp, None)
-                        b.store(y, ptr, align=1)
-                    with e:
-                        y = spec.epilogue(b, acc, m, at, img, grp, mask)
-                        masked_store(b, y, ptr, mask)
-
-    if spec.flat:
-        wp = spec.wp
-        first = b.sdiv(col0, I64(wp))
-        last = b.sdiv(b.sub(end, I64(1)), I64(wp))
-        with for_range(b, first, b.add(last, I64(1)), 1, "orow") as row:
-            rs = b.mul(row, I64(wp))
-            lo = b.select(b.icmp_signed(">", col0, rs), col0, rs)
-            re_ = b.add(rs, I64(spec.OW))
-            hi = b.select(b.icmp_signed("<", end, re_), end, re_)
-            with b.if_then(b.icmp_signed("<", lo, hi)):
-                out0 = b.add(b.mul(b.add(oh0, row), I64(spec.OW)), b.sub(lo, rs))
-                segment(lo, hi, out0)
-    else:
-        out0 = b.add(b.mul(b.add(oh0, vr), I64(spec.OW)), col0)
-        segment(col0, end, out0)
+                for r in range(mr):
+                    m = b.add(mb, I64(r))
+                    acc = b.load(gep(b, tilebuf, b.add(I64(r * NR), src), I32), typ=d.vec,
+                                 align=4)
+                    ptr = _out_ptr(b, spec, C, img, grp, m, at)
+                    with b.if_else(whole) as (t, e):
+                        with t:
+                            b.store(spec.epilogue(b, acc, m, at, img, grp, None), ptr, align=1)
+                        with e:
+                            masked_store(b, spec.epilogue(b, acc, m, at, img, grp, mask), ptr,
+                                         mask)

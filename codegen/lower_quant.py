@@ -26,8 +26,8 @@ from .render import Renderer
 from .te_ops import COMPUTES
 from .tuning import Tuning
 
-# stack bytes a conv unit may pack its input rows into
-PACK_BUDGET = 64 * 1024
+# stack bytes a conv unit may pack its input rows into (a share of L2)
+PACK_BUDGET = 192 * 1024
 
 
 def _describe(node: Node) -> str:
@@ -84,20 +84,52 @@ def int_epilogue(node: Node, ext: list, M: int, plane: int, lanes: int, holder: 
     return cb, tables, dtypes
 
 
-def _pick_tile(tun: Tuning, lanes: int, M: int, positions: int) -> tuple[int, int]:
-    """(MR, NV) for the conv tile: register budget, then the fewest padded positions."""
-    regs = tun.registers if tun.vector_bits // 32 == lanes else 16
+def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
+    """Estimated cycles of a conv shaped as `geom` (rows, mr, nv, mchunk set): the dot
+    products over every computed position (the dropped ones and a unit's last partial tile
+    included), slowed where a tile's loads outnumber its dot products, plus packing."""
+    L, mr, nv = geom.dot.lanes, geom.mr, geom.nv
+    nr = nv * L
+    computed = 0
+    for oh0 in range(0, geom.OH, geom.rows):
+        nrows = min(geom.rows, geom.OH - oh0)
+        vlen = (nrows - 1) * geom.wp_p + geom.OW
+        computed += -(-vlen // nr) * nr
+    steps = geom.groups_k * geom.KH * geom.KW
+    per_dot = max(1.0, (nv * -(-geom.dot.lanes * 32 // tun.pipe_bits) + mr / 2 + 1) / (mr * nv))
+    mtiles = -(-geom.M // mr)
+    dots = computed / L * mtiles * mr * steps * per_dot
+    units = -(-geom.OH // geom.rows) * -(-geom.M // geom.mchunk)
+    pack = units * geom.packed_words() / L * (4 + 2 * geom.dot.kg)
+    return (dots + pack + units * 200) * geom.images * geom.groups
+
+
+def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
+    """Rows per unit, tile shape and channel chunks: the cheapest estimate among the shapes
+    whose packed input fits the stack budget; units split further by output channels where
+    there are fewer than `min_units` (the threads need some each)."""
+    from dataclasses import replace
+
+    L = spec.dot.lanes
+    regs = tun.registers if tun.vector_bits // 32 == L else (32 if tun.arch == "aarch64" else 16)
     best = None
-    for nv in (4, 3, 2, 1):
-        mr = min(M, (regs - 1 - nv) // nv, 8)
-        if mr < 1:
-            continue
-        nr = nv * lanes
-        waste = (-(-positions // nr) * nr) / max(positions, 1)
-        key = (round(waste, 2), -nv * mr)
-        if best is None or key < best[0]:
-            best = (key, mr, nv)
-    return best[1], best[2]
+    for rows in range(1, spec.OH + 1):
+        for nv in (4, 3, 2, 1):
+            mr = min(spec.M, max(1, (regs - 2 - nv) // nv), 16)
+            geom = replace(spec, rows=rows, mr=mr, nv=nv, mchunk=spec.M)
+            if geom.packed_bytes() > PACK_BUDGET and rows > 1:
+                continue
+            row_units = -(-spec.OH // rows)
+            base = spec.images * spec.groups * row_units
+            if base < min_units and spec.M > mr:
+                want = min(-(-spec.M // mr), -(-min_units // base))
+                geom = replace(geom, mchunk=-(-(-(-spec.M // want)) // mr) * mr)
+            cost = _units_cost(geom, tun)
+            if best is None or cost < best[0]:
+                best = (cost, geom)
+    if best is None or best[1].packed_bytes() > 4 * PACK_BUDGET:
+        return None
+    return best[1]
 
 
 def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
@@ -124,8 +156,6 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
     if Cg == 1 and g > 1:
         return None  # depthwise: the TE kernel (no K to take in groups)
     strides, dil, pads = _spatial(conv.attrs, 2)
-    if strides[1] > 4:
-        return None
     N, C, H, W = x_b.shape
     OH, OW = conv.outputs[0].shape[2:]
     M = OC // g
@@ -134,22 +164,6 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
     if dot is None:
         return None
     kg, L = dot.kg, dot.lanes
-    wp = W + pads[1] + pads[3]
-    cgk = -(-Cg // kg)
-    # output rows per unit: the packed rows within the budget, and enough units for the threads
-    per_row = cgk * kg * wp
-    halo = (KH - 1) * dil[0] + 1
-    rows = max(1, min(OH, (PACK_BUDGET // per_row - halo) // strides[0] + 1))
-    if cgk * kg * ((rows - 1) * strides[0] + halo) * wp > 4 * PACK_BUDGET:
-        return None
-    flat_len = (rows - 1) * wp + OW if strides[1] == 1 else OW
-    mr, nv = _pick_tile(tun, L, M, flat_len)
-    row_units = -(-OH // rows)
-    mchunk = M
-    base_units = N * g * row_units
-    if base_units < 8 and M > mr:
-        want = min(-(-M // mr), -(-8 // base_units))
-        mchunk = -(-(-(-M // want)) // mr) * mr
     stored_signed = x_b.dtype == "int8"
     xz = int(np.atleast_1d(conv.attrs["x_zero_point"])[0])
     fl = flip(dot, stored_signed)
@@ -161,14 +175,17 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
     if np.abs(total).max(initial=0) >= 1 << 31:
         return None
     bias_table = total.astype(np.int32)
-    packed = pack_conv_weights(wdata, g, kg, mr)
-    holder: list = [None]
-    epi, tables, dtypes = int_epilogue(node, ext, M, OH * OW, L, holder, [bias_table])
     spec = QConvSpec(M=M, Cg=Cg, KH=KH, KW=KW, images=N, groups=g, H=H, W=W, OH=OH, OW=OW,
                      strides=tuple(strides), dilations=tuple(dil), pads=tuple(pads), x_buf=xi,
-                     w_buf=wi, c_buf=len(dtypes) - 1, dot=dot, mr=mr, nv=nv, rows=rows,
-                     mchunk=mchunk, xor=fl, pad_byte=pad_byte, out_dtype=node.outputs[0].dtype,
-                     epilogue=epi, bufs_holder=holder)
+                     w_buf=wi, c_buf=0, dot=dot, mr=1, nv=1, rows=1, mchunk=M, xor=fl,
+                     pad_byte=pad_byte, out_dtype=node.outputs[0].dtype)
+    spec = _plan(spec, tun)
+    if spec is None:
+        return None
+    packed = pack_conv_weights(wdata, g, kg, spec.mr)
+    holder: list = [None]
+    epi, tables, dtypes = int_epilogue(node, ext, M, OH * OW, L, holder, [bias_table])
+    spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
     emit_qconv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)

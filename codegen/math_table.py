@@ -148,7 +148,18 @@ BITWISE = {"bitwise_and": "and_", "bitwise_or": "or_", "bitwise_xor": "xor"}
 LIBM_UNARY = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
 
 
+def round_even_int(b: ir.IRBuilder, x: ir.Value, offset: int) -> ir.Value:
+    """rint(x) + offset as int32, for float32 |x| < 2^22: adding 1.5 * 2^23 leaves the integer,
+    rounded half to even, in the low mantissa bits (cvtps2dq without its libcall or its
+    rounding mode; the offset joins the subtraction)."""
+    magic = 12582912.0
+    bits = b.bitcast(b.fadd(x, _c(x, magic)), _int_like(x.type))
+    return b.sub(bits, _ci(bits, 0x4B400000 - offset))
+
+
 def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.Value:
+    if op == "round_even_int":  # float32 in, int32 out (codegen/te_quant.py)
+        return round_even_int(b, x, int(attrs.get("offset", 0)))
     f = is_float(dtype)
     zero = _c(x, 0.0) if f else _ci(x, 0)
     if op == "relu":

@@ -44,11 +44,26 @@ def round_to(y: te.Expr, rounding: str) -> te.Expr:
     return te.unary("round_half_away", y)
 
 
-def float_to_int(y: te.Expr, lo: int, hi: int, zp, rounding: str, dtype: str) -> te.Expr:
+def _clamp(y: te.Expr, lo: float, hi: float) -> te.Expr:
+    """max(min(y, hi), lo) for a y that is never NaN: compare-and-select in the order that is
+    one vmaxps/vminps (fmax/fmin on ARM)."""
+    lo_c, hi_c = Const(F32, lo), Const(F32, hi)
+    y = te.select(te.cmp("gt", y, lo_c), y, lo_c)
+    return te.select(te.cmp("lt", y, hi_c), y, hi_c)
+
+
+def float_to_int(y: te.Expr, lo: int, hi: int, zp, rounding: str, dtype: str,
+                 maybe_nan: bool = True) -> te.Expr:
     """clip(round(y), lo - zp, hi - zp) + zp as `dtype`: a float32 y clamped before it is
     converted (so huge values saturate and the conversion is exact), NaN as 0. `zp` may be a
     per-channel int32 expression, then the clamp happens after the add, in int32."""
-    y = te.select(te.cmp("ne", y, y), Const(F32, 0.0), y)
+    if maybe_nan:
+        y = te.select(te.cmp("ne", y, y), Const(F32, 0.0), y)
+    if isinstance(zp, int) and rounding == "half_to_even" and not maybe_nan:
+        # clamp, then the magic-number rounding read back as an integer with the zero point
+        # added in the same subtraction (math_table: round_even_int)
+        y = _clamp(y, float(lo - zp), float(hi - zp))
+        return te.cast(te.Un("round_even_int", y, (("offset", zp),), "int32"), dtype)
     if isinstance(zp, int):  # clamped first: the integer bounds commute with rounding
         y = round_to(te.unary("clip", y, min=float(lo - zp), max=float(hi - zp)), rounding)
         q = te.cast(y, "int32")
@@ -116,7 +131,7 @@ def requantizer(attrs, ctx):
             x = x - Const("int32", zi)
         if attrs["mode"] == "float":
             y = te.Bin("mul", te.cast(x, F32), mult(idx), F32)
-            return float_to_int(y, lo, hi, zo, "half_to_even", dtype)
+            return float_to_int(y, lo, hi, zo, "half_to_even", dtype, maybe_nan=False)
         y = fixed_point_multiply(te.cast(x, "int64"), qms(idx), shifts(idx))
         y = y + Const("int64", zo)
         return te.cast(te.unary("clip", y, min=lo, max=hi), dtype)
@@ -173,7 +188,7 @@ def _qadd(attrs, out, ins, ctx):
             ra, rb = qadd_float_ratios(attrs)
             s = te.Bin("add", te.Bin("mul", Const(F32, float(ra)), te.cast(x, F32), F32),
                        te.Bin("mul", Const(F32, float(rb)), te.cast(y, F32), F32), F32)
-            return float_to_int(s, lo, hi, zc, "half_to_even", dtype)
+            return float_to_int(s, lo, hi, zc, "half_to_even", dtype, maybe_nan=False)
         (ma, sa), (mb, sb), (mo, so), left = qadd_fixed_point(attrs)
         i64 = "int64"
         xs = fixed_point_multiply(te.cast(x, i64) * (1 << left), Const(i64, ma), Const(i64, sa))
