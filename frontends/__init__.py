@@ -13,6 +13,7 @@ from neo import ir
 from . import keras as _keras  # needs no keras or tensorflow at all (h5py)
 from . import mxnet as _mxnet  # needs no mxnet at all
 from . import pytorch as _pytorch  # imports no torch until a model is opened
+from . import tensorflow as _tensorflow  # imports no tensorflow until a model is opened
 from . import tflite as _tflite  # reads flatbuffers with the tflite package, no TensorFlow
 from . import xgboost as _xgboost  # needs no xgboost at all
 
@@ -62,4 +63,5 @@ FRONTENDS: dict[str, Frontend] = {"onnx": OnnxFrontend(), "pytorch": _pytorch.Py
                                   "xgboost": _xgboost.XgboostFrontend(),
                                   "keras": _keras.KerasFrontend(),
                                   "mxnet": _mxnet.MxnetFrontend(),
+                                  "tensorflow": _tensorflow.TensorflowFrontend(),
                                   "tflite": _tflite.TfliteFrontend()}

@@ -187,7 +187,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {}
 def op_defaults(tf, node: FrameworkNode) -> dict[str, Any]:
     """The attribute values that need no converter's attention: TensorFlow's defaults from its op
     registry, and the node's own value for attributes that cannot change what the op computes
-    (type attributes, which the inputs' dtypes already say; `_`-prefixed annotations)."""
+    (type attributes and list-input lengths, which the inputs already say; `_`-prefixed
+    annotations)."""
     if node.op not in _DEFAULTS:
         from tensorflow.python.framework import op_def_registry
 
@@ -195,6 +196,8 @@ def op_defaults(tf, node: FrameworkNode) -> dict[str, Any]:
         table: dict[str, Any] = {}
         types: set[str] = set()
         if op_def is not None:
+            # the length of a list input (N) is what the node's inputs already say
+            types.update(a.number_attr for a in op_def.input_arg if a.number_attr)
             for a in op_def.attr:
                 if a.type in ("type", "list(type)"):
                     types.add(a.name)

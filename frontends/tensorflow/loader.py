@@ -277,17 +277,28 @@ def load_frozen_graph(path: Path) -> TFModel:
         raise ModelLoadError(f"{path} is not a frozen TensorFlow graph: it holds no nodes",
                              hint=f"pass the directory of a {kind}" if "Saved" in kind else None)
     consumed = {i.lstrip("^").rsplit(":", 1)[0] for n in graph_def.node for i in n.input}
-    inputs, outputs = [], []
+    inputs = []
     for n in graph_def.node:
         if n.op == "Placeholder":
             shape = _shape(n.attr["shape"].shape) if "shape" in n.attr else None
             inputs.append(TensorInfo(n.name, n.name + ":0", shape,
                                      dtype_name(tf, n.attr["dtype"].type)))
-        elif n.op not in _NOT_OUTPUTS and n.name not in consumed:
-            outputs.append(TensorInfo(n.name, n.name + ":0", None, ""))
+    sinks = [n for n in graph_def.node if n.op not in _NOT_OUTPUTS and n.name not in consumed]
+    # A frozen TF2 function marks its outputs: Identity nodes with a control input (^NoOp).
+    # Other nodes nothing reads are then leftovers, such as the Identity of a Keras activation's
+    # custom gradient; without the marks (TF1 graphs) every such node is an output.
+    marked = sorted((n for n in sinks if any(i.startswith("^") for i in n.input)),
+                    key=lambda n: _natural(n.name))
+    outputs = [TensorInfo(n.name, n.name + ":0", None, "") for n in marked or sinks]
     if not outputs:
         raise ModelLoadError(f"{path}: found no output (every node's result is read by another)")
     return TFModel(graph_def, inputs, outputs, "frozen_graph", path)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    """Identity, Identity_1, Identity_2, ..., Identity_10: the order of the function's outputs."""
+    base, _, num = name.rpartition("_")
+    return (base, int(num)) if base and num.isdigit() else (name, -1)
 
 
 # -- entry point ------------------------------------------------------------------------------
