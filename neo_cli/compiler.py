@@ -1,6 +1,7 @@
 """The compile driver: validated options in, artifact out. The CLI and the tests call `compile_model`."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,14 @@ class CompileOptions:
     use_cache: bool = True  # reuse the artifact of an unchanged model (neo_cli/artifact_cache.py)
     const_inputs: dict[str, Path] = field(default_factory=dict)  # --const-input NAME=FILE.npy
     signature: str | None = None  # --signature: a TensorFlow SavedModel's signature to compile
+    # precision (README "Precision"): --quantize int8 with --calibration samples, or fp16
+    quantize: str | None = None
+    calibration: Path | None = None
+    calibration_method: str | None = None  # minmax, percentile, entropy (None: the default)
+    validation: Path | None = None
+    accuracy_budget: float | None = None  # top-1 points the int8 model may lose against fp32
+    per_channel: bool = True
+    precision: str = "fp32"  # fp32 or fp16
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -80,6 +89,77 @@ def _load_const_inputs(opts: CompileOptions, names: list[str]) -> dict:
     return out
 
 
+def _check_precision(opts: CompileOptions) -> None:
+    if opts.quantize not in (None, "int8"):
+        raise UsageError(f"--quantize {opts.quantize}: expected int8")
+    if opts.precision not in ("fp32", "fp16"):
+        raise UsageError(f"--precision {opts.precision}: expected fp32 or fp16")
+    if opts.quantize and opts.precision != "fp32":
+        raise UsageError("--quantize int8 and --precision fp16 exclude each other; give one")
+    if opts.quantize and opts.calibration is None:
+        raise UsageError("--quantize int8 needs calibration samples: --calibration DIR (.npy "
+                         "files) or FILE.npz (keyed by input name)")
+    if not opts.quantize:
+        for flag, value in (("--calibration", opts.calibration),
+                            ("--calibration-method", opts.calibration_method),
+                            ("--validation", opts.validation),
+                            ("--accuracy-budget", opts.accuracy_budget)):
+            if value is not None:
+                raise UsageError(f"{flag} applies to --quantize int8")
+    if opts.accuracy_budget is not None and not 0 <= opts.accuracy_budget <= 100:
+        raise UsageError(f"--accuracy-budget {opts.accuracy_budget}: expected the top-1 points "
+                         "the int8 model may lose against fp32, between 0 and 100")
+
+
+def _precision_pass(opts: CompileOptions, graph, target, say):
+    """The pass of --quantize int8 / --precision fp16 (None for fp32), and its samples."""
+    if opts.precision == "fp16":
+        raise NotSupportedError("--precision fp16 is not available in this build yet")
+    if not opts.quantize:
+        return None, None
+    from neo.codegen.isa import int8_dot
+    from neo.codegen.tuning import tuning_for
+    from neo.passes.calibrate import Int8Options, Int8Quantization
+    from neo.passes.quantize import activation_dtype_for
+
+    from .calibration import Samples
+    from .targets import host_target
+
+    specs = [(v.name, tuple(v.shape), v.dtype) for v in graph.inputs]
+    calib = Samples(Path(opts.workdir, opts.calibration), specs, "--calibration")
+    valid = (Samples(Path(opts.workdir, opts.validation), specs, "--validation")
+             if opts.validation is not None else None)
+    options = Int8Options(activations=activation_dtype_for(int8_dot(tuning_for(target))),
+                          samples=calib, validation=valid, method=opts.calibration_method,
+                          per_channel=opts.per_channel, budget=opts.accuracy_budget, log=say)
+    return Int8Quantization(options, host_target()), (calib, valid)
+
+
+def format_report(report: dict) -> list[str]:
+    """The accuracy report as lines for stderr."""
+    if report.get("mode") == "fp16":
+        head = "precision fp16 (weights fp16, " + report.get("arithmetic", "") + ")"
+    else:
+        head = (f"quantization int8 ({report['activations']} activations, "
+                f"{report['weights']} weights, {report['method']} calibration over "
+                f"{report['calibration_samples']} samples; {report['quantized_layers']} layers "
+                "on integer kernels)")
+    lines = [head, f"  compared with fp32 on {report['samples']} "
+             f"{report.get('report_on', 'calibration')} samples:"]
+    for name, o in report.get("outputs", {}).items():
+        top1 = (f", top-1 agreement {100 * o['top1_agreement']:.1f}%"
+                if "top1_agreement" in o else "")
+        lines.append(f"  output {name}: SQNR {o['sqnr_db']} dB, max abs error "
+                     f"{o['max_abs_error']}{top1}")
+    if report.get("worst_layers"):
+        lines.append("  worst layers (SQNR dB): " + ", ".join(
+            f"{w['layer']} {w['sqnr_db']}" for w in report["worst_layers"]))
+    if report.get("fp32_layers"):
+        lines.append(f"  kept in fp32 (accuracy budget {report.get('accuracy_budget_top1_points')}"
+                     f" top-1 points): " + ", ".join(report["fp32_layers"]))
+    return lines
+
+
 def artifact_meta(graph, framework: str, model: str, opt_level: int,
                   compiler_options: dict | None = None, const_inputs: dict | None = None) -> dict:
     """The compiled.meta fields the compile knows (codegen adds the target's and the files');
@@ -101,6 +181,25 @@ def artifact_meta(graph, framework: str, model: str, opt_level: int,
     return meta
 
 
+def _precision_key(opts: CompileOptions) -> dict:
+    """The precision options in the artifact cache key, the samples by their bytes."""
+    if opts.precision == "fp32" and not opts.quantize:
+        return {}
+    key = {"precision": opts.precision, "quantize": opts.quantize,
+           "method": opts.calibration_method, "budget": opts.accuracy_budget,
+           "per_channel": opts.per_channel}
+    for name, path in (("calibration", opts.calibration), ("validation", opts.validation)):
+        if path is not None:
+            p = Path(opts.workdir, path)
+            h = hashlib.sha256()
+            files = [p] if p.is_file() else sorted(p.rglob("*.npy")) if p.is_dir() else []
+            for f in files:
+                h.update(str(f.relative_to(p.parent)).encode())
+                h.update(f.read_bytes())
+            key[name] = h.hexdigest()
+    return key
+
+
 def _digest(arr) -> str:
     import hashlib
 
@@ -112,6 +211,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     fw = parse_framework(opts.framework)
+    _check_precision(opts)
     if not 0 <= opts.opt_level <= 3:
         raise UsageError(f"--opt-level must be 0, 1, 2 or 3, got {opts.opt_level}")
     target, copts = resolve_target(opts.target, opts.target_platform, opts.compiler_options)
@@ -139,7 +239,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
                 {"framework": fw.name, "shapes": {k: list(v) for k, v in shapes.items()},
                  "target": [target.name, target.triple, target.cpu, target.features],
                  "compiler_options": opts.compiler_options, "opt_level": opts.opt_level,
-                 "const_inputs": {k: _digest(v) for k, v in consts.items()}, **fe_opts})
+                 "const_inputs": {k: _digest(v) for k, v in consts.items()}, **fe_opts,
+                 **_precision_key(opts)})
             hit = artifact_cache.lookup(key)
             if hit is not None:
                 entry, cached = hit
@@ -164,17 +265,21 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     def pass_log(name, dt, g):
         say(f"pass {name}: {len(g.nodes)} nodes, {dt * 1000:.1f} ms")
 
+    precision, _ = _precision_pass(opts, graph, target, say)
     try:
         graph = run_pipeline(graph, opts.opt_level, debug=opts.debug, dump_dir=opts.dump_ir,
-                             log=pass_log)
+                             log=pass_log, precision=precision)
     except IRError as e:
         raise CompileError(f"{model_path.name}: optimization produced an invalid graph: {e}") from e
     timings["passes"] = time.perf_counter() - t
+    report = getattr(precision, "report", None)
     from neo.codegen.build import CodegenError, build_artifact
     from neo.codegen.toolchain import ToolchainError
 
     meta = artifact_meta(graph, fw.name, model_path.name, opts.opt_level,
                          _jsonable(asdict(copts)) if copts else {}, consts)
+    if report is not None:
+        meta["precision"] = report
     if row_batch:
         meta["row_batch"] = True
     t = time.perf_counter()
@@ -204,6 +309,8 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "artifact_cached": False,
     }
+    if report is not None:
+        result["precision"] = report
     if use_cache:
         artifact_cache.store(key, Path(opts.output), result)
     return result

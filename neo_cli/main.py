@@ -107,11 +107,27 @@ def cli():
               help="Compile with this input fixed to the array's values (shape-like operands, "
                    "If conditions, a sample rate); the artifact no longer takes it.")
 @click.option("--signature", help="A TensorFlow SavedModel's signature (default serving_default).")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="Quantize to int8 with calibration samples (--calibration).")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Calibration samples: a directory of .npy files or an .npz keyed by input.")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
+              help="How activation ranges are chosen (default: minmax).")
+@click.option("--validation", type=click.Path(path_type=Path),
+              help="Samples the accuracy report uses (default: the calibration samples).")
+@click.option("--accuracy-budget", type=float, metavar="TOP1_DROP",
+              help="Top-1 points the int8 model may lose against fp32; layers past it stay fp32.")
+@click.option("--per-channel/--per-tensor", "per_channel", default=True, show_default=True,
+              help="int8 weight scales per output channel or one per tensor.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
+              show_default=True, help="fp16: half-precision weights (and arithmetic where the "
+                                      "target has it).")
 @_common
 @_guard
 def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
-                output, opt_level, dump_ir, no_cache, const_inputs, signature, json_out, verbose,
-                debug):
+                output, opt_level, dump_ir, no_cache, const_inputs, signature, quantize,
+                calibration, calibration_method, validation, accuracy_budget, per_channel,
+                precision, json_out, verbose, debug):
     """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
     compiled.meta and the target's runtime)."""
     ctx = _setup(json_out, verbose, debug)
@@ -126,8 +142,17 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
                           target_platform=target_platform, compiler_options=compiler_options,
                           output=output, model=model_arg or model_opt, opt_level=opt_level,
                           debug=debug, dump_ir=dump_ir, use_cache=not no_cache,
-                          const_inputs=_const_inputs(const_inputs), signature=signature)
+                          const_inputs=_const_inputs(const_inputs), signature=signature,
+                          quantize=quantize, calibration=calibration,
+                          calibration_method=calibration_method, validation=validation,
+                          accuracy_budget=accuracy_budget, per_channel=per_channel,
+                          precision=precision)
     res = compile_model(opts, ctx.log)
+    if res.get("precision") and not json_out:
+        from .compiler import format_report
+
+        for line in format_report(res["precision"]):
+            click.echo(line, err=True)
     t = res["timings"]
     ctx.log("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
     ctx.log(f"wrote {res['output']} ({res['kernels']} kernels, {res['params_nbytes']} bytes of "

@@ -20,18 +20,22 @@ from .winograd import winograd_convs
 Pass = Callable[[Graph], Graph]
 
 
-def pipeline(opt_level: int) -> list[Pass]:
-    """The passes `neo compile --opt-level N` runs, in order."""
+def pipeline(opt_level: int, precision: Pass | None = None) -> list[Pass]:
+    """The passes `neo compile --opt-level N` runs, in order. `precision` (--quantize int8,
+    --precision fp16: passes/calibrate.py, passes/precision.py) runs on the optimized float
+    graph, before the kernel-shaping passes."""
+    extra = [precision] if precision is not None else []
     if opt_level <= 0:
         # No optimization: only what codegen requires (channels-first convs and pools, no
         # BN/softmax kernels of their own; every op its own kernel).
         return [convert_layout, decompose_batchnorm, decompose_softmax, eliminate_dead_code,
-                fuse_nothing]
+                *extra, fuse_nothing]
     # lower_qdq before fold_constants: quantized weights are still dequantize nodes
     passes: list[Pass] = [convert_layout, lower_qdq, fold_constants, simplify, eliminate_dead_code]
     if opt_level >= 1:
         passes += [fold_batchnorm_into_conv, eliminate_dead_code, decompose_batchnorm,
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
+    passes += extra
     if opt_level >= 3:
         passes += [winograd_convs]
     if opt_level >= 2:
@@ -53,13 +57,14 @@ def fuse_nothing(g: Graph) -> Graph:
 
 def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
                  dump_dir: Path | None = None,
-                 log: Callable[[str, float, Graph], None] | None = None) -> Graph:
+                 log: Callable[[str, float, Graph], None] | None = None,
+                 precision: Pass | None = None) -> Graph:
     if debug:
         verify(g)
     if dump_dir is not None:
         dump_dir.mkdir(parents=True, exist_ok=True)
         (dump_dir / "00_input.txt").write_text(str(g) + "\n")
-    for i, p in enumerate(pipeline(opt_level), 1):
+    for i, p in enumerate(pipeline(opt_level, precision), 1):
         t = time.perf_counter()
         g = p(g)
         dt = time.perf_counter() - t

@@ -1,0 +1,171 @@
+"""The integer conv kernels (codegen/kernel_qconv.py) on every dot-product form, compiled and run,
+equal to the numpy references bit for bit; and their machine code uses each target's instruction.
+
+| target | instruction | run |
+|---|---|---|
+| host (this Zen 4: AVX-512 VNNI) | vpdpbusd zmm | natively, skipped on a CPU without VNNI |
+| x86_64 (x86-64-v3: AVX2) | vpmaddubsw + vpmaddwd (weights within 7 bits), vpmaddwd (any) | natively |
+| ml_c6g (Neoverse-N1: dotprod) | sdot | qemu-aarch64 |
+| rasp4b (Cortex-A72: no dotprod) | smull + sadalp | qemu-aarch64 |
+| armv7 | vmull.s8 + vpadal.s16 | qemu-arm |
+
+Cases cover 3x3 and 1x1 convs, stride 2 (phase planes), a stem-like 7x7 with 3 channels, groups,
+input channels that are not a multiple of the word, uint8 and int8 activations, and a fused
+residual qadd; the epilogue clamps (a fused ReLU) and requantizes per channel.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neo import ir
+from neo.codegen.build import build_artifact, emit_assembly, generate_kernels
+from neo.ir import QuantParams
+from neo.ir.interpreter import interpret
+from neo.passes import run_pipeline
+from neo.targets import get_target
+
+# (in channels, out channels, H, W, kernel, stride, pad, groups)
+CASES = [
+    (16, 32, 14, 14, 3, 1, 1, 1),
+    (24, 40, 9, 17, 1, 1, 0, 1),
+    (8, 24, 9, 17, 3, 2, 1, 1),
+    (3, 16, 23, 23, 7, 2, 3, 1),
+    (13, 7, 5, 9, 3, 1, 0, 1),
+    (16, 32, 10, 10, 3, 1, 1, 2),
+    (32, 64, 12, 12, 1, 2, 0, 1),
+]
+
+
+def _id(c):
+    return "x".join(map(str, c[:5])) + f"s{c[5]}p{c[6]}g{c[7]}"
+
+
+def conv_graph(c, oc, h, w, k, s, p, g, *, xdt="uint8", small_weights=False, residual=False,
+               seed=0, batch=1):
+    rng = np.random.default_rng(seed)
+    gr = ir.Graph()
+    xz = 131 if xdt == "uint8" else -3
+    x = gr.input("x", (batch, c, h, w), xdt)
+    lim = 64 if small_weights else 128
+    wt = gr.const(rng.integers(-lim + 1, lim, (oc, c // g, k, k)).astype(np.int8), "w")
+    b = gr.const(rng.integers(-4000, 4000, oc).astype(np.int32), "b")
+    acc = gr.op("conv_integer", x, wt, b, x_zero_point=xz, w_zero_point=0, strides=(s, s),
+                pads=(p,) * 4, groups=g)
+    K = c // g * k * k
+    m = tuple(rng.uniform(0.5, 1.5, oc) / (K * 20 * lim / 64))
+    yq = QuantParams.per_tensor(0.1, 5)
+    y = gr.op("requantize", acc, multiplier=m, axis=1, out_zero_point=5, dtype="int8", min=-20,
+              quant=yq)
+    feeds = {"x": rng.integers(*((0, 256) if xdt == "uint8" else (-128, 128)),
+                               (batch, c, h, w)).astype(xdt)}
+    if residual:
+        rq = QuantParams.per_tensor(0.08, -3)
+        r = gr.input("r", y.shape, "int8", rq)
+        y = gr.op("qadd", y, r, a_quant=yq, b_quant=rq, quant=QuantParams.per_tensor(0.15, 0),
+                  dtype="int8")
+        feeds["r"] = rng.integers(-128, 128, y.shape).astype(np.int8)
+    gr.outputs = [y]
+    return gr, feeds
+
+
+def kernels_of(g, target) -> list[str]:
+    _, ks = generate_kernels(run_pipeline(g, 3), target)
+    return [info.kernel for _, info in ks if info is not None]
+
+
+def _has_vnni() -> bool:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_vnni" in flags
+
+
+def _check_local(g, feeds, target, tmp_path, expect_kernel):
+    from conftest import run_artifact_checked
+
+    assert kernels_of(g, target) == [expect_kernel]
+    want = interpret(g, feeds)[0]
+    assert len(np.unique(want)) > 8  # informative: not saturated
+    build_artifact(run_pipeline(g, 3), target, tmp_path / "a", {}, 3)
+    np.testing.assert_array_equal(run_artifact_checked(tmp_path / "a", feeds)[0], want)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_vnni_conv_matches_reference(case, tmp_path):
+    if not _has_vnni():
+        pytest.skip("vpdpbusd needs an AVX-512 VNNI CPU (the x86 AVX2 forms run everywhere)")
+    g, feeds = conv_graph(*case)
+    _check_local(g, feeds, get_target("host"), tmp_path, "int8-vnni")
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["exact", "pmaddubsw"])
+@pytest.mark.parametrize("case", CASES[:4], ids=_id)
+def test_avx2_conv_matches_reference(case, small, tmp_path):
+    g, feeds = conv_graph(*case, small_weights=small, xdt="int8" if small else "uint8")
+    _check_local(g, feeds, get_target("x86_64"), tmp_path,
+                 "int8-avx2" if small else "int8-avx2-exact")
+
+
+def test_fused_residual_and_batch(tmp_path):
+    target = get_target("host" if _has_vnni() else "x86_64")
+    g, feeds = conv_graph(16, 32, 14, 14, 3, 1, 1, 1, residual=True, batch=2, xdt="int8")
+    _check_local(g, feeds, target, tmp_path, kernels_of(g, target)[0])
+    assert kernels_of(g, target)[0].startswith("int8-")
+
+
+@pytest.mark.parametrize("target,kernel", [("ml_c6g", "int8-sdot"), ("rasp4b", "int8-smull"),
+                                           ("armv7", "int8-smull")])
+def test_arm_conv_matches_reference(target, kernel, tmp_path, require_qemu):
+    from neo.run import run_artifact
+
+    t = get_target(target)
+    require_qemu(t.arch)
+    for i, case in enumerate((CASES[0], CASES[2], CASES[4])):
+        g, feeds = conv_graph(*case, xdt="int8" if i % 2 else "uint8", seed=i)
+        assert kernels_of(g, t) == [kernel]
+        want = interpret(g, feeds)[0]
+        meta = {"inputs": [{"name": "x", "dtype": g.inputs[0].dtype,
+                            "shape": list(g.inputs[0].shape)}],
+                "outputs": [{"name": g.out_names()[0], "dtype": "int8",
+                             "shape": list(want.shape)}]}
+        art = tmp_path / f"a{i}"
+        build_artifact(run_pipeline(g, 3), t, art, meta, 3)
+        _, outs, _ = run_artifact(art, feeds, threads=2, check=True)
+        np.testing.assert_array_equal(outs[0], want)
+
+
+# -- machine code ---------------------------------------------------------------------------------
+INSTRUCTIONS = {
+    "host": [r"\bvpdpbusd\s+[^\n]*%zmm"],
+    "x86_64": [r"\bvpmaddwd\b"],
+    "ml_c6g": [r"\bsdot\s+v\d+\.4s"],
+    "rasp4b": [r"\bsmull2?\s+v\d+\.8h", r"\bsadalp\s+v\d+\.4s"],
+    "armv7": [r"\bvmull\.s8\b", r"\bvpadal\.s16\b"],
+}
+
+
+@pytest.mark.parametrize("target", list(INSTRUCTIONS))
+def test_int8_conv_uses_the_dot_product_instruction(target):
+    t = get_target(target)
+    g, _ = conv_graph(32, 64, 14, 14, 3, 1, 1, 1)
+    module, _ = generate_kernels(run_pipeline(g, 3), t)
+    asm = emit_assembly(module, t)
+    for pattern in INSTRUCTIONS[target]:
+        assert re.search(pattern, asm), f"{pattern} not in the {target} int8 conv kernel"
+    if target == "x86_64":  # AVX2 without VNNI: no VNNI encodings slip in
+        assert not re.search(r"\bvpdpbusd\b", asm)
+
+
+def test_avx2_uses_pmaddubsw_only_where_exact():
+    t = get_target("x86_64")
+    safe, _ = conv_graph(32, 64, 14, 14, 3, 1, 1, 1, small_weights=True)
+    full, _ = conv_graph(32, 64, 14, 14, 3, 1, 1, 1)
+    for g, expect in ((safe, True), (full, False)):
+        module, _ = generate_kernels(run_pipeline(g, 3), t)
+        assert bool(re.search(r"\bvpmaddubsw\b", emit_assembly(module, t))) == expect
