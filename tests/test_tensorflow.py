@@ -248,6 +248,62 @@ def test_lstm_gru_digits(tf, keras, tmp_path):
     assert (np.asarray(outs[0]).argmax(1) == ref.argmax(1)).all()
 
 
+def test_nchw_graph(tf, tmp_path):
+    """data_format NCHW (graphs written for GPUs): convs, pools, bias and batch norm keep it in
+    the IR. TensorFlow's CPU kernels cannot run it, so the reference is the NHWC equivalent."""
+    r = np.random.default_rng(7)
+    k = tf.constant(r.standard_normal((3, 3, 4, 6)).astype(np.float32) * 0.4)
+    kd = tf.constant(r.standard_normal((3, 3, 6, 1)).astype(np.float32) * 0.4)
+    b = tf.constant(r.standard_normal(6).astype(np.float32))
+    bn = [tf.constant(v.astype(np.float32)) for v in (
+        r.uniform(0.5, 1.5, 6), r.standard_normal(6), r.standard_normal(6), r.uniform(0.5, 2, 6))]
+
+    def net(x, fmt):
+        strides = [1, 1, 2, 2] if fmt == "NCHW" else [1, 2, 2, 1]
+        y = tf.nn.bias_add(tf.nn.conv2d(x, k, strides, "SAME", data_format=fmt), b,
+                           data_format=fmt)
+        y = tf.compat.v1.nn.fused_batch_norm(y, *bn, epsilon=1e-3, is_training=False,
+                                             data_format=fmt)[0]
+        y = tf.nn.depthwise_conv2d(tf.nn.relu(y), kd, [1, 1, 1, 1], "VALID", data_format=fmt)
+        return (tf.nn.max_pool2d(y, 2, 2, "VALID", data_format=fmt)
+                + tf.nn.avg_pool2d(y, 3, 2, "SAME", data_format=fmt))  # both 3x3
+
+    fn = tf.function(lambda x: net(x, "NCHW")).get_concrete_function(
+        tf.TensorSpec((1, 4, 15, 15), tf.float32, name="x"))
+    path = _write_graph(tf, _freeze(tf, fn), tmp_path / "nchw.pb")
+    x = r.standard_normal((1, 4, 15, 15)).astype(np.float32)
+    ref = tf.transpose(net(tf.transpose(x, [0, 2, 3, 1]), "NHWC"), [0, 3, 1, 2]).numpy()
+    from neo.frontends.tensorflow import import_tensorflow
+
+    g = import_tensorflow(path, {"x": (1, 4, 15, 15)})
+    assert {n.attrs["layout"] for n in g.nodes if n.op in ("conv", "max_pool")} == {"NCHW"}
+    assert_close(interpret(path, {"x": [1, 4, 15, 15]}, {"x": x})[0], ref, "NCHW graph")
+
+
+# -- a TF1 SavedModel ------------------------------------------------------------------------
+def test_tf1_saved_model(tf, tmp_path):
+    """A SavedModel written by TF1's simple_save from a graph with variables."""
+    tf1 = tf.compat.v1
+    r = np.random.default_rng(6)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 8, 8, 3], name="x")
+        w = tf1.get_variable("w", initializer=r.standard_normal((3, 3, 3, 4)).astype(np.float32))
+        b = tf1.get_variable("b", initializer=r.standard_normal(4).astype(np.float32))
+        y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b))
+        z = tf.reduce_mean(y, [1, 2], name="z")
+        feed = r.standard_normal((2, 8, 8, 3)).astype(np.float32)
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.saved_model.simple_save(sess, str(tmp_path / "tf1"), {"x": x}, {"z": z})
+            ref = sess.run(z, {x: feed})
+    from neo.frontends.tensorflow import tensorflow_model_inputs
+
+    assert tensorflow_model_inputs(tmp_path / "tf1") == [("x", (None, 8, 8, 3), "float32")]
+    got = interpret(tmp_path / "tf1", {"x": [2, 8, 8, 3]}, {"x": feed})
+    assert_close(got[0], ref, "TF1 SavedModel")
+
+
 # -- two inputs, two outputs, two signatures ----------------------------------------------------
 def _two_in_two_out(tf, keras, path: Path):
     keras.utils.set_random_seed(1)
