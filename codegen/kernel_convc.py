@@ -31,6 +31,7 @@ from .llvm_util import (
     for_range,
     gep,
     kernel_function,
+    load_float,
     masked_store,
     splat,
     split_last,
@@ -68,6 +69,7 @@ class ChannelConvSpec:
     # registers and leave as vectors of MR positions per channel (masked stores for the last
     # tile: AVX-512); otherwise every result is extracted and stored on its own.
     transposed: bool = False
+    w_dtype: str = "float32"  # the packed weights: float16 with --precision fp16
 
 
 def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
@@ -209,7 +211,7 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
         xc = b.mul(c, I64(plane))
         wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
         for j, off in enumerate(offs):
-            wv = [b.load(gep(b, W, b.add(wc, I64(j * NR + v * L)), F32), typ=vt, align=4)
+            wv = [load_float(b, W, b.add(wc, I64(j * NR + v * L)), spec.w_dtype, L)
                   for v in range(nv)]
             for r in range(rows):
                 xe = b.load(gep(b, X, b.add(corners[r], b.add(xc, I64(off))), F32), typ=F32)

@@ -25,6 +25,7 @@ from .llvm_util import (
     PTR,
     for_range,
     gep,
+    load_float,
     masked_load,
     masked_store,
     splat,
@@ -52,6 +53,7 @@ class DirectConvSpec:
     blocking: Blocking
     epilogue: Callable | None = None
     extra: dict | None = None
+    a_dtype: str = "float32"  # the packed weights: float16 with --precision fp16
 
 
 def kernel_offsets(cg: int, kh: int, kw: int, hp: int, wp: int, dh: int, dw: int) -> np.ndarray:
@@ -137,7 +139,7 @@ def _tile(b, spec: DirectConvSpec, A, X, KO, C, accs, mb, mr, nv, mask, img, grp
         arow = b.add(a_base, b.mul(k, I64(MR)))
         for r in range(mr):
             a_off = (r // MR) * spec.K * MR + r % MR
-            a = splat(b, b.load(gep(b, A, b.add(arow, I64(a_off)), F32), typ=F32), L)
+            a = splat(b, load_float(b, A, b.add(arow, I64(a_off)), spec.a_dtype), L)
             for v in range(nv):
                 b.store(mt.fma(b, a, bv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
     ist, gst, mst = spec.c_strides

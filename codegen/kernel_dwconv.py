@@ -26,6 +26,7 @@ from .llvm_util import (
     for_range,
     gep,
     kernel_function,
+    load_float,
     load_strided,
     masked_load,
     masked_store,
@@ -65,6 +66,7 @@ class DepthwiseSpec:
     # max pooling as an ordered max per tap and a NaN flag per vector (x86, where the
     # NaN-propagating llvm.maximum expands to six instructions; NEON's fmax is one)
     ordered_max: bool = False
+    w_dtype: str = "float32"  # the weights: float16 with --precision fp16
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -118,7 +120,7 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         wv = None
         if not pool:
             Wt = bufs[spec.w_buf]
-            wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), F32), typ=F32),
+            wv = [splat(b, load_float(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), spec.w_dtype),
                         L) for j in range(KHW)]
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))

@@ -21,9 +21,11 @@ from .llvm_util import (
     I32,
     I64,
     PTR,
+    STORAGE,
     for_range,
     gep,
     lane_mask,
+    load_float,
     load_strided,
     masked_load,
     masked_store,
@@ -96,6 +98,8 @@ class GemmSpec:
     # epilogue(b, acc_vec, m (i64), n0 (i64), image (i64), group (i64), mask|None) -> vec
     epilogue: Callable | None = None
     extra: dict = field(default_factory=dict)
+    a_dtype: str = "float32"  # packed A (conv weights): float16 with --precision fp16
+    b_dtype: str = "float32"  # prepacked B (matmul weights)
 
 
 def pack_a(w: np.ndarray, groups: int, M: int, K: int, mr: int) -> np.ndarray:
@@ -159,7 +163,8 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
             kcur = b.select(b.icmp_signed("<", rest, I64(kc)), rest, I64(kc))
             if packed_b:
                 # [panel][K][NR]: this panel's rows kb.. start here
-                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), b.mul(kb, I64(NR))), F32)
+                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), b.mul(kb, I64(NR))),
+                         STORAGE[spec.b_dtype])
             else:
                 _pack_panel(b, spec, B, panel, img, grp, n0, valid, kb, kcur)
                 bp = panel
@@ -324,11 +329,12 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
     with for_range(b, 0, kcur, 1, "k") as k:
-        bv = [b.load(gep(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), F32), typ=vt, align=4)
-              for v in range(NV)]
+        bdt = spec.b_dtype if spec.b_kind == "prepacked" else "float32"
+        bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L) for v in range(NV)]
         arow = b.add(a_base, b.mul(k, I64(a_kst)))
         for r in range(mr):
-            a = b.load(gep(b, A, b.add(arow, I64(r * a_mst)), F32), typ=F32)
+            a = load_float(b, A, b.add(arow, I64(r * a_mst)), spec.a_dtype if spec.a_packed
+                           else "float32")
             av = splat(b, a, L)
             for v in range(NV):
                 acc = b.load(accs[r][v], typ=vt)

@@ -204,6 +204,25 @@ def _bits(t: ir.Type) -> int:
     return {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}[type(t)]
 
 
+def load_float(b: ir.IRBuilder, ptr: ir.Value, index: ir.Value, dtype: str, lanes: int = 1,
+               align: int = 4) -> ir.Value:
+    """ptr[index] (`lanes` elements from there) of a float buffer of `dtype`, widened to
+    float32 registers: weights stored at half precision (--precision fp16) load as halves."""
+    st = STORAGE[dtype]
+    vt = st if lanes == 1 else ir.VectorType(st, lanes)
+    v = b.load(gep(b, ptr, index, st), typ=vt, align=min(align, max(1, _bits(st) // 8)))
+    if dtype == "float32":
+        return v
+    ft = F32 if lanes == 1 else ir.VectorType(F32, lanes)
+    if dtype == "float16":
+        return b.fpext(v, ft)
+    if dtype == "bfloat16":
+        it = I32 if lanes == 1 else ir.VectorType(I32, lanes)
+        sh = ir.Constant(it, 16) if lanes == 1 else ir.Constant(it, [16] * lanes)
+        return b.bitcast(b.shl(b.zext(v, it), sh), ft)
+    raise TypeError(f"load_float of {dtype}")
+
+
 def kernel_function(module: ir.Module, name: str, nbufs: int):
     """A kernel with the runtime's ABI, `int32 kernel(void **args, int32 task, int32 ntasks)`:
     (function, a builder in its entry block, the nbufs buffer pointers loaded there)."""

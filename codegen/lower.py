@@ -169,7 +169,7 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
     if K < 4 or (M < 4 and g > 1):
         return None  # depthwise-like: the direct tensor-expression kernel is better
     blk = choose_blocking(tun.vector_bits, K, M)
-    packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr)
+    packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr).astype(w.dtype)
     if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
         return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
                              (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, tun)
@@ -185,7 +185,8 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
     spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
                     a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=out_buf,
-                    c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi)
+                    c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
+                    a_dtype=w.dtype)
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -253,7 +254,8 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     spec = DirectConvSpec(M=M, K=K, images=N_img, groups=g, OH=OH, OW=OW, Wp=W, sh=strides[0],
                           x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
                           a_buf=wi, x_buf=xi, koff_buf=koff_buf, c_buf=len(dtypes) - 1,
-                          blocking=blk, epilogue=epi, extra={"bufs_holder": bufs_holder})
+                          blocking=blk, epilogue=epi, extra={"bufs_holder": bufs_holder},
+                          a_dtype=str(packed.dtype))
     emit_direct_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -420,7 +422,8 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
         transposed = shape.transposed
     else:
         cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
-    packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g, cblk.nr)
+    packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g,
+                          cblk.nr).astype(ext[wi].dtype)
     if transposed:  # the epilogue runs on vectors of positions, as in the GEMM kernel
         epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, M, P, cblk.mr)
     else:
@@ -430,7 +433,8 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
                            Hp=H, Wp=W, strides=strides, dilations=dil,
                            x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
                            w_buf=wi, x_buf=xi, c_buf=len(dtypes) - 1, blocking=cblk,
-                           epilogue=epi, bufs_holder=holder, transposed=transposed)
+                           epilogue=epi, bufs_holder=holder, transposed=transposed,
+                           w_dtype=ext[wi].dtype)
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -474,7 +478,7 @@ def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, d
                          KH=KH, KW=KW, strides=strides, dilations=dil, pads=tuple(pads),
                          x_buf=xi, w_buf=wi, c_buf=0, lanes=lanes,
                          rows=_plane_rows(tun, KH * KW),
-                         masked_stores_fast=tun.masked_stores_fast)
+                         masked_stores_fast=tun.masked_stores_fast, w_dtype=ext[wi].dtype)
     if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
         return None
     epi, tables, dtypes, holder = _conv_epilogue(node, ext, bi, 1, OH * OW, lanes)
@@ -482,7 +486,7 @@ def _depthwise_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, d
     emit_depthwise_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w", np.ascontiguousarray(
-        ext[wi].data.astype(np.float32).reshape(OC, KH * KW)))
+        ext[wi].data.reshape(OC, KH * KW)))
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="depthwise")
 
@@ -542,14 +546,15 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
     args: list = list(ext)
     if B.is_const and b_batch == 1:
         args[bi] = ("param", f"{node.name}.b_packed", pack_b(B.data.astype(np.float32)
-                                                               .reshape(K, N), blk.nr))
+                                                               .reshape(K, N), blk.nr)
+                    .astype(B.dtype))
         kind, bst = "prepacked", (0, 0, 0)
     else:
         kind, bst = "contig", (K * N if b_batch > 1 else 0, 0, N)
     spec = GemmSpec(M=Mrows, N=N, K=K, images=1 if fold else batch, groups=1, a_buf=ai,
                     a_packed=False, a_strides=(M * K if a_batch > 1 else 0, 0, K, 1), b_buf=bi,
                     b_kind=kind, b_strides=bst, c_buf=out_buf, c_strides=(M * N, 0, N),
-                    blocking=blk, epilogue=epi)
+                    blocking=blk, epilogue=epi, b_dtype=B.dtype)
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
     return KernelInfo(func, describe(node), args + [out], kernel="gemm")

@@ -76,12 +76,18 @@ def _layout_aware(infer, reference):
     return layout_infer, layout_reference
 
 
+def half_weights(x: TensorType, w: TensorType) -> bool:
+    """Weights stored at half precision for a float32 conv or matmul (--precision fp16): the op
+    computes in float32 on them."""
+    return x.dtype == "float32" and w.dtype in ("float16", "bfloat16")
+
+
 # -- conv ---------------------------------------------------------------------------------------
 def _conv_infer(attrs, types):
     x, w = types[0], types[1]
     if x.rank < 3 or w.rank != x.rank:
         raise ValueError(f"conv needs input and weight of equal rank >= 3, got {x.shape} and {w.shape}")
-    if x.dtype not in FLOAT_DTYPES or w.dtype != x.dtype:
+    if x.dtype not in FLOAT_DTYPES or not (w.dtype == x.dtype or half_weights(x, w)):
         raise TypeError(f"conv needs float tensors of one dtype, got {x.dtype} and {w.dtype}")
     g = attrs["groups"]
     nsp = x.rank - 2
@@ -191,7 +197,7 @@ define_op("conv_transpose", FusionKind.OPAQUE,
 # -- matmul -------------------------------------------------------------------------------------
 def _matmul_infer(attrs, types):
     a, b = types
-    if a.dtype != b.dtype:
+    if a.dtype != b.dtype and not half_weights(a, b):
         raise TypeError(f"matmul operands differ in dtype: {a.dtype} and {b.dtype}")
     if a.rank == 0 or b.rank == 0:
         raise ValueError("matmul operands must have rank >= 1")

@@ -102,10 +102,11 @@ def _check_precision(opts: CompileOptions) -> None:
     if not opts.quantize:
         for flag, value in (("--calibration", opts.calibration),
                             ("--calibration-method", opts.calibration_method),
-                            ("--validation", opts.validation),
                             ("--accuracy-budget", opts.accuracy_budget)):
             if value is not None:
                 raise UsageError(f"{flag} applies to --quantize int8")
+        if opts.validation is not None and opts.precision == "fp32":
+            raise UsageError("--validation applies to --quantize int8 and --precision fp16")
     if opts.accuracy_budget is not None and not 0 <= opts.accuracy_budget <= 100:
         raise UsageError(f"--accuracy-budget {opts.accuracy_budget}: expected the top-1 points "
                          "the int8 model may lose against fp32, between 0 and 100")
@@ -113,8 +114,16 @@ def _check_precision(opts: CompileOptions) -> None:
 
 def _precision_pass(opts: CompileOptions, graph, target, say):
     """The pass of --quantize int8 / --precision fp16 (None for fp32), and its samples."""
+    specs = [(v.name, tuple(v.shape), v.dtype) for v in graph.inputs]
     if opts.precision == "fp16":
-        raise NotSupportedError("--precision fp16 is not available in this build yet")
+        from neo.passes.precision import Fp16
+
+        from .calibration import Samples
+        from .targets import host_target
+
+        valid = (Samples(Path(opts.workdir, opts.validation), specs, "--validation")
+                 if opts.validation is not None else None)
+        return Fp16(host_target(), valid, say), (None, valid)
     if not opts.quantize:
         return None, None
     from neo.codegen.isa import int8_dot
@@ -125,7 +134,6 @@ def _precision_pass(opts: CompileOptions, graph, target, say):
     from .calibration import Samples
     from .targets import host_target
 
-    specs = [(v.name, tuple(v.shape), v.dtype) for v in graph.inputs]
     calib = Samples(Path(opts.workdir, opts.calibration), specs, "--calibration")
     valid = (Samples(Path(opts.workdir, opts.validation), specs, "--validation")
              if opts.validation is not None else None)
@@ -138,7 +146,10 @@ def _precision_pass(opts: CompileOptions, graph, target, say):
 def format_report(report: dict) -> list[str]:
     """The accuracy report as lines for stderr."""
     if report.get("mode") == "fp16":
-        head = "precision fp16 (weights fp16, " + report.get("arithmetic", "") + ")"
+        head = (f"precision fp16 ({report['arithmetic']}; {report['weight_bytes_saved']} bytes of "
+                "weights saved)")
+        if "samples" not in report:
+            return [head, "  (no --validation samples: no comparison with fp32)"]
     else:
         head = (f"quantization int8 ({report['activations']} activations, "
                 f"{report['weights']} weights, {report['method']} calibration over "

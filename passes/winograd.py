@@ -49,7 +49,7 @@ def winograd_convs(g: Graph) -> Graph:
         new = rw.new
         v = new.op("winograd_input", x, pads=pads, tiles=tiles, name=f"{n.name}.wg_in",
                    origin=n.origin)
-        u = new.const(winograd_weights(w), f"{n.name}.wg_weight")
+        u = new.const(winograd_weights(w).astype(w.dtype), f"{n.name}.wg_weight")
         m = new.op("conv", v, u, groups=16, strides=(1, 1), pads=(0, 0, 0, 0),
                    dilations=(1, 1), name=f"{n.name}.wg_gemm", origin=n.origin)
         y = new.op("winograd_output", m, out=(oh, ow), tiles=tiles, name=f"{n.name}.wg_out",
