@@ -7,6 +7,7 @@ non-affine addresses become gathers, and addresses that do not depend on it stay
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 from llvmlite import ir
@@ -33,6 +34,9 @@ from .llvm_util import (
 from .llvm_util import const as lconst
 
 IDENTITY = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
+
+
+WIDE_SUM_TERMS = 256  # float32 sums of at least this many terms accumulate in float64
 
 
 class Renderer:
@@ -276,8 +280,13 @@ class Renderer:
         b = self.b
         vec = self.vec_var is not None and te.uses_var(e.body, self.vec_var)
         lanes = self.lanes if vec else 1
-        rt = reg_type(e.dtype, lanes)
-        init = self._identity(e.op, e.dtype, lanes)
+        # A float32 sum over many terms accumulates in float64: in float32, one term after
+        # another, a mean of 10^4 equal-ish values was off by 4.5e-5 of itself (a LayerNorm's
+        # statistics; onnxruntime: 1e-6); short windows (pools, small rows) stay float32.
+        wide = e.op == "sum" and e.dtype == "float32" and math.prod(e.extents) >= WIDE_SUM_TERMS
+        acc_dtype = "float64" if wide else e.dtype
+        rt = reg_type(acc_dtype, lanes)
+        init = self._identity(e.op, acc_dtype, lanes)
         # The accumulator lives in an entry-block alloca; mem2reg turns it into SSA.
         with b.goto_block(self.entry):
             b.position_at_start(self.entry)
@@ -291,8 +300,10 @@ class Renderer:
                 v, isv = self.render(e.body, env)
                 self.scopes.pop()
                 v = self.vec((v, isv)) if vec else v
+                if wide:
+                    v = b.fpext(v, rt)
                 cur = b.load(acc, typ=rt)
-                b.store(self._combine(e.op, cur, v, e.dtype), acc)
+                b.store(self._combine(e.op, cur, v, acc_dtype), acc)
                 return
             with for_range(b, 0, e.extents[k], name=e.vars[k]) as i:
                 env[e.vars[k]] = i
@@ -301,7 +312,10 @@ class Renderer:
         self.scopes.append({})
         nest(0)
         self.scopes.pop()
-        return b.load(acc, typ=rt), vec
+        total = b.load(acc, typ=rt)
+        if wide:
+            total = b.fptrunc(total, reg_type(e.dtype, lanes))
+        return total, vec
 
     def _identity(self, op, dtype, lanes):
         v = IDENTITY[op]

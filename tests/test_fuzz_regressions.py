@@ -407,3 +407,19 @@ def test_division_under_a_pad_is_not_nan(pads):
     x = np.random.default_rng(7068).standard_normal((1, 2, 1, 3)).astype(np.float32)
     fuzz_check(model, {"x": x}, ["O0-w256"] + [f"O2-{w}" for w in ("w128", "w256", "w512",
                                                                      "avx512")])
+
+
+def test_long_float32_sums_are_accurate():
+    # seed 1100045: a LayerNormalization over 12 x 36 x 23 = 9936 values, one per channel (an
+    # expanded tensor). Summed in float32 one after another, equal terms round the same way every
+    # time and the mean was off by 4.5e-5 of itself (onnxruntime: 1e-6), outputs near zero by 1%
+    # of their value. Float32 sums of >= 256 terms accumulate in float64.
+    r = np.random.default_rng(1100045)
+    shape = [1, 12, 36, 23]
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1)
+    inits = {"s": r.uniform(0.5, 1.5, shape[1:]).astype(np.float32),
+             "b": (r.standard_normal(shape[1:]) * 0.3).astype(np.float32)}
+    model = make_model([node], [("x", np.float32, shape)], ["y"], inits, opset=18)
+    per_channel = r.uniform(0.14, 0.8, (1, 12, 1, 1)).astype(np.float32)
+    x = np.ascontiguousarray(np.broadcast_to(per_channel, shape))
+    fuzz_check(model, {"x": x}, ["O0-w128", "O3-w256", "O3-avx512"])
