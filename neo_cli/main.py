@@ -270,7 +270,9 @@ def _format_inspect(info: dict) -> str:
         lines.append(f"{key}:")
         for i in info.get(key, []):
             shape = i.get("shape")
-            lines.append(f"  {i.get('name')}: {i.get('dtype')} {shape}")
+            q = i.get("quantization")
+            q = "" if not q else " (" + ", ".join(f"{k} {v}" for k, v in q.items()) + ")"
+            lines.append(f"  {i.get('name')}: {i.get('dtype')} {shape}{q}")
     for key, value in (info.get("details") or {}).items():  # e.g. an XGBoost model's trees
         lines.append(f"{key.replace('_', ' ')}: {value}")
     hist = info.get("op_histogram") or info.get("ops") or {}
