@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,12 +230,15 @@ def format_table(results: list[Result], target: str) -> str:
 
 
 def _cpu() -> str:
+    """The CPU's model name and widest vector ISA, from lscpu."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
                     if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown CPU"
+    isa = "AVX-512" if "avx512f" in out else "AVX2" if "avx2" in out else ""
+    return f"{name} with {isa}" if isa else name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if not args.models:
         doc = ROOT / "docs" / "TF_ZOO.md"
-        doc.write_text(
-            "# keras.applications through the TensorFlow frontend\n\n"
+        intro = textwrap.fill(
             f"`python scripts/tf_zoo.py --target {args.target}` (TensorFlow {tf.__version__}, "
             f"Keras {keras.__version__}; {_cpu()}). Each model has weights=None and calibrated "
             "statistics (scripts/tf_zoo.py says how), is saved as a SavedModel, compiled by "
-            "`neo compile --framework tensorflow` and compared with TensorFlow on a photo crop.\n\n"
-            + table + "\n")
+            "`neo compile --framework tensorflow` and compared with TensorFlow on a photo crop.",
+            100)
+        doc.write_text("# keras.applications through the TensorFlow frontend\n\n" + intro
+                       + "\n\n" + table + "\n")
         print(f"wrote {doc}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
 

@@ -114,7 +114,8 @@ def Conv2DBackpropInput(cx: TFContext, input_sizes: Value, filter: Value, out_ba
     if filter.shape[-1] != _channels(x, last) or c_out % filter.shape[-2]:
         raise ValueError(f"filter {filter.shape} does not match out_backprop {x.shape} and "
                          f"input_sizes {size}")
-    groups = c_out // filter.shape[-2]
+    if c_out != filter.shape[-2]:
+        cx.unsupported("a grouped Conv2DBackpropInput")
     # the forward conv's padding, from the forward input size
     pads = _pads(cx, padding, explicit_paddings, out_sp, kernel, s, d, last, rank)
     nsp = rank - 2
@@ -126,9 +127,7 @@ def Conv2DBackpropInput(cx: TFContext, input_sizes: Value, filter: Value, out_ba
                          f"strides {s}")
     # HWOI (O: the forward conv's input channels per group, I: its outputs) -> IOHW
     w = cx.transpose(filter, (rank - 1, rank - 2) + tuple(range(rank - 2)))
-    if groups > 1:
-        cx.unsupported("grouped Conv2DBackpropInput")
-    return cx.op("conv_transpose", x, w, strides=s, pads=pads, dilations=d, groups=groups,
+    return cx.op("conv_transpose", x, w, strides=s, pads=pads, dilations=d, groups=1,
                  output_padding=out_pad, layout=cx.layout(last))
 
 
