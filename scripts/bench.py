@@ -675,11 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     text = render(report)
-    # keep the tree-ensemble section that scripts/bench_trees.py maintains in the same file
+    # keep the sections other benchmark scripts (bench_trees.py, bench_keras.py, ...) maintain
+    # in the same file, each between <!-- bench_NAME:begin --> and <!-- bench_NAME:end -->
     old = args.out.read_text() if args.out.exists() else ""
-    begin, end = "<!-- bench_trees:begin -->", "<!-- bench_trees:end -->"
-    if begin in old and end in old:
-        text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    for m in re.finditer(r"<!-- bench_(\w+):begin -->.*?<!-- bench_\1:end -->", old, re.S):
+        text = text.rstrip("\n") + "\n\n" + m.group(0) + "\n"
     args.out.write_text(text)
     json_out = args.json_out or args.out.parent / "benchmarks.json"
     json_out.write_text(json.dumps(report, indent=1) + "\n")
