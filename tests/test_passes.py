@@ -210,9 +210,14 @@ def test_reshape_is_never_fused_and_graph_outputs_are_materialized():
 
 def test_pipeline_is_a_visible_list():
     names = [p.__name__ for p in pipeline(3)]
-    assert names[0] == "fold_constants" and names[-1] == "fuse_operators"
-    assert "fold_batchnorm_into_conv" in names
-    assert [p.__name__ for p in pipeline(0)][-1] == "fuse_nothing"
+    # layout first at every level (codegen's kernels are channels-first), fusion last
+    assert names[0] == "convert_layout" and names[-1] == "fuse_operators"
+    # quantized weights are still dequantize nodes until lower_qdq: it runs before folding
+    assert names.index("lower_qdq") < names.index("fold_constants")
+    assert "fold_batchnorm_into_conv" in names and "winograd_convs" in names
+    names0 = [p.__name__ for p in pipeline(0)]
+    assert names0[0] == "convert_layout" and names0[-1] == "fuse_nothing"
+    assert "winograd_convs" not in names0 and "fold_constants" not in names0
 
 
 @pytest.mark.parametrize("level", [0, 1, 2, 3])
