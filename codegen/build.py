@@ -82,6 +82,10 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
     """LLVM module with one function per fused node; returns (module, kernels)."""
     module = lir.Module(name="neo_model")
     module.triple = target.triple
+    tun = tuning_for(target)
+    # AVX-512 (masked stores are cheap only there): llvm_util.masked_store works around an LLVM
+    # miscompile of AVX-512 truncating masked stores
+    module.neo_avx512 = tun.arch == "x86_64" and tun.masked_stores_fast
     kernels: list[tuple[Node, KernelInfo | None]] = []
     graph_io = {id(v) for v in [*g.inputs, *g.outputs]}
     for i, n in enumerate(g.nodes):

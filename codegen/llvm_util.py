@@ -128,15 +128,46 @@ def store_vec(b, value, ptr, align: int = 4) -> None:
     b.store(value, ptr, align=align)
 
 
+def _align(elem: ir.Type) -> ir.Constant:
+    """The alignment a masked access may promise: 4, or its element's size when smaller (an int8
+    tail at offset 50 is not 4-aligned)."""
+    bits = elem.width if isinstance(elem, ir.IntType) else {"half": 16}.get(str(elem), 32)
+    return I32(max(1, min(4, bits // 8)))
+
+
 def masked_load(b, ptr, elem: ir.Type, mask: ir.Value, passthru: ir.Value) -> ir.Value:
     lanes = mask.type.count
     vt = ir.VectorType(elem, lanes)
-    return intrinsic(b, "llvm.masked.load", [ptr, I32(4), mask, passthru], ret=vt, overload=[vt, PTR])
+    return intrinsic(b, "llvm.masked.load", [ptr, _align(elem), mask, passthru], ret=vt,
+                     overload=[vt, PTR])
+
+
+def _opaque_copy(b, value: ir.Value) -> ir.Value:
+    """`value` through an empty asm statement, in a vector register (128 to 512 bits) or a general
+    one (up to 64 bits): no instruction, but LLVM no longer knows how it was computed."""
+    bits = value.type.count * value.type.element.width
+    if bits in (128, 256, 512):
+        return b.asm(ir.FunctionType(value.type, [value.type]), "", "=v,0", [value],
+                     side_effect=False, name="opaque")
+    if bits in (8, 16, 32, 64):
+        it = ir.IntType(bits)
+        word = b.asm(ir.FunctionType(it, [it]), "", "=r,0", [b.bitcast(value, it)],
+                     side_effect=False, name="opaque")
+        return b.bitcast(word, value.type)
+    return value  # wider than a register: LLVM splits it into pieces first
 
 
 def masked_store(b, value, ptr, mask) -> None:
-    intrinsic(b, "llvm.masked.store", [value, ptr, I32(4), mask], ret=ir.VoidType(),
-              overload=[value.type, PTR])
+    elem = value.type.element
+    if isinstance(elem, ir.IntType) and elem.width < 32 and getattr(b.module, "neo_avx512",
+                                                                     False):
+        # LLVM's x86 backend (22) folds trunc + masked store into an AVX-512 truncating masked
+        # store (vpmovdb), and when the mask turns out constant with one lane on (a tail of 1)
+        # stores that lane as the untruncated i32: 3 bytes past an int8 buffer. An empty asm
+        # copy (no instruction) hides the trunc from that fold.
+        value = _opaque_copy(b, value)
+    intrinsic(b, "llvm.masked.store", [value, ptr, _align(elem), mask],
+              ret=ir.VoidType(), overload=[value.type, PTR])
 
 
 def gather(b, ptrs: ir.Value, elem: ir.Type, mask: ir.Value, passthru: ir.Value) -> ir.Value:
