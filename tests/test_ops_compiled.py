@@ -44,14 +44,19 @@ class Case:
     """A model and its feeds: graph inputs from `feeds`, initializers from `inits`."""
 
     def __init__(self, nodes, feeds, inits=None, *, outputs=None, opset=17, rtol=1e-4,
-                 atol=1e-5, oracle="onnxruntime"):
+                 atol=1e-5, oracle="onnxruntime", steps=0):
         feeds = {k: np.asarray(v) for k, v in feeds.items()}  # 0-d results of numpy ops
         self.feeds = feeds
         outs = outputs or [o for o in nodes[-1].output if o]
         inputs = [(n, a.dtype, a.shape) for n, a in feeds.items()]
         self.model = make_model(nodes, inputs, outs, inits or {}, opset)
+        domains = sorted({n.domain for n in nodes} - {"", "ai.onnx"})
+        self.model.opset_import.extend(helper.make_opsetid(d, 1) for d in domains)
         self.rtol, self.atol = rtol, atol
         self.oracle = oracle
+        # integer outputs may differ from the oracle's by this many steps (quantized ops whose
+        # float intermediate onnxruntime computes in its own order: 1 quantization step)
+        self.steps = steps
 
 
 def node(op, ins, outs=("y",), **attrs):
@@ -59,13 +64,17 @@ def node(op, ins, outs=("y",), **attrs):
 
 
 def single(op, feeds, inits=None, *, ins=None, opset=17, n_out=1, rtol=1e-4, atol=1e-5,
-           oracle="onnxruntime", **attrs):
-    """One node reading `feeds` (graph inputs) then `inits` (initializers) unless `ins` says."""
+           oracle="onnxruntime", steps=0, **attrs):
+    """One node reading `feeds` (graph inputs) then `inits` (initializers) unless `ins` says.
+    An `op` of "domain.Op" (com.microsoft.QLinearAdd) is that domain's op."""
     inits = inits or {}
     ins = ins if ins is not None else [*feeds, *inits]
     outs = [f"y{i}" for i in range(n_out)]
-    return Case([node(op, ins, outs, **attrs)], feeds, inits, opset=opset, rtol=rtol, atol=atol,
-                oracle=oracle)
+    domain, _, op_type = op.rpartition(".")
+    n = node(op_type, ins, outs, **attrs)
+    n.domain = domain
+    return Case([n], feeds, inits, opset=opset, rtol=rtol, atol=atol, oracle=oracle,
+                steps=steps)
 
 
 def per_shape(op, make_input, *, opset=17, rtol=1e-4, atol=1e-5, **attrs):
@@ -109,6 +118,11 @@ def run_case(case: Case, opt_level: int = 3, width: str = "w256") -> None:
         assert g.dtype == e.dtype, f"{name}: dtype {g.dtype}, onnxruntime {e.dtype}"
         if e.dtype.kind in "fc":
             np.testing.assert_allclose(g, e, rtol=case.rtol, atol=case.atol, err_msg=name)
+        elif case.steps:
+            diff = np.abs(g.astype(np.int64) - e.astype(np.int64))
+            assert diff.max(initial=0) <= case.steps, (
+                f"{name}: {int((diff > case.steps).sum())} of {diff.size} values more than "
+                f"{case.steps} step(s) from onnxruntime's (max {int(diff.max())})")
         else:
             np.testing.assert_array_equal(g, e, err_msg=name)
 
@@ -1011,6 +1025,91 @@ add("QLinearConv", "bias-per-channel", single(
      "yz": np.array(128, np.uint8), "b": ints(4, low=-500, high=500, dtype="int32")},
     ins=["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], opset=10, strides=[2, 1],
     oracle="reference"))
+
+# -- onnxruntime's contrib quantized ops (com.microsoft): within one quantization step -------------
+_MS = "com.microsoft."
+
+
+def _qz(v, dt):
+    return np.array(v, dt)
+
+
+def _fs(v):  # a scalar scale (the contrib ops' type inference wants 0-d scales)
+    return np.array(v, np.float32)
+
+
+def _qlinear_unary(op, dt, **attrs):
+    """A com.microsoft QLinear op of (X, X_scale, X_zero_point, Y_scale, Y_zero_point)."""
+    gen = _u8 if dt == np.uint8 else _i8
+    zx, zy = (110, 20) if dt == np.uint8 else (-9, -100)
+    return single(_MS + op, {"x": gen(2, 5, 17)},
+                  {"xs": _fs(0.04), "xz": _qz(zx, dt), "ys": _fs(0.005), "yz": _qz(zy, dt)},
+                  opset=13, steps=1, **attrs)
+
+
+for _name, _dt in (("uint8", np.uint8), ("int8", np.int8)):
+    _gen = _u8 if _dt == np.uint8 else _i8
+    for _op in ("QLinearAdd", "QLinearMul"):
+        add(_MS + _op, f"{_name}-broadcast", single(
+            _MS + _op, {"a": _gen(2, 3, 17), "b": _gen(3, 1)},
+            {"as": _fs(0.03), "az": _qz(7, _dt), "bs": _fs(0.02), "bz": _qz(-3 if _dt == np.int8
+             else 140, _dt), "cs": _fs(0.05 if _op == "QLinearAdd" else 0.2), "cz": _qz(11, _dt)},
+            ins=["a", "as", "az", "b", "bs", "bz", "cs", "cz"], opset=13, steps=1))
+    add(_MS + "QLinearSigmoid", _name, _qlinear_unary("QLinearSigmoid", _dt))
+    add(_MS + "QLinearLeakyRelu", _name, _qlinear_unary("QLinearLeakyRelu", _dt, alpha=0.1))
+    add(_MS + "QLinearGlobalAveragePool", _name, single(
+        _MS + "QLinearGlobalAveragePool", {"x": _gen(1, 6, 7, 9)},
+        {"xs": _fs(0.05), "xz": _qz(5, _dt), "ys": _fs(0.02), "yz": _qz(-4 if _dt == np.int8
+         else 60, _dt)}, opset=13, steps=1))
+
+
+def _qlinear_softmax(x, zx, zy, axis, softmax_opset):
+    """QLinearSoftmax's own `opset` attribute (the Softmax semantics it follows) is not the
+    model's opset, hence a node built here rather than by single()."""
+    dt = x.dtype
+    n = node("QLinearSoftmax", ["x", "xs", "xz", "ys", "yz"], ["y0"], axis=axis,
+             opset=softmax_opset)
+    n.domain = "com.microsoft"
+    return Case([n], {"x": x}, {"xs": _fs(0.05), "xz": _qz(zx, dt), "ys": _fs(1 / 256),
+                                "yz": _qz(zy, dt)}, opset=13, steps=1)
+
+
+add(_MS + "QLinearSoftmax", "uint8-last-axis", _qlinear_softmax(_u8(3, 17), 128, 0, -1, 13))
+add(_MS + "QLinearSoftmax", "int8-axis1", _qlinear_softmax(_i8(2, 9, 4), 0, -128, 1, 13))
+add(_MS + "QLinearSoftmax", "uint8-opset12-flattened",
+    _qlinear_softmax(_u8(2, 3, 5), 100, 0, 1, 12))
+add(_MS + "QLinearAveragePool", "pads-count-include", single(
+    _MS + "QLinearAveragePool", {"x": _u8(1, 3, 9, 11)},
+    {"xs": _fs(0.05), "xz": _qz(100, np.uint8), "ys": _fs(0.04), "yz": _qz(90, np.uint8)},
+    opset=13, steps=1, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+    count_include_pad=1))
+add(_MS + "QLinearAveragePool", "int8-ceil", single(
+    _MS + "QLinearAveragePool", {"x": _i8(1, 4, 8, 7)},
+    {"xs": _fs(0.05), "xz": _qz(3, np.int8), "ys": _fs(0.05), "yz": _qz(-2, np.int8)},
+    opset=13, steps=1, kernel_shape=[2, 3], strides=[2, 2], ceil_mode=1))
+add(_MS + "QLinearConcat", "uint8-three", single(
+    _MS + "QLinearConcat", {"a": _u8(2, 3, 5), "b": _u8(2, 4, 5), "c": _u8(2, 1, 5)},
+    {"ys": _fs(0.06), "yz": _qz(100, np.uint8), "as": _fs(0.06), "az": _qz(100, np.uint8),
+     "bs": _fs(0.03), "bz": _qz(128, np.uint8), "cs": _fs(0.1), "cz": _qz(40, np.uint8)},
+    ins=["ys", "yz", "a", "as", "az", "b", "bs", "bz", "c", "cs", "cz"], opset=13, steps=1,
+    axis=1))
+add(_MS + "QLinearConcat", "int8-last-axis", single(
+    _MS + "QLinearConcat", {"a": _i8(3, 7), "b": _i8(3, 17)},
+    {"ys": _fs(0.05), "yz": _qz(-5, np.int8), "as": _fs(0.02), "az": _qz(0, np.int8),
+     "bs": _fs(0.07), "bz": _qz(10, np.int8)},
+    ins=["ys", "yz", "a", "as", "az", "b", "bs", "bz"], opset=13, steps=1, axis=-1))
+add(_MS + "QGemm", "uint8-transB-per-channel-bias", single(
+    _MS + "QGemm", {"a": _u8(4, 17)},
+    {"as": _fs(0.02), "az": _qz(120, np.uint8), "b": _i8(9, 17),
+     "bs": rand(9, low=0.005, high=0.02), "bz": np.zeros(9, np.int8),
+     "c": ints(9, low=-800, high=800, dtype="int32"), "ys": _fs(0.3), "yz": _qz(128, np.uint8)},
+    ins=["a", "as", "az", "b", "bs", "bz", "c", "ys", "yz"], opset=13, steps=1, transB=1,
+    alpha=1.0))
+add(_MS + "QGemm", "int8-float-output", single(
+    _MS + "QGemm", {"a": _i8(3, 33)},
+    {"as": _fs(0.01), "az": _qz(4, np.int8), "b": _i8(33, 7), "bs": _fs(0.015),
+     "bz": _qz(0, np.int8)},
+    ins=["a", "as", "az", "b", "bs", "bz"], opset=13, rtol=1e-5, atol=1e-5, alpha=0.5))
 
 # -- LpPool ----------------------------------------------------------------------------------------
 for _p in (1, 2, 3):
