@@ -158,6 +158,21 @@ class ConversionContext:
             f"attribute {attribute}={value!r} is not valid; expected {expected}")
 
 
+def named_output(g: Graph, v: Value, name: str) -> Value:
+    """`v` as the graph output `name`: renamed when it is free to take it (the importer reserves
+    the output names with `g.unique` before converting, so no other value has it), else through a
+    copy (an input, or a value already output under another name)."""
+    if v.name == name:
+        return v
+    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
+    if not taken and (v.is_const or v.producer is not None):
+        v.name = name
+        return v
+    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
+    out.name = name
+    return out
+
+
 def normalize_axis(axis: int, rank: int) -> int:
     """A non-negative axis; ValueError when out of range (rank-0 tensors take 0 and -1)."""
     r = max(rank, 1)

@@ -13,35 +13,21 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from neo import ir
 
+from ..common.filecache import keep_last_read
+
 __all__ = ["KerasFrontend", "import_keras", "inspect_keras", "keras_model_inputs", "read_model"]
 
-# The last model read: `neo compile` asks for the inputs, then loads the same file.
-_LAST: dict[tuple, Any] = {}
-
-
-def read_model(path: str | Path):
+@keep_last_read
+def read_model(path: Path):
     """(KerasFile, ModelGraph) of a model file."""
     from .graph import read_graph
     from .reader import read_keras
 
-    p = Path(path)
-    try:
-        st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = None
-    if key is not None and key in _LAST:
-        return _LAST[key]
-    kf = read_keras(p)
-    model = (kf, read_graph(kf))
-    _LAST.clear()
-    if key is not None:
-        _LAST[key] = model
-    return model
+    kf = read_keras(path)
+    return kf, read_graph(kf)
 
 
 def import_keras(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None, *,

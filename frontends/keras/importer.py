@@ -16,7 +16,7 @@ from neo import ir
 from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 from neo.ir.ops_nn import to_channels_first, to_channels_last
 
-from ..common.context import make_const
+from ..common.context import make_const, named_output
 from ..common.driver import Driver, FrameworkNode
 from ..common.errors import MAX_NAMES, OperatorAttributeRequired
 from . import registry
@@ -289,20 +289,8 @@ def convert_model(kf: KerasFile, graph: ModelGraph, shapes: dict | None, model_n
     for out_name, key in graph.outputs:
         if key not in driver.env:
             raise ModelLoadError(f"model output {out_name!r} is not produced by any layer")
-        outputs.append(_named_output(g, driver.env[key], out_name))
+        outputs.append(named_output(g, driver.env[key], out_name))
     g.outputs = outputs
     g.output_names = [n for n, _ in graph.outputs]
     return g
 
-
-def _named_output(g: ir.Graph, v: ir.Value, name: str) -> ir.Value:
-    """`v` under the output's name: renamed when free, else through a copy."""
-    if v.name == name:
-        return v
-    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
-    if not taken and (v.is_const or v.producer is not None):
-        v.name = name
-        return v
-    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
-    out.name = name
-    return out

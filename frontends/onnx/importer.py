@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from neo import ir
 from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
+from ..common.context import named_output
 from ..common.driver import Driver, FrameworkNode
 from ..common.errors import MAX_NAMES
 from . import registry
@@ -282,7 +283,7 @@ def convert_model(proto: onnx.ModelProto, input_shapes: dict | None, model_name:
     for o in graph.output:
         if o.name not in driver.env:
             raise ModelLoadError(f"graph output {o.name!r} is not produced by any node")
-        g.outputs.append(_named_output(g, driver.env[o.name], o.name))
+        g.outputs.append(named_output(g, driver.env[o.name], o.name))
     return g
 
 
@@ -303,15 +304,3 @@ def _initializers(g: ir.Graph, graph: onnx.GraphProto) -> dict[str, ir.Value]:
         raise UnsupportedModelError(bad, what="initializer types")
     return consts
 
-
-def _named_output(g: ir.Graph, v: ir.Value, name: str) -> ir.Value:
-    """`v` under the ONNX output name: renamed when it is free to take it, else through a copy."""
-    if v.name == name:
-        return v
-    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
-    if not taken and (v.is_const or v.producer is not None):
-        v.name = name  # reserved in convert_model, so no other value has it
-        return v
-    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
-    out.name = name
-    return out

@@ -16,34 +16,22 @@ from typing import Any
 
 from neo import ir
 
+from ..common.filecache import keep_last_read
+
 __all__ = ["PytorchFrontend", "import_pytorch", "inspect_pytorch", "pytorch_model_inputs",
            "read_model", "supported_ops"]
 
 
-# The last model read: `neo compile` asks for the inputs, then loads the same file.
-_LAST: dict[tuple, Any] = {}
-
-
-def read_model(path: str | Path):
+@keep_last_read
+def read_model(path: Path):
     """The model file as a `walker.ModelGraph` (TorchScript or exported program)."""
     from .loader import load_model
     from .walker import walk_exported, walk_torchscript
 
-    p = Path(path)
-    try:
-        st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = None
-    if key is not None and key in _LAST:
-        return _LAST[key]
-    loaded = load_model(p)
-    model = walk_torchscript(loaded.obj) if loaded.kind == "torchscript" else walk_exported(
-        loaded.obj)
-    _LAST.clear()
-    if key is not None:
-        _LAST[key] = model
-    return model
+    loaded = load_model(path)
+    if loaded.kind == "torchscript":
+        return walk_torchscript(loaded.obj)
+    return walk_exported(loaded.obj)
 
 
 def _dtype_option(options: Any):

@@ -8,7 +8,7 @@ import numpy as np
 from neo import ir
 from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, UsageError
 
-from ..common.context import make_const
+from ..common.context import make_const, named_output
 from ..common.driver import Driver, FrameworkNode, check_supported
 from ..common.errors import MAX_NAMES
 from .context import TFContext
@@ -168,19 +168,6 @@ def convert_model(model: TFModel, input_shapes: dict | None, model_name: str,
     for o in model.outputs:
         if o.tensor not in driver.env:
             raise ModelLoadError(f"output {o.name!r} ({o.tensor}) is not produced by any node")
-        g.outputs.append(_named_output(g, driver.env[o.tensor], o.name))
+        g.outputs.append(named_output(g, driver.env[o.tensor], o.name))
     return g
 
-
-def _named_output(g: ir.Graph, v: ir.Value, name: str) -> ir.Value:
-    """`v` under the output's name: renamed when it is free to take it, else through a copy
-    (an input or a value already output under another name)."""
-    if v.name == name:
-        return v
-    taken = any(o is v for o in g.outputs) or any(v is i for i in g.inputs)
-    if not taken and (v.is_const or v.producer is not None):
-        v.name = name  # reserved in convert_model, so no other value has it
-        return v
-    out = g.add("copy", [v], name=name, origin=f"output {name}").outputs[0]
-    out.name = name
-    return out

@@ -26,6 +26,8 @@ from typing import Any
 
 from neo.ir.errors import ModelLoadError, UsageError
 
+from ..common.filecache import keep_last_read
+
 INSTALL_HINT = "pip install 'neo-compiler[tensorflow]'"
 DEFAULT_SIGNATURE = "serving_default"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -302,10 +304,7 @@ def _natural(name: str) -> tuple[str, int]:
 
 
 # -- entry point ------------------------------------------------------------------------------
-_LAST: dict[tuple, TFModel] = {}
-
-
-def _key(path: Path, signature: str | None) -> tuple | None:
+def _key(path: Path, signature: str | None = None) -> tuple | None:
     files = [path / n for n in SAVED_MODEL_FILES if (path / n).is_file()] if path.is_dir() else [
         path]
     try:
@@ -315,13 +314,10 @@ def _key(path: Path, signature: str | None) -> tuple | None:
     return (str(path.resolve()), tuple(stats), signature)
 
 
-def read_model(path: str | Path, signature: str | None = None) -> TFModel:
-    """The model at `path` (a SavedModel directory or a frozen .pb/.pbtxt), frozen; the last one
+@keep_last_read(key=_key)
+def read_model(p: Path, signature: str | None = None) -> TFModel:
+    """The model at `p` (a SavedModel directory or a frozen .pb/.pbtxt), frozen; the last one
     read is kept, since `neo compile` asks for the inputs and then loads the same model."""
-    p = Path(path)
-    key = _key(p, signature)
-    if key is not None and key in _LAST:
-        return _LAST[key]
     if p.is_dir():
         if not is_saved_model(p):
             raise ModelLoadError(f"{p} is not a SavedModel directory (no saved_model.pb)")
@@ -335,9 +331,6 @@ def read_model(path: str | Path, signature: str | None = None) -> TFModel:
         model = load_frozen_graph(p)
     else:
         raise ModelLoadError(f"TensorFlow model {p} does not exist")
-    _LAST.clear()
-    if key is not None:
-        _LAST[key] = model
     return model
 
 

@@ -16,28 +16,13 @@ from typing import Any
 
 from neo import ir
 
+from ..common.filecache import keep_last_read
 from .convert import INPUT_NAME, OBJECTIVES, to_graph, unsupported
-from .model import Booster, load_booster
+from .model import load_booster
 
 __all__ = ["XgboostFrontend", "import_xgboost", "inspect_xgboost", "read_booster"]
 
-_LAST: dict[tuple, Booster] = {}  # `neo compile` asks for the inputs, then loads the same file
-
-
-def read_booster(path: str | Path) -> Booster:
-    p = Path(path)
-    try:
-        st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = None
-    if key is not None and key in _LAST:
-        return _LAST[key]
-    booster = load_booster(p)
-    _LAST.clear()
-    if key is not None:
-        _LAST[key] = booster
-    return booster
+read_booster = keep_last_read(load_booster)
 
 
 def import_xgboost(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = None, *,
