@@ -64,7 +64,7 @@ def application(keras, name: str, size: int):
                                               classifier_activation=None)
     if name in NO_NORMALIZATION:
         he_scale(keras, model)
-    calibrate(keras, model, nhwc(image_batch(1000, 8, size)))
+    calibrate(keras, model, nhwc(application_input(name, 1000, 8, size, "noise")))
     center_classifier(model)
     return model
 
@@ -83,12 +83,27 @@ def he_scale(keras, model) -> None:
 
 
 def center_classifier(model) -> None:
-    """Make each class's weights sum to zero over the features (tests/conftest.py does the same
-    for squeezenet): a random classifier reading non-negative features otherwise picks the same
-    class for every input, through the features' common mode."""
+    """Make each class's weights sum to zero over the features (tests/conftest.py does that for
+    squeezenet): a random classifier reading non-negative features otherwise picks the same class
+    for every input, through the features' common mode."""
     layer = next(x for x in reversed(list(all_layers(model))) if x.get_weights())
     kernel, *rest = layer.get_weights()
     layer.set_weights([kernel - kernel.mean(axis=-2, keepdims=True), *rest])
+
+
+# Models that preprocess their input themselves (Rescaling, Normalization): they expect pixels
+# in [0, 255], and ImageNet-normalized values would reach them as a nearly constant image
+PIXEL_INPUTS = frozenset({"MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0",
+                          "ConvNeXtTiny"})
+
+
+def application_input(name: str, seed: int, n: int, size: int, kind: str = "smooth"
+                      ) -> np.ndarray:
+    """NCHW input for keras.applications.<name>: ImageNet-normalized-like, or pixels."""
+    x = image_batch(seed, n, size, kind)
+    if name in PIXEL_INPUTS:
+        x = np.clip(127.5 + 60.0 * x, 0.0, 255.0).astype(np.float32)
+    return x
 
 
 def randomize_batchnorm(model, seed: int) -> None:
