@@ -70,6 +70,9 @@ class ChannelConvSpec:
     # tile: AVX-512); otherwise every result is extracted and stored on its own.
     transposed: bool = False
     w_dtype: str = "float32"  # the packed weights: float16 with --precision fp16
+    # weight bytes per reduction chunk (None: WEIGHT_CHUNK_BYTES); partial sums go through the
+    # stack between chunks
+    chunk_bytes: int | None = None
 
 
 def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
@@ -85,7 +88,9 @@ def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
 
 # Weights per reduction chunk, reused by every position block of a unit. A chunk also pulls in
 # the input channels it covers for each block, a few cache lines per channel: 1x1 convs take
-# fewer channels per chunk so that footprint stays in L1 (measured on Zen 3: 32 KiB / 8 KiB).
+# fewer channels per chunk so that footprint stays in L1 (measured on Zen 3 with AVX2: 32 KiB /
+# 8 KiB). With AVX-512 tiles on Zen 4 streaming the weights from L2 measured faster than
+# chunking (the spec's chunk_bytes).
 WEIGHT_CHUNK_BYTES = {False: 8 * 1024, True: 32 * 1024}  # by "kernel larger than 1x1"
 SCRATCH_BYTES = 32 * 1024  # partial sums of one unit's position blocks between chunks
 
@@ -94,7 +99,8 @@ def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
     """(input channels per reduction chunk, position blocks per unit)."""
     blk = spec.blocking
     khw = spec.KH * spec.KW
-    cc = max(1, WEIGHT_CHUNK_BYTES[khw > 1] // (khw * blk.nr * 4))
+    wcb = spec.chunk_bytes or WEIGHT_CHUNK_BYTES[khw > 1]
+    cc = max(1, wcb // (khw * blk.nr * 4))
     pblocks = -(-spec.OH * spec.OW // blk.mr)
     if cc >= spec.Cg:
         return spec.Cg, pblocks

@@ -11,8 +11,16 @@ from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
 from . import kernel_trees, lower_quant, te
-from .blocking import channel_shape
-from .kernel_gemm import GemmSpec, Im2col, choose_blocking, emit_gemm_kernel, pack_a, pack_b
+from .blocking import channel_shape, gemm_shape
+from .kernel_gemm import (
+    Blocking,
+    GemmSpec,
+    Im2col,
+    choose_blocking,
+    emit_gemm_kernel,
+    pack_a,
+    pack_b,
+)
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
 from .llvm_util import I64
 from .render import Renderer
@@ -32,6 +40,7 @@ class KernelInfo:
     parallel: bool = True
     extra_params: list = field(default_factory=list)
     kernel: str = "te"  # te, gemm, direct, channel, depthwise, plane (pool), winograd
+    tile: tuple[int, int] | None = None  # register tile (rows, vectors) of gemm/direct/channel
 
 
 def describe(node: Node) -> str:
@@ -168,16 +177,30 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
             return info
     if K < 4 or (M < 4 and g > 1):
         return None  # depthwise-like: the direct tensor-expression kernel is better
-    blk = choose_blocking(tun.vector_bits, K, M)
+    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
+    if _modelled(tun):
+        # AVX-512: GEMM tile and family from the cycle model (codegen/blocking.py)
+        gs = gemm_shape(tun, M, P, K, "contig" if direct else "im2col", strides[1],
+                        0 if direct else OW)
+        blk = Blocking(gs.rows, gs.vectors, tun.lanes, gs.kc)
+        # channel vectors less than half full (a few output channels) leave it to the
+        # spatial kernels
+        full = M / (-(-M // tun.lanes) * tun.lanes)
+        # The model misses the weights' cache traffic, which favours channel tiles (a Winograd
+        # GEMM's 1 MiB per group): the GEMM takes a 1x1 conv only by a margin.
+        pays = not any(pads) and full > 0.5 and (
+            KH * KW > 1 or 0.97 * channel_shape(tun, M, P, K).cycles <= gs.cycles)
+    else:
+        blk = choose_blocking(tun.vector_bits, K, M)
+        pays = _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g)
     packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr).astype(w.dtype)
-    if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
+    if pays:
         return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
                              (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, tun)
     if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
             and dil[1] == 1 and OW >= 2 * blk.lanes):
         return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
-    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
     im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
                                          pads[0], pads[1], OW)
     epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
@@ -191,7 +214,8 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm")
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm",
+                      tile=(blk.mr, blk.nv))
 
 
 def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), anchor=None,
@@ -261,7 +285,8 @@ def _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, xs, ws, os_, 
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     args += [("param", f"{node.name}.koff", koff)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct")
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="direct",
+                      tile=(blk.mr, blk.nv))
 
 
 def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | None:
@@ -376,6 +401,12 @@ def _winograd_output(module, node: Node, func: str, tun: Tuning) -> KernelInfo:
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="winograd")
 
 
+def _modelled(tun: Tuning) -> bool:
+    """Whether conv tiles and kernel families come from the cycle model (codegen/blocking.py):
+    native AVX-512, where it was calibrated. AVX2 and NEON keep the shapes measured on them."""
+    return tun.vector_bits >= 512 and tun.masked_stores_fast
+
+
 def _channel_kernel_pays(blk, khw: int, K: int, M: int, P: int, strides, pads, g: int) -> bool:
     """Channel vectors (kernel_convc) or spatial vectors (GEMM / direct kernels) for this conv.
 
@@ -416,10 +447,12 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     OH, OW = os_
     P = OH * OW
     transposed = False
-    if tun.vector_bits >= 512:
+    chunk_bytes = None
+    if _modelled(tun):
         shape = channel_shape(tun, M, P, Cg * KH * KW)
         cblk = Blocking(mr=shape.rows, nv=shape.vectors, lanes=blk.lanes)
         transposed = shape.transposed
+        chunk_bytes = tun.l2_bytes // 4
     else:
         cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g,
@@ -434,12 +467,14 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
                            x_strides=(C * H * W, Cg * H * W), c_strides=(OC * P, M * P, P),
                            w_buf=wi, x_buf=xi, c_buf=len(dtypes) - 1, blocking=cblk,
                            epilogue=epi, bufs_holder=holder, transposed=transposed,
-                           w_dtype=ext[wi].dtype)
+                           w_dtype=ext[wi].dtype,
+                           chunk_bytes=chunk_bytes)
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="channel")
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="channel",
+                      tile=(cblk.mr, cblk.nv))
 
 
 def _row_tuning(tun: Tuning, width: int) -> Tuning:
@@ -557,7 +592,7 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
                     blocking=blk, epilogue=epi, b_dtype=B.dtype)
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
-    return KernelInfo(func, describe(node), args + [out], kernel="gemm")
+    return KernelInfo(func, describe(node), args + [out], kernel="gemm", tile=(blk.mr, blk.nv))
 
 
 # op name -> a dedicated kernel: lower(module, fused_node, func, tuning) -> KernelInfo, or

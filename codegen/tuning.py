@@ -37,6 +37,8 @@ class Tuning:
     fma_pipes: int = 2  # FMA pipes per core
     pipe_bits: int = 256  # their width: a wider vector occupies a pipe for several cycles
     fma_latency: int = 4
+    l1_bytes: int = 32 * 1024  # L1 data cache per core
+    l2_bytes: int = 1024 * 1024  # L2 per core
     masked_stores_fast: bool = False  # AVX-512 masks: cheap; AVX2 vmaskmovps on AMD: slow
     cpu: str = "generic"
     arch: str = "x86_64"
@@ -102,7 +104,8 @@ def _tuning_for(target) -> Tuning:
     avx512 = bits >= 512 and flags.get("avx512f", cpu not in _PRE_AVX512_GENERIC)
     if avx512:
         pipe = 256 if cpu in _HALF_RATE_512 else 512
-        return Tuning(512, 32, 2, pipe, masked_stores_fast=True, cpu=cpu, arch=arch)
+        l1 = 48 * 1024 if cpu in _L1_48K else 32 * 1024
+        return Tuning(512, 32, 2, pipe, l1_bytes=l1, masked_stores_fast=True, cpu=cpu, arch=arch)
     # AVX2 (x86-64-v3, Haswell+ and Zen 2+): two 256-bit FMA pipes, 16 ymm; wider widths are
     # legalized into ymm pieces (16 ymm hold 8 zmm), narrower ones issue at the same rate.
     regs = 16 * 256 // bits if bits > 256 else 16
@@ -114,3 +117,6 @@ def _vl(flags: dict) -> bool:
 
 
 _PRE_AVX512_GENERIC = frozenset(("x86-64", "x86-64-v2", "x86-64-v3"))
+# AVX-512 cores with a 48 KiB L1D (Ice Lake and later); Skylake-SP and Zen 4 have 32 KiB
+_L1_48K = frozenset(("icelake-client", "icelake-server", "tigerlake", "rocketlake",
+                     "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d"))

@@ -19,10 +19,9 @@ from onnx import helper
 from onnx_helpers import make_model
 
 from neo.codegen.build import emit_assembly, generate_kernels
-from neo.codegen.kernel_gemm import choose_blocking
 from neo.frontends.onnx import import_onnx
-from neo.targets import get_target
 from neo.passes import run_pipeline
+from neo.targets import get_target
 
 GEMM_OPS = ("conv", "matmul", "gemm", "dense")
 
@@ -132,7 +131,9 @@ def gemm_assembly():
             funcs = {info.func: function_body(asm, info.func) for _, info in kernels
                      if info is not None and info.op.startswith(GEMM_OPS)}
             assert funcs, f"no GEMM kernel among {[i.op for _, i in kernels if i]}"
-            cache[key] = (funcs, m, k)
+            tiles = {info.func: info.tile for _, info in kernels
+                     if info is not None and info.func in funcs}
+            cache[key] = (funcs, m, k, tiles)
         return cache[key]
 
     return get
@@ -145,7 +146,7 @@ CASES = [(m, t) for t in ("arm64", "x86_64", "ml_c5", "rv64gcv") for m in MODELS
 def test_gemm_kernel_uses_vector_fma(model, target, gemm_assembly):
     isa = ISAS[target]
     assert get_target(target).vector_bits == isa.vector_bits
-    funcs, _, _ = gemm_assembly(model, target)
+    funcs, _, _, _ = gemm_assembly(model, target)
     for name, body in funcs.items():
         n = sum(bool(isa.fma.search(ln)) for ln in body)
         assert n > 0, (f"{target} {name}: no {isa.fma.pattern} in {len(body)} lines; FMA-like: "
@@ -155,22 +156,22 @@ def test_gemm_kernel_uses_vector_fma(model, target, gemm_assembly):
 @pytest.mark.parametrize(("model", "target"), CASES, ids=[f"{m}-{t}" for m, t in CASES])
 def test_gemm_microkernel_is_register_blocked(model, target, gemm_assembly):
     isa = ISAS[target]
-    funcs, m, k = gemm_assembly(model, target)
-    blocking = choose_blocking(isa.vector_bits, k, m)
-    tile = blocking.mr * blocking.nv  # accumulators, one FMA each per k step
+    funcs, _, _, tiles = gemm_assembly(model, target)
     for name, body in funcs.items():
+        rows, vectors = tiles[name]  # the register tile lowering chose for this kernel
+        tile = rows * vectors  # accumulators, one FMA each per k step
         inner = innermost_fma_loops(body, isa.fma)
         assert inner, f"{target} {name}: no loop around the FMAs"
         counts = {lp.label: sum(bool(isa.fma.search(ln)) for ln in lp.lines) for lp in inner}
         assert max(counts.values()) >= tile, (
             f"{target} {name}: innermost FMA loops {counts}, expected one with >= {tile} FMAs "
-            f"(MR {blocking.mr} x NV {blocking.nv})")
+            f"({rows} x {vectors})")
 
 
 @pytest.mark.parametrize(("model", "target"), CASES, ids=[f"{m}-{t}" for m, t in CASES])
 def test_gemm_microkernel_does_not_spill(model, target, gemm_assembly):
     isa = ISAS[target]
-    funcs, _, _ = gemm_assembly(model, target)
+    funcs, _, _, _ = gemm_assembly(model, target)
     for name, body in funcs.items():
         for lp in innermost_fma_loops(body, isa.fma):
             spills = [ln.strip() for ln in lp.lines if isa.spill.search(ln)]
