@@ -204,7 +204,10 @@ def host_target() -> Target:
         features = llvm.get_host_cpu_features().flatten()
     except RuntimeError:  # LLVM cannot read the features on some hosts; the CPU name still works
         features = ""
-    return _make("host", arch, cpu, f"this machine ({cpu}, {arch})", features)
+    # the description says when to pick it: code for this CPU's full vector width (AVX-512 where
+    # it has it), which the portable x86_64 target (AVX2) leaves unused
+    return _make("host", arch, cpu, f"this machine ({cpu}, {arch}): the fastest code for the "
+                 "machine you compile on; portable targets run anywhere", features)
 
 
 def all_targets() -> list[Target]:
