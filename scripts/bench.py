@@ -208,10 +208,11 @@ def unsupported_ops(error: str) -> str | None:
     return ", ".join(ops) if ops else m.group(1)
 
 
-def compile_neo(onnx_path: Path, shape: tuple[int, ...], out: Path, cache_home: Path) -> dict:
+def compile_neo(onnx_path: Path, shape: tuple[int, ...], out: Path, cache_home: Path,
+                target: str = "host") -> dict:
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home), ZIG_GLOBAL_CACHE_DIR=zig_cache_dir())
     cmd = [*neo_command(), "compile", str(onnx_path), "--framework", "onnx",
-           "--shape", json.dumps({"input": list(shape)}), "--target", "host",
+           "--shape", json.dumps({"input": list(shape)}), "--target", target,
            "--output", str(out), "--json"]
     r = run_measured(cmd, env)
     res: dict = {"exit_code": r.returncode, "wall_s": r.wall_s, "peak_rss_mb": r.peak_rss_mb}
@@ -383,7 +384,7 @@ def accuracy(art: Path, onnx_path: Path, inputs: list[np.ndarray]) -> dict:
 
 
 def bench_model(torch, name: str, work: Path, threads: list[int], s: Settings,
-                log: Callable[[str], None]) -> dict:
+                log: Callable[[str], None], target: str = "host") -> dict:
     row: dict = {"model": name}
     model, shape, make_input = build_model(torch, name)
     x = make_input(0)
@@ -405,11 +406,11 @@ def bench_model(torch, name: str, work: Path, threads: list[int], s: Settings,
     row["onnx_bytes"] = onnx_path.stat().st_size
 
     cache = mdir / "xdg-cache"
-    cold = compile_neo(onnx_path, shape, mdir / "artifact", cache)
+    cold = compile_neo(onnx_path, shape, mdir / "artifact", cache, target)
     row["compile_cold"] = cold
     art: Path | None = None
     if cold["exit_code"] == 0:
-        warm = compile_neo(onnx_path, shape, mdir / "artifact-warm", cache)
+        warm = compile_neo(onnx_path, shape, mdir / "artifact-warm", cache, target)
         row["compile_warm"] = warm
         art = mdir / "artifact"
         row["artifact_bytes"] = dir_bytes(art)
@@ -531,18 +532,31 @@ def where_we_stand(rows: list[dict], threads: list[int]) -> str:
     return f"**Where we stand** (the {len(cnns)} CNNs measured): " + "; ".join(parts) + "."
 
 
+def section_key(report: dict) -> str:
+    """The machine kind (CPU model and its widest vector ISA) and the neo target of a run: each
+    has its own section of BENCHMARKS.md, so a run on another machine adds a table rather than
+    replacing one."""
+    cpu = report["cpu"]
+    isa = cpu["isa"][-1] if cpu["isa"] else cpu["machine"]
+    words = re.sub(r"[^a-z0-9]+", "_", f"{cpu['model']} {isa} {report['target']}".lower())
+    return "cnn_" + words.strip("_")
+
+
 def render(report: dict) -> str:
     cpu, s, threads = report["cpu"], report["settings"], report["thread_counts"]
     v = report["versions"]
     isa = ", ".join(cpu["isa"]) or "none of avx2, avx512f, amx"
+    target = report["target"]
     lines = [
-        "# Benchmarks",
+        (f"## {cpu['model']}, {cpu['isa'][-1] if cpu['isa'] else cpu['machine']}: "
+         f"`neo compile --target {target}`"),
         "",
         f"- Date: {report['date']}",
         (f"- CPU: {cpu['model']} ({cpu['machine']}), vector ISA: {isa}, "
          f"{cpu['cores']} cores ({cpu['usable_cores']} usable by this process)"),
         (f"- Load average (1, 5, 15 min) at the start: {report['loadavg']}, at the end: "
          f"{report.get('loadavg_end', '?')}"),
+        f"- neo target: {report['target_info']}",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- Command: `{report['command']}` ({report['duration_s'] / 60:.1f} min)",
         "",
@@ -551,7 +565,7 @@ def render(report: dict) -> str:
          f"{s['min_iters']} runs, timed per engine per round); median / p90 over all timed runs, in ms. ours/ORT is the ratio of "
          "the medians (below 1 means neo is faster). onnxruntime: intra-op threads = N, inter-op 1, "
          "sequential, all graph optimizations. PyTorch: eager, `torch.set_num_threads(N)`, "
-         "`inference_mode`. Compile: wall time of `neo compile --target host` in a subprocess, "
+         f"`inference_mode`. Compile: wall time of `neo compile --target {target}` in a subprocess, "
          "cold (fresh neo cache: LLVM objects and the runtime library built from scratch; zig's "
          "libc stubs kept) / warm (the same cache, another output directory); peak RSS is the "
          "largest process of that compile (neo or the linker). Inference RSS: peak RSS of a fresh "
@@ -566,7 +580,7 @@ def render(report: dict) -> str:
               "compile s (cold / warm) | compile peak RSS MB | inference RSS MB ours / ORT | "
               "artifact MB | max rel err | top-1 ok |")
     for n in threads:
-        lines += ["", f"## {n} thread{'s' if n > 1 else ''}", "", header,
+        lines += ["", f"### {n} thread{'s' if n > 1 else ''}", "", header,
                   "|" + "---|" * header.count(" | ") + "---|"]
         lines += [table_row(r, n) for r in report["results"]]
         spread = [f"{r['model']} {min(q):.2f}-{max(q):.2f}" for r in report["results"]
@@ -598,6 +612,27 @@ def render(report: dict) -> str:
 # -- driver ---------------------------------------------------------------------------------------
 
 
+def merge_sections(old: str, key: str, text: str) -> str:
+    """BENCHMARKS.md with this run's section in place of the one with its key (or before the
+    other scripts' sections when new). Every section lies between <!-- bench_NAME:begin --> and
+    <!-- bench_NAME:end -->: this script's one per machine kind and target (cnn_...), the other
+    benchmark scripts' (bench_trees.py, bench_keras.py, ...) one each."""
+    pattern = r"<!-- bench_(\w+):begin -->.*?<!-- bench_\1:end -->"
+    sections = {m.group(1): m.group(0) for m in re.finditer(pattern, old, re.DOTALL)}
+    mine = f"<!-- bench_{key}:begin -->\n{text.rstrip()}\n<!-- bench_{key}:end -->"
+    if key in sections:
+        sections[key] = mine
+    else:
+        cnn = [k for k in sections if k.startswith("cnn_")]
+        at = list(sections).index(cnn[-1]) + 1 if cnn else 0
+        items = list(sections.items())
+        sections = dict([*items[:at], (key, mine), *items[at:]])
+    head = ("# Benchmarks\n\nOne section per machine kind (CPU, widest vector ISA) and neo target "
+            "(`python3 scripts/bench.py --target T`; `make bench`: `--target host`), and one per "
+            "other benchmark script. A run replaces only its own section.\n")
+    return head + "".join(f"\n{sec}\n" for sec in sections.values())
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -606,6 +641,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (default 5, quick 2)")
     p.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     p.add_argument("--quick", action="store_true", help="few iterations: a smoke test")
+    p.add_argument("--target", default="host", help="neo target to compile for (default host: "
+                   "the fastest code for this CPU; x86_64: portable AVX2)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "BENCHMARKS.md",
                    help="markdown report")
     p.add_argument("--json-out", type=Path,
@@ -650,7 +687,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "command": command, "cpu": cpu_info(), "versions": versions(torch),
               "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-              "settings": settings.__dict__, "thread_counts": args.threads, "results": []}
+              "settings": settings.__dict__, "thread_counts": args.threads, "results": [],
+              "target": args.target}
+    from neo.targets import get_target
+
+    t = get_target(args.target)
+    report["target_info"] = f"{t.name} ({t.triple}, CPU {t.cpu}, {t.vector_bits}-bit vectors)"
     tmp = None
     work = args.workdir
     if work is None:
@@ -663,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             log(f"{name}:")
             try:
-                row = bench_model(torch, name, work, args.threads, settings, log)
+                row = bench_model(torch, name, work, args.threads, settings, log, args.target)
             except Exception as e:  # noqa: BLE001 - keep the other rows; say what broke
                 row = {"model": name, "status": f"benchmark failed: {type(e).__name__}: {e}"}
                 log(f"  {row['status']}")
@@ -674,13 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     report["duration_s"] = time.perf_counter() - started
     report["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = render(report)
-    # keep the sections other benchmark scripts (bench_trees.py, bench_keras.py, ...) maintain
-    # in the same file, each between <!-- bench_NAME:begin --> and <!-- bench_NAME:end -->
-    old = args.out.read_text() if args.out.exists() else ""
-    for m in re.finditer(r"<!-- bench_(\w+):begin -->.*?<!-- bench_\1:end -->", old, re.S):
-        text = text.rstrip("\n") + "\n\n" + m.group(0) + "\n"
-    args.out.write_text(text)
+    args.out.write_text(merge_sections(args.out.read_text() if args.out.exists() else "",
+                                       section_key(report), render(report)))
     json_out = args.json_out or args.out.parent / "benchmarks.json"
     json_out.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {args.out} and {json_out} in {report['duration_s']:.0f} s")

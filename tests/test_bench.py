@@ -145,3 +145,23 @@ def test_bench_script_quick_mlp_writes_report(tmp_path):
         res = row["threads"][n]
         assert {"ours", "onnxruntime", "pytorch"} <= res.keys()
         assert res["ours_over_ort"] > 0 and set(res["rss_mb"]) == {"ours", "onnxruntime"}
+
+
+def test_bench_script_keeps_one_section_per_machine_kind_and_target():
+    bench = _load_bench_script()
+    report = {"cpu": {"model": "AMD EPYC 9R14", "isa": ["avx2", "avx512f"], "machine": "x86_64"},
+              "target": "host"}
+    key = bench.section_key(report)
+    assert key == "cnn_amd_epyc_9r14_avx512f_host"
+    avx2 = bench.section_key({**report, "cpu": {**report["cpu"], "isa": ["avx2"]}})
+    portable = bench.section_key({**report, "target": "x86_64"})
+    assert len({key, avx2, portable}) == 3
+    trees = "<!-- bench_trees:begin -->\n## Trees\nT\n<!-- bench_trees:end -->"
+    text = bench.merge_sections(trees, avx2, "## AVX2 run 1\n")
+    text = bench.merge_sections(text, key, "## AVX-512 run 1\n")
+    text = bench.merge_sections(text, avx2, "## AVX2 run 2\n")  # replaces its own section only
+    assert text.startswith("# Benchmarks\n")
+    assert "AVX2 run 1" not in text
+    order = [text.index(s) for s in ("## AVX2 run 2", "## AVX-512 run 1", "## Trees")]
+    assert order == sorted(order), text
+    assert text.count("<!-- bench_") == 6  # three sections, each with its two markers
