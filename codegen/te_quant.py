@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from neo.ir.ops_quant import _clamp_bounds, qadd_fixed_point, qadd_float_ratios
-from neo.ir.quant import fixed_point_multipliers, int_range
+from neo.ir.ops_quant import (
+    _clamp_bounds,
+    fixed_point_pairs,
+    qadd_fixed_point,
+    qadd_float_ratios,
+)
+from neo.ir.quant import int_range
 
 from . import te
 from .te import Const, broadcast_index
@@ -121,7 +126,7 @@ def requantizer(attrs, ctx):
     if attrs["mode"] == "float":
         mult = per_axis(m.astype(np.float32), attrs["axis"], ctx, F32)
     else:
-        qm, shift = fixed_point_multipliers(m)
+        qm, shift = fixed_point_pairs(attrs, m)
         qms = per_axis(qm, attrs["axis"], ctx, "int64")
         shifts = per_axis(shift, attrs["axis"], ctx, "int64")
 
@@ -184,6 +189,8 @@ def _qadd(attrs, out, ins, ctx):
     def fn(idx):
         x = te.cast(a(broadcast_index(idx, a.shape, out.shape)), "int32") - Const("int32", za)
         y = te.cast(b(broadcast_index(idx, b.shape, out.shape)), "int32") - Const("int32", zb)
+        if attrs.get("subtract"):
+            y = Const("int32", 0) - y
         if attrs["mode"] == "float":
             ra, rb = qadd_float_ratios(attrs)
             s = te.Bin("add", te.Bin("mul", Const(F32, float(ra)), te.cast(x, F32), F32),

@@ -10,9 +10,9 @@ Which rounding each uses (ir/quant.py has the arithmetic):
 | `quantize` | `x / float32(scale)` in float32, then `rounding`: half_to_even (ONNX) or half_away_from_zero (TFLite) |
 | `dequantize` | `float32(q - zp) * float32(scale)`: exact product, one rounding (ONNX and TFLite agree) |
 | `requantize` mode float | `float32(x - in_zp) * float32(multiplier)`, half to even (onnxruntime, ONNX, neo --quantize) |
-| `requantize` mode fixed_point | TFLite: Q31 multiplier and shift, gemmlowp double rounding |
+| `requantize` mode fixed_point | TFLite: Q31 multiplier and shift, gemmlowp double rounding; `q31` gives the (multiplier, shift) pairs where a kernel derives them in integers (TFLite's MEAN divides the Q31 multiplier by the count: not normalized) |
 | `qadd` mode float | onnxruntime's QLinearAdd: float32 ratios sa/sc, sb/sc, half to even |
-| `qadd` mode fixed_point | TFLite's int8 ADD: inputs shifted left 20 bits, three fixed-point multipliers |
+| `qadd` mode fixed_point | TFLite's int8 ADD: inputs shifted left 20 bits, three fixed-point multipliers; `subtract` makes it SUB (b's centered value negated) |
 | `conv_integer`, `matmul_integer` | exact int32 sums of (x - x_zp) * (w - w_zp) (ONNX ConvInteger, MatMulInteger) |
 """
 from __future__ import annotations
@@ -134,6 +134,11 @@ def _requantize_infer(attrs, types):
     m = tuple(attrs["multiplier"] or ())
     if not m or not all(np.isfinite(v) and v > 0 for v in m):
         raise ValueError(f"requantize needs positive multipliers, got {m[:4]}")
+    q31 = attrs.get("q31")
+    if q31 is not None and (attrs["mode"] != "fixed_point" or len(q31) != len(m) or not all(
+            0 < int(qm) < (1 << 31) and -31 <= int(sh) <= 30 for qm, sh in q31)):
+        raise ValueError(f"q31 must give one (multiplier in (0, 2^31), shift in [-31, 30]) pair "
+                         f"per multiplier of a fixed_point requantize, got {tuple(q31)[:4]}")
     axis = attrs["axis"]
     if len(m) > 1 and (axis is None or not 0 <= axis < x.rank or x.shape[axis] != len(m)):
         raise ValueError(f"{len(m)} multipliers along axis {axis} do not fit shape {x.shape}")
@@ -158,6 +163,15 @@ def multipliers(attrs, rank: int) -> np.ndarray:
     return m.reshape(shape)
 
 
+def fixed_point_pairs(attrs, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (Q31 multiplier, shift) arrays of a fixed_point requantize, shaped as `m`: the
+    explicit `q31` pairs where given, else QuantizeMultiplier of each multiplier."""
+    if attrs.get("q31") is None:
+        return fixed_point_multipliers(m)
+    pairs = np.asarray(attrs["q31"], np.int64).reshape(-1, 2)
+    return pairs[:, 0].reshape(np.shape(m)), pairs[:, 1].reshape(np.shape(m))
+
+
 def requantize_reference(attrs, x):
     dtype = attrs["dtype"]
     lo, hi = _clamp_bounds(attrs, dtype)
@@ -168,7 +182,7 @@ def requantize_reference(attrs, x):
         y = xc.astype(np.float32) * m.astype(np.float32)
         y = np.rint(np.clip(y, np.float32(lo - zo), np.float32(hi - zo)))
         return (y.astype(np.int64) + zo).astype(dtype)
-    qm, shift = fixed_point_multipliers(m)
+    qm, shift = fixed_point_pairs(attrs, m)
     xc = np.clip(xc, -(1 << 31), (1 << 31) - 1)
     y = multiply_by_quantized_multiplier(xc, qm, shift) + zo
     return np.clip(y, lo, hi).astype(dtype)
@@ -176,7 +190,8 @@ def requantize_reference(attrs, x):
 
 define_op("requantize", FusionKind.ELEMWISE, _requantize_infer, requantize_reference,
           attrs={"multiplier": None, "axis": None, "in_zero_point": 0, "out_zero_point": 0,
-                 "dtype": "int8", "mode": "float", "min": None, "max": None, "quant": None})
+                 "dtype": "int8", "mode": "float", "min": None, "max": None, "quant": None,
+                 "q31": None})
 
 
 # -- integer convolution and matmul: exact int32 sums ---------------------------------------------
@@ -266,6 +281,8 @@ def qadd_reference(attrs, a, b):
     za, zb, zc = qa.zero_point[0], qb.zero_point[0], qc.zero_point[0]
     ac = a.astype(np.int64) - za
     bc = b.astype(np.int64) - zb
+    if attrs.get("subtract"):
+        bc = -bc  # TFLite's SUB: ADD with input 2's multiplier negated, the same integers
     if attrs["mode"] == "float":
         ra, rb = qadd_float_ratios(attrs)
         y = ra * ac.astype(np.float32) + rb * bc.astype(np.float32)
@@ -297,4 +314,4 @@ def qadd_fixed_point(attrs):
 
 define_op("qadd", FusionKind.BROADCAST, _qadd_infer, qadd_reference, inputs=2,
           attrs={"a_quant": None, "b_quant": None, "quant": None, "dtype": "int8",
-                 "mode": "float", "min": None, "max": None})
+                 "mode": "float", "min": None, "max": None, "subtract": False})
