@@ -97,8 +97,9 @@ class TfliteContext(ConversionContext):
         if t is not None and t.quant is not None and v.is_const:
             return self.const(dequantize(v.data, t.quant))
         if t is not None and t.quant is not None:
-            self.unsupported(f"input {t.name!r} is quantized {t.tflite_type} computed at run time "
-                             "(a fully-integer model); quantized activations are not implemented")
+            self.unsupported(f"input {t.name!r} is quantized {t.tflite_type} (a fully-integer "
+                             f"model) and {self.op_type} has no integer implementation yet; "
+                             "docs/TFLITE.md lists the quantized operators")
         self.unsupported(f"input {t.name if t else position!r} is {v.dtype}; a float tensor is "
                          "expected")
 

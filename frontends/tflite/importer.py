@@ -12,7 +12,8 @@ from neo.ir.errors import ModelLoadError, UnsupportedModelError, UnsupportedOp, 
 
 from ..common.context import make_const
 from ..common.driver import Driver, FrameworkNode
-from ..common.errors import MAX_NAMES
+from ..common.errors import MAX_NAMES, OperatorAttributeNotImplemented
+from . import quantized
 from .context import TfliteContext, value_name
 from .reader import OpInfo, Subgraph, TensorInfo, TfliteModel, option_defaults
 from .registry import CONVERTERS
@@ -131,6 +132,27 @@ def _input_shape(t: TensorInfo, given: dict) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
+class _Driver(Driver):
+    """The kit's driver, checking that every quantized output carries the parameters of its
+    TFLite tensor: integers that mean something else would be a wrong result."""
+
+    sg: Subgraph
+
+    def convert(self, node: FrameworkNode) -> list[ir.Value | None]:
+        outs = super().convert(node)
+        op: OpInfo = node.raw
+        for i, v in zip(op.outputs, outs):
+            t = self.sg.tensors[i]
+            if v is None or t.quant is None or t.dtype not in ("int8", "uint8", "int16"):
+                continue
+            want = quantized.params(t)
+            if v.dtype != t.dtype or v.type.quant != want:
+                raise OperatorAttributeNotImplemented(
+                    f"output {t.name!r} is {t.tflite_type} quantized as {want}; the conversion "
+                    f"gives {v.dtype} {v.type.quant}")
+        return outs
+
+
 def _defaults(node: FrameworkNode) -> dict:
     op: OpInfo = node.raw
     return option_defaults(op.options) if op.options else {}
@@ -148,19 +170,22 @@ def convert_model(model: TfliteModel, input_shapes: dict | None, model_name: str
     if unknown:
         raise UsageError(f"input shapes name {', '.join(map(repr, unknown))}, which the model does "
                          f"not have; its inputs: {', '.join(names)}")
-    driver = Driver(g, CONVERTERS, lambda node: TfliteContext(g, sg, node.raw, node.origin),
-                    defaults=_defaults, model=f"TFLite model {Path(model.path).name}")
+    driver = _Driver(g, CONVERTERS, lambda node: TfliteContext(g, sg, node.raw, node.origin),
+                     defaults=_defaults, model=f"TFLite model {Path(model.path).name}")
+    driver.sg = sg
     for i in sg.inputs:
         t = sg.tensors[i]
         if t.dtype is None:
             raise UnsupportedModelError([UnsupportedOp(f"input {t.name}", 1, [],
                                                        reason=f"{t.tflite_type} inputs")],
                                         what="input types")
+        quant = quantized.params(t) if t.quant is not None and t.dtype in (
+            "int8", "uint8", "int16") else None
         if t.name in const_inputs:
             arr = np.asarray(const_inputs[t.name]).astype(ir.np_dtype(t.dtype))
-            driver.env[_key(i)] = make_const(g, arr, value_name(t.name, "input"))
+            driver.env[_key(i)] = g.const(arr, value_name(t.name, "input"), quant=quant)
         else:
-            driver.env[_key(i)] = g.input(t.name, _input_shape(t, given), t.dtype)
+            driver.env[_key(i)] = g.input(t.name, _input_shape(t, given), t.dtype, quant)
     inputs = set(sg.inputs)
     for t in sg.tensors:
         if t.index in inputs:

@@ -7,6 +7,7 @@ import numpy as np
 
 from neo.ir import Value
 
+from . import quantized as q
 from .context import TfliteContext
 from .registry import converter
 
@@ -29,18 +30,28 @@ def _binary(cx: TfliteContext, op: str, a: Value, b: Value, fused: str | None = 
     return cx.activation(cx.op(op, x, y), fused)
 
 
+def _quantized(*vs: Value) -> bool:
+    return any(q.is_quantized(v) for v in vs)
+
+
 @converter("ADD")
 def ADD(cx: TfliteContext, x: Value, y: Value, *, fused_activation_function) -> Value:
+    if _quantized(x, y):
+        return q.add(cx, x, y, fused_activation_function)
     return _binary(cx, "add", x, y, fused_activation_function)
 
 
 @converter("SUB")
 def SUB(cx: TfliteContext, x: Value, y: Value, *, fused_activation_function) -> Value:
+    if _quantized(x, y):
+        return q.add(cx, x, y, fused_activation_function, negate_b=True)
     return _binary(cx, "sub", x, y, fused_activation_function)
 
 
 @converter("MUL")
 def MUL(cx: TfliteContext, x: Value, y: Value, *, fused_activation_function) -> Value:
+    if _quantized(x, y):
+        return q.mul(cx, x, y, fused_activation_function)
     return _binary(cx, "mul", x, y, fused_activation_function)
 
 
@@ -170,6 +181,8 @@ def SELECT(cx: TfliteContext, condition: Value, x: Value, y: Value) -> Value:
 
 # -- reductions ------------------------------------------------------------------------------------
 def _reduce(cx: TfliteContext, op: str, x: Value, axis: Value, keep_dims) -> Value:
+    if q.is_quantized(x) and op not in ("reduce_max", "reduce_min"):
+        cx.unsupported(f"{cx.op_type} of quantized integers")
     v = cx.dequantized(x, 0) if x.dtype.startswith("float") else x
     axes = cx.axes(axis, v.type.rank)
     if not axes:
@@ -179,6 +192,8 @@ def _reduce(cx: TfliteContext, op: str, x: Value, axis: Value, keep_dims) -> Val
 
 @converter("MEAN")
 def MEAN(cx: TfliteContext, input: Value, axis: Value, *, keep_dims) -> Value:
+    if q.is_quantized(input):
+        return q.mean(cx, input, cx.axes(axis, input.type.rank), bool(keep_dims))
     return _reduce(cx, "reduce_mean", input, axis, keep_dims)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from neo.ir import Value
 
+from . import quantized as q
 from .context import TfliteContext
 from .registry import converter
 
@@ -25,6 +26,14 @@ def _channels(cx: TfliteContext, x: Value, what: str = "input") -> int:
 def CONV_2D(cx: TfliteContext, input: Value, filter: Value, bias: Value | None = None, *,
             padding, stride_h, stride_w, dilation_h_factor, dilation_w_factor,
             fused_activation_function) -> Value:
+    strides, dil = (stride_h, stride_w), (dilation_h_factor, dilation_w_factor)
+    if q.is_quantized(input):
+        _channels(cx, input)
+        if filter.type.rank != 4 or input.shape[3] % filter.shape[3]:
+            cx.invalid("filter", filter.shape, f"[out, height, width, in] with in dividing "
+                       f"{input.shape[3]}")
+        return q.conv(cx, input, filter, bias, depthwise=False, padding=padding,
+                      strides=strides, dilations=dil, fused=fused_activation_function)
     x = cx.dequantized(input, 0)
     w = cx.dequantized(filter, 1)
     b = cx.dequantized(bias, 2)
@@ -33,7 +42,6 @@ def CONV_2D(cx: TfliteContext, input: Value, filter: Value, bias: Value | None =
         cx.invalid("filter", w.shape, f"[out, height, width, in] with in dividing {cin}")
     groups = cin // w.shape[3]  # grouped convolution (op version 6)
     w = cx.transpose(w, (0, 3, 1, 2))  # OHWI -> OIHW
-    strides, dil = (stride_h, stride_w), (dilation_h_factor, dilation_w_factor)
     pads = cx.pads(padding, x.shape[1:3], w.shape[2:], strides, dil)
     ins = (x, w) if b is None else (x, w, b)
     y = cx.op("conv", *ins, strides=strides, pads=pads, dilations=dil, groups=groups,
@@ -48,6 +56,13 @@ def DEPTHWISE_CONV_2D(cx: TfliteContext, input: Value, filter: Value, bias: Valu
     # depth_multiplier is redundant with the shapes (and left 0 or stale by some converters):
     # output channel c * multiplier + m reads input channel c
     del depth_multiplier
+    strides, dil = (stride_h, stride_w), (dilation_h_factor, dilation_w_factor)
+    if q.is_quantized(input):
+        cin = _channels(cx, input)
+        if filter.type.rank != 4 or filter.shape[0] != 1 or filter.shape[3] % cin:
+            cx.invalid("filter", filter.shape, f"[1, height, width, {cin} * multiplier]")
+        return q.conv(cx, input, filter, bias, depthwise=True, padding=padding,
+                      strides=strides, dilations=dil, fused=fused_activation_function)
     x = cx.dequantized(input, 0)
     w = cx.dequantized(filter, 1)
     b = cx.dequantized(bias, 2)
@@ -56,7 +71,6 @@ def DEPTHWISE_CONV_2D(cx: TfliteContext, input: Value, filter: Value, bias: Valu
         cx.invalid("filter", w.shape, f"[1, height, width, {cin} * multiplier]")
     kh, kw, cout = w.shape[1:]
     w = cx.reshape(cx.transpose(cx.reshape(w, (kh, kw, cout)), (2, 0, 1)), (cout, 1, kh, kw))
-    strides, dil = (stride_h, stride_w), (dilation_h_factor, dilation_w_factor)
     pads = cx.pads(padding, x.shape[1:3], (kh, kw), strides, dil)
     ins = (x, w) if b is None else (x, w, b)
     y = cx.op("conv", *ins, strides=strides, pads=pads, dilations=dil, groups=cin,
@@ -105,6 +119,12 @@ def FULLY_CONNECTED(cx: TfliteContext, input: Value, weights: Value, bias: Value
     del asymmetric_quantize_inputs
     if weights_format != "DEFAULT":
         cx.unsupported_attribute("weights_format", weights_format, "DEFAULT")
+    if q.is_quantized(input):
+        if weights.type.rank != 2 or input.type.size % weights.shape[1]:
+            cx.invalid("weights", weights.shape, "[units, k] with k dividing the input's "
+                       f"{input.type.size} elements")
+        return q.fully_connected(cx, input, weights, bias, keep_num_dims,
+                                 fused_activation_function)
     x = cx.dequantized(input, 0)
     w = cx.dequantized(weights, 1)
     b = cx.dequantized(bias, 2)
@@ -136,9 +156,13 @@ def BATCH_MATMUL(cx: TfliteContext, x: Value, y: Value, *, adj_x, adj_y,
 # -- pooling ---------------------------------------------------------------------------------------
 def _pool(cx: TfliteContext, kind: str, x: Value, padding, stride_h, stride_w, filter_height,
           filter_width, fused) -> Value:
+    kernel, strides = (filter_height, filter_width), (stride_h, stride_w)
+    if q.is_quantized(x):
+        _channels(cx, x)
+        pads = cx.pads(padding, x.shape[1:3], kernel, strides)
+        return q.pool(cx, kind, x, kernel, strides, pads, fused)
     x = cx.dequantized(x, 0)
     _channels(cx, x)
-    kernel, strides = (filter_height, filter_width), (stride_h, stride_w)
     pads = cx.pads(padding, x.shape[1:3], kernel, strides)
     # TFLite's average divides by the window's elements inside the input
     y = cx.op(kind, x, kernel=kernel, strides=strides, pads=pads, count_include_pad=0,
@@ -189,28 +213,37 @@ def _unary(cx: TfliteContext, x: Value, op: str, **attrs) -> Value:
     return cx.op(op, cx.dequantized(x, 0), **attrs)
 
 
+def _activation(cx: TfliteContext, x: Value, kind: str, op: str, **attrs) -> Value:
+    """A float activation, or on quantized integers TFLite's table of it."""
+    if q.is_quantized(x):
+        return q.unary_table(cx, x, kind, **attrs)
+    return _unary(cx, x, op, **attrs)
+
+
 @converter("RELU")
 def RELU(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "relu")
+    return _activation(cx, input, "relu", "relu")
 
 
 @converter("RELU6")
 def RELU6(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "clip", min=0.0, max=6.0)
+    return _activation(cx, input, "relu6", "clip", min=0.0, max=6.0)
 
 
 @converter("RELU_N1_TO_1")
 def RELU_N1_TO_1(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "clip", min=-1.0, max=1.0)
+    return _activation(cx, input, "relu_n1_to_1", "clip", min=-1.0, max=1.0)
 
 
 @converter("RELU_0_TO_1")
 def RELU_0_TO_1(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "clip", min=0.0, max=1.0)
+    return _activation(cx, input, "relu_0_to_1", "clip", min=0.0, max=1.0)
 
 
 @converter("LEAKY_RELU")
 def LEAKY_RELU(cx: TfliteContext, input: Value, *, alpha) -> Value:
+    if q.is_quantized(input):
+        return q.unary_table(cx, input, "leaky_relu", alpha=alpha)
     return _unary(cx, input, "leaky_relu", alpha=float(alpha))
 
 
@@ -224,22 +257,22 @@ def PRELU(cx: TfliteContext, input: Value, alpha: Value) -> Value:
 
 @converter("LOGISTIC")
 def LOGISTIC(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "sigmoid")
+    return _activation(cx, input, "logistic", "sigmoid")
 
 
 @converter("TANH")
 def TANH(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "tanh")
+    return _activation(cx, input, "tanh", "tanh")
 
 
 @converter("ELU")
 def ELU(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "elu", alpha=1.0)
+    return _activation(cx, input, "elu", "elu", alpha=1.0)
 
 
 @converter("HARD_SWISH")
 def HARD_SWISH(cx: TfliteContext, input: Value) -> Value:
-    return _unary(cx, input, "hard_swish")
+    return _activation(cx, input, "hard_swish", "hard_swish")
 
 
 @converter("GELU")

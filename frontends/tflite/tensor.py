@@ -14,17 +14,24 @@ from neo.ir import Value
 from neo.ir.ops_elementwise import broadcast_shapes
 from neo.ir.ops_tensor import resize_axis_table
 
+from . import quantized as q
 from .context import TfliteContext, dequantize
 from .registry import converter
 
 
 def _data(cx: TfliteContext, v: Value, position: int = 0) -> Value:
-    """A data operand: float ones as float32 (dequantizing quantized constants); others as
-    they are, unless they are quantized activations (not implemented)."""
+    """A data operand: float ones as float32 (dequantizing quantized constants); quantized
+    integers as they are (these ops move them); a quantized constant as integers with its
+    parameters where the op's output is quantized too, else dequantized."""
     if v.dtype.startswith("float"):
         return cx.dequantized(v, position)
+    if q.is_quantized(v):
+        return v
     t = cx.tensor(position)
     if t is not None and t.quant is not None:
+        out = cx.output(0)
+        if v.is_const and out.quant is not None and out.dtype == v.dtype:
+            return cx.g.const(v.data, cx.name, quant=q.params(t))
         return cx.dequantized(v, position)  # a quantized constant, or an error
     return v
 
@@ -108,7 +115,19 @@ def DEQUANTIZE(cx: TfliteContext, input: Value) -> Value:
         return cx.cast(input, "float32")
     if t is not None and t.quant is not None and input.is_const:
         return cx.const(dequantize(input.data, t.quant))
-    return cx.dequantized(input, 0)  # raises for quantized activations
+    if q.is_quantized(input):
+        return q.dequantize(cx, input)
+    return cx.dequantized(input, 0)  # raises for what is neither
+
+
+@converter("QUANTIZE")
+def QUANTIZE(cx: TfliteContext, input: Value) -> Value:
+    # float -> integers (rounding half away from zero), or integers -> other parameters
+    if input.dtype.startswith("float"):
+        return q.quantize_from_float(cx, cx.dequantized(input, 0))
+    if q.is_quantized(input):
+        return q.requantize(cx, input)
+    cx.unsupported(f"QUANTIZE of a {input.dtype} tensor")
 
 
 @converter("DENSIFY")
@@ -144,7 +163,9 @@ def PAD(cx: TfliteContext, input: Value, paddings: Value) -> Value:
     pads = _paddings(cx, paddings, x.type.rank)
     if not any(pads):
         return x
-    value = 0.0 if x.dtype.startswith("float") else 0
+    # quantized integers pad with the zero point: the real value 0
+    value = 0.0 if x.dtype.startswith("float") else (
+        x.type.quant.zero_point[0] if q.is_quantized(x) else 0)
     return cx.op("pad", x, pads=pads, mode="constant", value=value)
 
 
@@ -378,6 +399,13 @@ def RANGE(cx: TfliteContext, start: Value, limit: Value, delta: Value) -> Value:
 def CONCATENATION(cx: TfliteContext, *values: Value, axis, fused_activation_function) -> Value:
     xs = _same_dtype(cx, list(values))
     a = cx.axis(axis, xs[0].type.rank)
+    if any(q.is_quantized(v) for v in xs):
+        # inputs of other parameters than the output's are rescaled (uint8 models)
+        out_q, dtype = q.output_params(cx)
+        xs = [q.relabel(cx, v, out_q, dtype) for v in xs]
+        if fused_activation_function not in (None, "NONE"):
+            cx.unsupported_attribute("fused_activation_function", fused_activation_function,
+                                     "NONE on quantized inputs")
     parts = [v for v in xs if v.shape[a] > 0] or xs
     return cx.activation(cx.concat(parts, a), fused_activation_function)
 
@@ -467,6 +495,8 @@ def _resize(cx: TfliteContext, input: Value, size: Value, align_corners, half_pi
     x = _data(cx, input)
     if x.type.rank != 4:
         cx.unsupported(f"resizing a rank-{x.type.rank} tensor; NHWC images are expected")
+    if q.is_quantized(x) and mode == "linear":
+        cx.unsupported("bilinear resizing of quantized integers")
     oh, ow = cx.ints(size, "size")
     n, ih, iw, c = x.shape
     if (oh, ow) == (ih, iw) and not align_corners:
