@@ -137,7 +137,14 @@ def requantizer(attrs, ctx):
         if attrs["mode"] == "float":
             y = te.Bin("mul", te.cast(x, F32), mult(idx), F32)
             return float_to_int(y, lo, hi, zo, "half_to_even", dtype, maybe_nan=False)
-        y = fixed_point_multiply(te.cast(x, "int64"), qms(idx), shifts(idx))
+        if attrs.get("single_rounding"):
+            # (x * m + 2^(30 - shift)) >> (31 - shift): one rounding, half up
+            total = Const("int64", 31) - shifts(idx)
+            half = te.Bin("shift_left", Const("int64", 1), total - Const("int64", 1), "int64")
+            y = te.Bin("shift_right", te.Bin("mul", te.cast(x, "int64"), qms(idx), "int64")
+                       + half, total, "int64")
+        else:
+            y = fixed_point_multiply(te.cast(x, "int64"), qms(idx), shifts(idx))
         y = y + Const("int64", zo)
         return te.cast(te.unary("clip", y, min=lo, max=hi), dtype)
 

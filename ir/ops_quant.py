@@ -10,7 +10,7 @@ Which rounding each uses (ir/quant.py has the arithmetic):
 | `quantize` | `x / float32(scale)` in float32, then `rounding`: half_to_even (ONNX) or half_away_from_zero (TFLite) |
 | `dequantize` | `float32(q - zp) * float32(scale)`: exact product, one rounding (ONNX and TFLite agree) |
 | `requantize` mode float | `float32(x - in_zp) * float32(multiplier)`, half to even (onnxruntime, ONNX, neo --quantize) |
-| `requantize` mode fixed_point | TFLite: Q31 multiplier and shift, gemmlowp double rounding; `q31` gives the (multiplier, shift) pairs where a kernel derives them in integers (TFLite's MEAN divides the Q31 multiplier by the count: not normalized) |
+| `requantize` mode fixed_point | TFLite: Q31 multiplier and shift, gemmlowp double rounding; `q31` gives the (multiplier, shift) pairs where a kernel derives them in integers (TFLite's MEAN divides the Q31 multiplier by the count: not normalized); `single_rounding`: x * m + 2^(30 - shift) >> (31 - shift), one rounding half up (LiteRT's per-channel int8 FULLY_CONNECTED) |
 | `qadd` mode float | onnxruntime's QLinearAdd: float32 ratios sa/sc, sb/sc, half to even |
 | `qadd` mode fixed_point | TFLite's int8 ADD: inputs shifted left 20 bits, three fixed-point multipliers; `subtract` makes it SUB (b's centered value negated) |
 | `conv_integer`, `matmul_integer` | exact int32 sums of (x - x_zp) * (w - w_zp) (ONNX ConvInteger, MatMulInteger) |
@@ -184,6 +184,11 @@ def requantize_reference(attrs, x):
         return (y.astype(np.int64) + zo).astype(dtype)
     qm, shift = fixed_point_pairs(attrs, m)
     xc = np.clip(xc, -(1 << 31), (1 << 31) - 1)
+    if attrs.get("single_rounding"):
+        # TFLite's single-rounding MultiplyByQuantizedMultiplier: one rounding half up
+        total = 31 - shift
+        y = ((xc * qm + (np.int64(1) << (total - 1))) >> total) + zo
+        return np.clip(y, lo, hi).astype(dtype)
     y = multiply_by_quantized_multiplier(xc, qm, shift) + zo
     return np.clip(y, lo, hi).astype(dtype)
 
@@ -191,7 +196,7 @@ def requantize_reference(attrs, x):
 define_op("requantize", FusionKind.ELEMWISE, _requantize_infer, requantize_reference,
           attrs={"multiplier": None, "axis": None, "in_zero_point": 0, "out_zero_point": 0,
                  "dtype": "int8", "mode": "float", "min": None, "max": None, "quant": None,
-                 "q31": None})
+                 "q31": None, "single_rounding": False})
 
 
 # -- integer convolution and matmul: exact int32 sums ---------------------------------------------

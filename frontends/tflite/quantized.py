@@ -168,7 +168,10 @@ def fully_connected(cx: TfliteContext, x: Value, w: Value, b: Value | None, keep
     m = float(sx) * np.broadcast_to(np.asarray(wq.scale, np.float64), (units,)) / float(
         yq.scale[0])
     lo, hi = activation_range(cx, fused, yq, ydtype)
-    y = _requantize(cx, acc, m, 1, yq, ydtype, lo, hi)
+    # LiteRT 2.3's per-channel int8 kernel rounds once (measured: a tie that double rounding
+    # moves by one step); the per-tensor one keeps the double rounding of convs (no tie seen)
+    y = _requantize(cx, acc, m, 1, yq, ydtype, lo, hi,
+                    **({"single_rounding": True} if not wq.is_per_tensor else {}))
     return cx.reshape(y, x.shape[:-1] + (units,)) if keep_num_dims else y
 
 
