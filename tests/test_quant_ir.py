@@ -231,3 +231,48 @@ def test_compiled_quantized_ops_equal_references(mode, level, tmp_path):
     for want, got in zip(ref, run_artifact_checked(tmp_path / "a", feeds)):
         np.testing.assert_array_equal(got, want)
 
+
+
+def test_compiled_tflite_rounding_variants_equal_references(tmp_path):
+    # TFLite's variants, at their exact ties: requantize with explicit, not normalized Q31 pairs
+    # (MEAN), with one rounding half up (per-channel FULLY_CONNECTED), and qadd's subtract (SUB)
+    from conftest import run_artifact_checked
+
+    from neo.codegen.build import build_artifact
+    from neo.passes import run_pipeline
+    from neo.targets import get_target
+
+    g = ir.Graph()
+    acc = g.input("acc", (1, 512), "int32")
+    m16 = (2.0 ** -4,)  # x / 16: every x = 8 mod 16 is a tie
+    single = g.op("requantize", acc, multiplier=m16, q31=((1 << 30, -3),), single_rounding=True,
+                  dtype="int8", mode="fixed_point")
+    double = g.op("requantize", acc, multiplier=m16, q31=((1 << 30, -3),), dtype="int8",
+                  mode="fixed_point")
+    # 3 * 2^27 is below 2^30: QuantizeMultiplier would renormalize it to (3 * 2^28, -3)
+    loose = g.op("requantize", acc, multiplier=(3 * 2.0 ** -6,), q31=((3 << 27, -2),),
+                 dtype="int8", mode="fixed_point")
+    qa, qb = QuantParams.per_tensor(0.05, -7), QuantParams.per_tensor(0.08, 120)
+    a = g.op("requantize", acc, multiplier=(1 / 4,), dtype="int8", mode="fixed_point",
+             quant=qa, out_zero_point=-7)
+    b = g.op("requantize", acc, multiplier=(1 / 5,), dtype="int8", mode="fixed_point",
+             quant=QuantParams.per_tensor(0.08, 120), out_zero_point=120)
+    sub = g.op("qadd", a, b, a_quant=qa, b_quant=qb, quant=QuantParams.per_tensor(0.1, 3),
+               dtype="int8", mode="fixed_point", subtract=True)
+    g.outputs = [single, double, loose, sub, a, b]
+    x = np.arange(-256, 256, dtype=np.int32)[None] * 3
+    feeds = {"acc": x}
+    ref = interpret(g, feeds)
+    xs = x.astype(np.int64)
+    assert np.array_equal(ref[0], np.clip(np.floor(xs / 16 + 0.5), -128, 127))  # half up
+    assert (ref[0] != ref[1]).any()  # gemmlowp's double rounding differs at some ties
+    renormalized = np.clip(multiply_by_quantized_multiplier(xs, 3 << 28, -3), -128, 127)
+    assert (ref[2] != renormalized).any()  # the pair matters
+    # a - b within one output step (0.1) of the exact difference of their real values
+    diff = 0.05 * (ref[4].astype(np.float64) + 7) - 0.08 * (ref[5].astype(np.float64) - 120)
+    got = 0.1 * (ref[3].astype(np.float64) - 3)
+    inside = np.abs(diff - 0.3) < 12.0
+    assert inside.sum() > 100 and np.abs(got - diff)[inside].max() <= 0.1
+    build_artifact(run_pipeline(g, 3), get_target("x86_64"), tmp_path / "a", {}, 3)
+    for want, got in zip(ref, run_artifact_checked(tmp_path / "a", feeds)):
+        np.testing.assert_array_equal(got, want)
