@@ -152,6 +152,38 @@ def two_output_model():
     return model
 
 
+def small_cnn():
+    """A small int8-friendly CNN with the ops a fully-integer converter emits besides the
+    applications' (pads, max and average pools, a residual SUB, a concatenation of branches
+    of different scales, LOGISTIC, TANH, LEAKY_RELU, HARD_SWISH, a MUL gate, a two-axis MEAN
+    without keep_dims and a Dense head), calibrated BatchNorm."""
+    import tensorflow as tf
+
+    keras = _keras()
+    keras.utils.set_random_seed(15)
+    L = keras.layers
+    inp = keras.Input((40, 40, 3), batch_size=1, name="image")
+    x = L.ZeroPadding2D(((1, 2), (2, 1)))(inp)
+    x = L.Conv2D(16, 3, strides=2, use_bias=False)(x)
+    x = L.ReLU(6.0)(L.BatchNormalization()(x))
+    x = L.MaxPooling2D(2, padding="same")(x)  # 11x11
+    y = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    y = L.LeakyReLU(0.2)(L.BatchNormalization()(y))
+    z = L.Conv2D(32, 1)(y)
+    r = L.Subtract()([L.Conv2D(32, 1)(x), z])  # a residual difference
+    a = L.Activation("tanh")(L.Conv2D(8, 3, padding="same")(r))
+    b = L.Activation(tf.nn.hard_swish if hasattr(tf.nn, "hard_swish") else "hard_swish")(
+        L.Conv2D(8, 1)(r))
+    g = L.Activation("sigmoid")(L.Conv2D(8, 1)(r))
+    c = L.Concatenate()([a, L.Multiply()([b, g]), L.AveragePooling2D(3, 1, "same")(r)])
+    c = L.Conv2D(24, 3, strides=2, activation="relu")(c)
+    h = L.GlobalAveragePooling2D()(c)
+    out = L.Dense(10)(h)
+    model = keras.Model(inp, out)
+    calibrate(model, np.concatenate([nhwc_images(21, 8, 40), noise_images(22, 8, 40)]))
+    return model
+
+
 def ops_model():
     """A graph of the data-movement, arithmetic and reduction builtins a converter emits for
     tf.* calls (strided slices with every mask, pads, gathers, splits, packs, ...)."""
@@ -196,13 +228,20 @@ def convert_function(fn) -> bytes:
 
 
 # -- LiteRT ----------------------------------------------------------------------------------------
-def litert(model: bytes | str, feeds: dict[str, np.ndarray], threads: int = 1
-           ) -> dict[str, np.ndarray]:
+# LiteRT's kernel sets: "default" (XNNPACK delegate), "builtin" (its optimized kernels, no
+# delegate), "reference" (its reference kernels: the arithmetic fully-integer models follow)
+KERNELS = {"default": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+           "reference": "BUILTIN_REF"}
+
+
+def litert(model: bytes | str, feeds: dict[str, np.ndarray], threads: int = 1,
+           kernels: str = "default") -> dict[str, np.ndarray]:
     """Every output of the model under LiteRT (a fresh interpreter), by tensor name."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kw = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
-    it = Interpreter(num_threads=threads, **kw)
+    it = Interpreter(num_threads=threads, **kw,
+                     experimental_op_resolver_type=getattr(OpResolverType, KERNELS[kernels]))
     for d in it.get_input_details():
         if tuple(d["shape"]) != feeds[d["name"]].shape:
             it.resize_tensor_input(d["index"], feeds[d["name"]].shape)
