@@ -96,14 +96,17 @@ def compile_neo(fp32: Path, calib: Path, log, reuse: bool) -> dict[str, tuple[Pa
     for kind, kw in (("fp32", {}), ("int8", {"quantize": "int8", "calibration": calib}),
                      ("fp16", {"precision": "fp16"})):
         art = WORK / f"neo-{kind}"
+        secs = WORK / f"neo-{kind}.compile_s"
         if reuse and (art / "compiled.meta").exists():
-            out[kind] = (art, math.nan, json.loads((art / "compiled.meta").read_text()))
+            took = float(secs.read_text()) if secs.exists() else math.nan
+            out[kind] = (art, took, json.loads((art / "compiled.meta").read_text()))
             continue
         t0 = time.perf_counter()
         res = compile_model(CompileOptions(framework="onnx", model=str(fp32), target="host",
                                            shape=json.dumps({"input": list(SHAPE)}), output=art,
                                            use_cache=False, **kw))
         out[kind] = (art, time.perf_counter() - t0, res)
+        secs.write_text(f"{out[kind][1]:.1f}\n")
         log(f"neo {kind}: compiled in {out[kind][1]:.0f} s")
     return out
 
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a few seconds of timing per engine")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--reuse", action="store_true",
-                    help="time the artifacts of the last run instead of compiling again")
+                    help="time the artifacts of the last run instead of compiling again (their "
+                         "compile seconds are the last run's)")
     args = ap.parse_args(argv)
     settings = Settings.make(args.quick, args.rounds)
 
@@ -210,7 +214,9 @@ def write(rows, acc, arts, load0, seconds, args) -> None:
          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (other engineers' jobs share the 2 "
          "cores: absolute times are noisy, ratios within a row less so)"),
         f"- Versions: onnxruntime {onnxruntime.__version__}",
-        f"- Command: `make bench  # {cmd}` ({seconds / 60:.1f} min, compiles included)", "",
+        (f"- Command: `make bench  # {cmd}` ({seconds / 60:.1f} min, "
+         + ("timing the artifacts of an earlier run" if args.reuse else "compiles included")
+         + ")"), "",
         ("resnet50 (random weights, BatchNorm calibrated on random data), batch 1, 1x3x224x224. "
          "neo int8: `--quantize int8 --calibration` with 8 image-like samples (min/max, "
          "per-channel int8 weights, uint8 activations); onnxruntime int8: the same 8 samples "
