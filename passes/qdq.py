@@ -201,8 +201,9 @@ def _quantize(rw: Rewriter, n: Node, ins: list[Value]) -> list[Value] | None:
         return None
     lo = hi = None
     p = v.producer
-    # Q(clip(DQ(acc), a, b)) = requantize(acc, min=Q(a), max=Q(b)); relu is clip(0, inf)
-    if p is not None and p.op in ("relu", "clip") and _dq(p.inputs[0]) is not None:
+    # Q(clip(y, a, b)) = clip(Q(y), Q(a), Q(b)) (Q is monotone): the clamp of the requantize or
+    # qadd that makes Q(y); relu is clip(0, inf)
+    if p is not None and p.op in ("relu", "clip") and p.inputs[0].producer is not None:
         if p.op == "relu":
             bounds = (0.0, None)
         else:
