@@ -158,11 +158,13 @@ def render(rows: list[dict], info: dict, load0, seconds: float, quick: bool) -> 
         cells += [f"**{t['ours']['median_ms'] / t['tensorflow']['median_ms']:.2f}**",
                   f"{r['max_rel_err']:.1e}", "yes" if r["top1_ok"] else "**NO**"]
         lines.append("| " + " | ".join(cells) + " |")
-    if max(load0) > cpu["cores"]:
-        lines += ["", (f"The machine was busy (load average {max(load0):.1f} on {cpu['cores']} "
-                       "cores): the times are longer than on a quiet machine, and the 2-thread "
-                       "rows time the engines' behaviour under contention more than their "
-                       "parallel speed; rerun `make bench` on a quiet machine.")]
+    busy = max(load0[0], os.getloadavg()[0])  # 1-minute load averages, before and after
+    if busy > cpu["cores"] - 1:
+        lines += ["", (f"Other work shared the machine (1-minute load average up to {busy:.1f} on "
+                       f"{cpu['cores']} cores): the times are longer than on a quiet machine, "
+                       "and the rows with more threads than idle cores time the engines under "
+                       "contention more than their parallel speed; rerun `make bench` on a "
+                       "quiet machine.")]
     lines.append(END)
     return "\n".join(lines)
 
