@@ -4,8 +4,11 @@ demo:  ## install neo, compile a small trained model for x86_64 and arm64, run b
 test:  ## install the test dependencies and run the tests
 	bash scripts/test.sh
 .PHONY: bench
-bench:  ## time neo against onnxruntime and PyTorch on six models; writes docs/BENCHMARKS.md (~5 min)
+bench:  ## neo against onnxruntime, PyTorch, TensorFlow and LiteRT: six models, a Keras MobileNetV2, int8/fp16 resnet50, an int8 TFLite MobileNetV2; writes docs/BENCHMARKS.md (~20 min; the int8 TFLite compile ~15 min more on the first run)
 	python3 scripts/bench.py
+	python3 scripts/bench_keras.py
+	python3 scripts/bench_quant.py
+	python3 scripts/bench_tflite.py
 .PHONY: zoo
 zoo:  ## compile every torchvision model with the PyTorch frontend; writes docs/ZOO.md (~1 h)
 	python3 scripts/zoo.py
