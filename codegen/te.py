@@ -116,6 +116,26 @@ class Reduce(Expr):
     dtype: str
 
 
+def _remember_hash(cls: type) -> None:
+    """Expressions are trees shared by many parents and used as keys (the renderer's CSE): the
+    dataclass hash walks the whole tree on every call, which made rendering a deep integer conv
+    epilogue quadratic (minutes for one kernel). Each node keeps its hash once computed."""
+    tree_hash = cls.__hash__
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = tree_hash(self)
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    cls.__hash__ = __hash__
+
+
+for _cls in (Const, Var, Bin, Cmp, Un, Select, Cast, Load, Reduce):
+    _remember_hash(_cls)
+
+
 def _lift(o, like: Expr) -> Expr:
     if isinstance(o, Expr):
         return o
