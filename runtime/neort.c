@@ -441,11 +441,16 @@ struct NeoPool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_uint gen;        /* bumped once per job; workers wait for it to change */
-    atomic_uint pending;    /* workers that have not finished the current job */
+    /* (job << 32) | next unclaimed task: a thread claims a task with one compare-and-swap, so
+     * every task is run once, by whichever thread gets to it first; a claim naming an earlier
+     * job fails (the job was over: all its tasks had been claimed) */
+    _Atomic unsigned long long claim;
+    atomic_uint finished;   /* tasks of the current job that have returned */
     atomic_int stop;
     atomic_int failed_code; /* first non-zero kernel return of the job */
     atomic_int failed_task;
-    NeoKernelFn fn;         /* the job; written before gen is bumped, read after */
+    NeoKernelFn fn;         /* the job; written before its claim word is published, read after a
+                             * successful claim (the job cannot end before that task returns) */
     void **args;
 };
 
@@ -624,6 +629,34 @@ static bool spin_until(atomic_uint *v, unsigned want, bool equal) {
     return (atomic_load(v) == want) == equal;
 }
 
+/* the next task of job `job` for this thread, or -1 when the job has none left (or is over) */
+static int pool_claim(NeoPool *p, unsigned job) {
+    unsigned long long cur = atomic_load(&p->claim);
+    for (;;) {
+        if ((unsigned)(cur >> 32) != job || (int)(cur & 0xFFFFFFFFu) >= p->n) return -1;
+        if (atomic_compare_exchange_weak(&p->claim, &cur, cur + 1)) return (int)(cur & 0xFFFFFFFFu);
+    }
+}
+
+/* run the tasks of job `job` this thread can claim; true if it finished the job's last task */
+static bool pool_work(NeoPool *p, unsigned job) {
+    bool last = false;
+    int task;
+    while ((task = pool_claim(p, job)) >= 0) {
+        int32_t rc = p->fn(p->args, task, p->n);
+        if (rc != 0) {
+            int expected = 0;
+            if (atomic_compare_exchange_strong(&p->failed_code, &expected, rc))
+                atomic_store(&p->failed_task, task);
+        }
+        last = atomic_fetch_add(&p->finished, 1u) + 1u == (unsigned)p->n;
+    }
+    return last;
+}
+
+/* Tasks are claimed, not assigned: on a busy machine a worker the OS has not scheduled yet
+ * leaves its task to the threads that are running (the caller included), so a run waits only
+ * for tasks already started, never for a thread that has not woken up. */
 static void *pool_worker(void *arg) {
     NeoWorker *w = arg;
     NeoPool *p = w->pool;
@@ -638,14 +671,9 @@ static void *pool_worker(void *arg) {
         }
         seen = g;
         if (atomic_load(&p->stop)) break;
-        int32_t rc = p->fn(p->args, w->task, p->n);
-        if (rc != 0) {
-            int expected = 0;
-            if (atomic_compare_exchange_strong(&p->failed_code, &expected, rc))
-                atomic_store(&p->failed_task, w->task);
-        }
-        /* the last one out wakes the caller; taking the mutex orders this against its wait */
-        if (atomic_fetch_sub(&p->pending, 1u) == 1u) {
+        /* the one that finishes the job's last task wakes the caller; taking the mutex orders
+         * this against its wait */
+        if (pool_work(p, g)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
@@ -710,29 +738,32 @@ static NeoPool *pool_create(int n) {
     return p;
 }
 
-/* run fn for tasks 0..n-1 (task 0 on the caller); returns the first failing code, *task its task */
+/* run fn for tasks 0..n-1 on the caller and the workers; returns the first failing code, *task
+ * its task */
 static int32_t pool_run(NeoPool *p, NeoKernelFn fn, void **args, int *task) {
     *task = 0;
     if (p->n == 1) return fn(args, 0, 1);
     p->fn = fn;
     p->args = args;
     atomic_store(&p->failed_code, 0);
-    atomic_store(&p->pending, (unsigned)(p->n - 1));
+    atomic_store(&p->finished, 0u);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->gen, 1);
+    unsigned job = atomic_load(&p->gen) + 1u;
+    atomic_store(&p->claim, (unsigned long long)job << 32);
+    atomic_store(&p->gen, job);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
-    int32_t rc = fn(args, 0, p->n);
+    pool_work(p, job);
 
-    if (!spin_until(&p->pending, 0, true)) {
+    if (!spin_until(&p->finished, (unsigned)p->n, true)) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done, &p->mu);
+        while (atomic_load(&p->finished) != (unsigned)p->n) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
-    if (rc != 0) return rc;
-    *task = atomic_load(&p->failed_task);
-    return atomic_load(&p->failed_code);
+    int32_t rc = atomic_load(&p->failed_code);
+    if (rc != 0) *task = atomic_load(&p->failed_task);
+    return rc;
 }
 
 /* ---- compiled.params ---- */
