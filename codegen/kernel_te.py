@@ -13,9 +13,9 @@ from neo.ir import Graph
 from neo.ir.types import dtype_name
 
 from . import te
-from .te_ops import COMPUTES
 from .llvm_util import I32, I64, PTR, STORAGE, for_range, gep, lane_mask, masked_store, task_range
 from .render import Renderer
+from .te_ops import COMPUTES
 
 
 @dataclass

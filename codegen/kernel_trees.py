@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
+
 from neo.ir.ops_ml import LinearBooster, TreeEnsemble
 
 from .llvm_util import (

@@ -19,7 +19,6 @@ from neo.ir.ops_tensor import resize_tables
 from . import te
 from .te import broadcast_index, const
 
-
 # op name -> compute(attrs, out_type, input_accessors, ctx) -> (index -> Expr): the op as a
 # tensor expression. Filled by the @register functions below and read by kernel_te, lower and
 # codegen.registry; nothing outside this module adds to it.
@@ -555,4 +554,4 @@ def _conv_transpose(attrs, out, ins, ctx):
     return fn
 
 
-from . import te_quant  # noqa: E402,F401  (the quantized ops' computes, registered above)
+from . import te_quant  # noqa: F401  (the quantized ops' computes, registered above)

@@ -8,11 +8,11 @@ own sources (so editing a pass or a kernel invalidates it). The newest MAX_ENTRI
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import tempfile
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 

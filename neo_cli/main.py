@@ -310,7 +310,7 @@ def targets_cmd(json_out, verbose, debug):
     _emit(ctx, res, human)
 
 
-from .jobs.cli import build_jobs_group  # noqa: E402  (built on the helpers above)
+from .jobs.cli import build_jobs_group
 
 cli.add_command(build_jobs_group(_common, _guard))
 

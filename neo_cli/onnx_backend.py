@@ -54,11 +54,10 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     """Compile `model` into the artifact directory `out_dir`, for `target` (a Target that runs
     here; the host's by default)."""
     from neo.codegen.build import build_artifact
-
-    from .compiler import artifact_meta
     from neo.frontends.onnx import import_onnx
     from neo.passes import run_pipeline
 
+    from .compiler import artifact_meta
     from .targets import get_target
 
     shapes = dict(_static_shapes(model))

@@ -24,10 +24,10 @@ from neo import ir
 from neo.codegen.build import build_artifact
 from neo.codegen.toolchain import build_runtime, compile_c, host_arch, link_shared, zig_cc
 from neo.ir.interpreter import interpret
-from neo.targets import get_target
 from neo.passes import run_pipeline
 from neo.runtime import Model
 from neo.runtime.params import write_params
+from neo.targets import get_target
 
 N = 128  # floats per tensor: 512 bytes, so tensors sit back to back in the unchecked arena
 NB = 4 * N

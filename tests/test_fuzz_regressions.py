@@ -28,9 +28,9 @@ from neo.ir.interpreter import interpret
 from neo.ir.ops_elementwise import BINARY, UNARY
 from neo.ir.registry import run_reference
 from neo.ir.types import np_dtype
-from neo.targets import get_target
 from neo.passes import run_pipeline
 from neo.runtime import Model
+from neo.targets import get_target
 
 WIDTHS = (128, 256, 512)
 LEVELS = (0, 1, 2, 3)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_artifact_checked
 
 from neo import ir
 from neo.codegen.build import build_artifact, generate_kernels
-from conftest import run_artifact_checked
 from neo.ir.interpreter import interpret
 from neo.passes import run_pipeline
 

@@ -8,11 +8,11 @@ from onnx import helper, numpy_helper
 from onnx_helpers import make_model, run_ort
 
 from neo import ir
+from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
 from neo.frontends import FRONTENDS
 from neo.frontends.onnx import import_onnx, inspect_onnx, onnx_model_inputs, supported_ops
 from neo.ir.interpreter import interpret
 from neo.ir.verify import verify
-from neo.errors import ModelLoadError, UnsupportedModelError, UsageError
 
 RNG = np.random.default_rng(0)
 

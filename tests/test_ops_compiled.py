@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
 from conftest import VECTOR_WIDTHS, width_target
+from onnx import helper
 from onnx_helpers import make_model, run_ort
 
 from neo.frontends.onnx import supported_ops

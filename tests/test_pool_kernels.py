@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_artifact_checked
 
 from neo import ir
 from neo.codegen.build import build_artifact, generate_kernels
 from neo.ir.interpreter import interpret
-from conftest import run_artifact_checked
 from neo.passes import run_pipeline
 
 # (op, H, W, kernel, stride, pads, ceil_mode, count_include_pad, dilation)
