@@ -439,6 +439,30 @@ def bench_model(torch, name: str, work: Path, threads: list[int], s: Settings,
 # -- the report -----------------------------------------------------------------------------------
 
 
+def write_section(doc: Path, section: str, begin: str, end: str) -> None:
+    """Put `section` (which starts with `begin` and ends with `end`) into the markdown file `doc`:
+    in place of the one between those markers, else at the end. Each benchmark script keeps its
+    own section of docs/BENCHMARKS.md this way."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text)
+
+
+def vnni_info() -> tuple[bool, str]:
+    """(whether the CPU has AVX-512 VNNI or AVX-VNNI, the int8 dot products neo's host target
+    uses)."""
+    from neo.codegen.isa import int8_dot
+    from neo.codegen.tuning import tuning_for
+    from neo.targets import get_target
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set((re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE) or ["", ""])[1].split())
+    return bool({"avx512_vnni", "avx_vnni"} & flags), int8_dot(tuning_for(get_target("host")))
+
+
 def cpu_info() -> dict:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)

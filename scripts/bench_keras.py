@@ -30,6 +30,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
+from bench import write_section
+
 BEGIN, END = "<!-- bench_keras:begin -->", "<!-- bench_keras:end -->"
 ARCH, SIZE = "MobileNetV2", 224
 
@@ -197,12 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n} thread(s): " + ", ".join(f"{e} {v['median_ms']:.2f} ms"
                                                  for e, v in t.items()), file=sys.stderr)
     section = render(rows, info, load0, time.time() - t0, a.quick)
-    text = a.out.read_text() if a.out.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    a.out.write_text(text)
+    write_section(a.out, section, BEGIN, END)
     print(section)
     return 0
 

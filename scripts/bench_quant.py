@@ -22,7 +22,6 @@ import datetime
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,8 @@ from bench import (
     image_like,
     ort_session,
     time_interleaved,
+    vnni_info,
+    write_section,
 )
 
 SHAPE = (1, 3, 224, 224)
@@ -155,16 +156,6 @@ def measure(arts, fp32: Path, qdq: Path, x: np.ndarray, threads: int, settings, 
             m.close()
 
 
-def vnni_info() -> tuple[bool, str]:
-    """(the CPU has AVX-512 VNNI or AVX-VNNI, the int8 dot-product family neo's host target uses)."""
-    from neo.codegen.isa import int8_dot
-    from neo.codegen.tuning import tuning_for
-    from neo.targets import get_target
-
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set((re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE) or ["", ""])[1].split())
-    return bool({"avx512_vnni", "avx_vnni"} & flags), int8_dot(tuning_for(get_target("host")))
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -251,14 +242,8 @@ def write(rows, acc, arts, load0, seconds, args) -> None:
                        f"{out.get('top1_agreement')}, {report.get('quantized_layers')} quantized "
                        f"layers, method {report.get('method')}.")]
     lines.append(END)
-    doc = REPO / "docs" / "BENCHMARKS.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     section = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+    write_section(REPO / "docs" / "BENCHMARKS.md", section, BEGIN, END)
     print(section)
 
 

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ BEGIN, END = "<!-- bench_tflite:begin -->", "<!-- bench_tflite:end -->"
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench import Engine, Settings, cpu_info, time_interleaved
+from bench import Engine, Settings, cpu_info, time_interleaved, vnni_info, write_section
 
 N_EVAL = 8
 
@@ -116,16 +115,6 @@ def agreement(path: Path, name: str, shape, neo_run) -> dict[str, dict]:
     return out
 
 
-def vnni() -> tuple[bool, str]:
-    """(the CPU has AVX-512 VNNI or AVX-VNNI, the int8 dot products neo's host target uses)."""
-    from neo.codegen.isa import int8_dot
-    from neo.codegen.tuning import tuning_for
-    from neo.targets import get_target
-
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set((re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE) or ["", ""])[1].split())
-    return bool({"avx512_vnni", "avx_vnni"} & flags), int8_dot(tuning_for(get_target("host")))
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,7 +157,7 @@ def write(rows, agree, compile_s, shape, load0, seconds, settings, args) -> None
     from importlib import metadata
 
     cpu = cpu_info()
-    has_vnni, dot = vnni()
+    has_vnni, dot = vnni_info()
     cmd = "python3 scripts/bench_tflite.py" + (" --quick" if args.quick else "") + (
         f" --rounds {args.rounds}" if args.rounds else "") + (
         f" --size {args.size}" if args.size != 224 else "")
@@ -207,14 +196,8 @@ def write(rows, agree, compile_s, shape, load0, seconds, settings, args) -> None
         lines.append(f"| {names[k]} | {a['max_steps']} | {100 * a['differ']:.1f}% | "
                      f"{100 * a['within1']:.1f}% | {100 * a['top1']:.0f}% |")
     lines.append(END)
-    doc = REPO / "docs" / "BENCHMARKS.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     section = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+    write_section(REPO / "docs" / "BENCHMARKS.md", section, BEGIN, END)
     print(section)
 
 

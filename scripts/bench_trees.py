@@ -26,6 +26,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "build" / "bench_trees"
+sys.path.insert(0, str(REPO / "scripts"))
+from bench import write_section
+
 BEGIN, END = "<!-- bench_trees:begin -->", "<!-- bench_trees:end -->"
 
 
@@ -180,14 +183,8 @@ def write(rows, load0, seconds) -> None:
                          f"{'cached' if math.isnan(tlc) else f'{tlc:.1f}'} | {'yes' if exact else 'no'} "
                          f"| {err:.1e} / {tl_err:.1e} |")
     lines.append(END)
-    doc = REPO / "docs" / "BENCHMARKS.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     section = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+    write_section(REPO / "docs" / "BENCHMARKS.md", section, BEGIN, END)
     print(section)
 
 
