@@ -184,6 +184,38 @@ def small_cnn():
     return model
 
 
+def int8_ops_model():
+    """The int8 ops the applications lack, on one image: an attention block (BATCH_MATMUL of two
+    activations, one adj_y, SOFTMAX over 144 rows of 144 scores, LOG_SOFTMAX of a per-token
+    head), RESIZE_BILINEAR in its three coordinate modes (up) and a downscale, TRANSPOSE_CONV
+    (SAME and VALID, stride 2, with and without a fused RELU) and a sum over the image."""
+    import tensorflow as tf
+
+    keras = _keras()
+    keras.utils.set_random_seed(16)
+    L = keras.layers
+    inp = keras.Input((24, 24, 3), batch_size=1, name="image")
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)  # 12x12x16
+    x = L.BatchNormalization()(x)
+    tokens = L.Reshape((144, 16))(x)
+    q, k, v = (L.Dense(16)(tokens) for _ in range(3))
+    scores = L.Lambda(lambda t: tf.matmul(t[0], t[1], transpose_b=True) * 0.25)([q, k])
+    attention = L.Softmax(name="attention")(scores)
+    context = L.Lambda(lambda t: tf.matmul(t[0], t[1]))([attention, v])
+    log_probs = L.Lambda(lambda t: tf.nn.log_softmax(t, -1), name="log_probs")(L.Dense(10)(context))
+    resized = []
+    for size, align, half in (((17, 23), False, True), ((17, 23), True, False),
+                              ((17, 23), False, False), ((7, 5), False, True)):
+        resized.append(L.Lambda(lambda t, s=size, a=align, h=half: tf.compat.v1.image.resize_bilinear(
+            t, s, align_corners=a, half_pixel_centers=h))(x))
+    up_same = L.Conv2DTranspose(8, 3, strides=2, padding="same")(x)  # 24x24
+    up_valid = L.Conv2DTranspose(4, 4, strides=2, padding="valid", activation="relu")(x)  # 26x26
+    total = L.Lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]), name="sum")(x)
+    model = keras.Model(inp, [attention, log_probs, *resized, up_same, up_valid, total])
+    calibrate(model, np.concatenate([nhwc_images(31, 8, 24), noise_images(32, 8, 24)]))
+    return model
+
+
 def ops_model():
     """A graph of the data-movement, arithmetic and reduction builtins a converter emits for
     tf.* calls (strided slices with every mask, pads, gathers, splits, packs, ...)."""

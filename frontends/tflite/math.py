@@ -199,6 +199,9 @@ def MEAN(cx: TfliteContext, input: Value, axis: Value, *, keep_dims) -> Value:
 
 @converter("SUM")
 def SUM(cx: TfliteContext, input: Value, axis: Value, *, keep_dims) -> Value:
+    if q.is_quantized(input):
+        return q.mean(cx, input, cx.axes(axis, input.type.rank), bool(keep_dims),
+                      compute_sum=True)
     return _reduce(cx, "reduce_sum", input, axis, keep_dims)
 
 

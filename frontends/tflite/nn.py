@@ -82,6 +82,18 @@ def DEPTHWISE_CONV_2D(cx: TfliteContext, input: Value, filter: Value, bias: Valu
 def TRANSPOSE_CONV(cx: TfliteContext, output_shape: Value, weights: Value, input: Value,
                    bias: Value | None = None, *, padding, stride_h, stride_w,
                    fused_activation_function) -> Value:
+    if padding not in ("SAME", "VALID"):
+        cx.unsupported_attribute("padding", padding, "SAME, VALID")
+    if q.is_quantized(input):
+        out = cx.ints(output_shape, "output_shape")
+        _channels(cx, input)
+        if (len(out) != 4 or weights.type.rank != 4 or weights.shape[3] != input.shape[3]
+                or out[3] != weights.shape[0] or out[0] != input.shape[0]):
+            cx.invalid("output_shape", out, f"[{input.shape[0]}, height, width, "
+                       f"{weights.shape[0]}] for weights {list(weights.shape)} and "
+                       f"{input.shape[3]} input channels")
+        return q.transpose_conv(cx, input, weights, bias, out[1:3], (stride_h, stride_w),
+                                padding, fused_activation_function)
     x = cx.dequantized(input, 2)
     w = cx.dequantized(weights, 1)
     b = cx.dequantized(bias, 3)
@@ -144,6 +156,8 @@ def FULLY_CONNECTED(cx: TfliteContext, input: Value, weights: Value, bias: Value
 def BATCH_MATMUL(cx: TfliteContext, x: Value, y: Value, *, adj_x, adj_y,
                  asymmetric_quantize_inputs) -> Value:
     del asymmetric_quantize_inputs  # hybrid kernels only (see FULLY_CONNECTED)
+    if q.is_quantized(x) or q.is_quantized(y):
+        return q.batch_matmul(cx, x, y, bool(adj_x), bool(adj_y))
     a, b = cx.dequantized(x, 0), cx.dequantized(y, 1)
 
     def adjoint(v: Value) -> Value:
@@ -187,6 +201,10 @@ def MAX_POOL_2D(cx: TfliteContext, input: Value, *, padding, stride_h, stride_w,
 # -- softmax and normalization -------------------------------------------------------------------
 @converter("SOFTMAX")
 def SOFTMAX(cx: TfliteContext, input: Value, *, beta) -> Value:
+    if q.is_quantized(input):
+        from .quantized_softmax import softmax
+
+        return softmax(cx, input, beta)
     x = cx.dequantized(input, 0)
     if beta != 1.0:
         x = cx.op("mul", x, cx.scalar(beta, x.dtype))
@@ -195,6 +213,10 @@ def SOFTMAX(cx: TfliteContext, input: Value, *, beta) -> Value:
 
 @converter("LOG_SOFTMAX")
 def LOG_SOFTMAX(cx: TfliteContext, input: Value) -> Value:
+    if q.is_quantized(input):
+        from .quantized_softmax import log_softmax
+
+        return log_softmax(cx, input)
     x = cx.dequantized(input, 0)
     return cx.op("log_softmax", x, axis=x.type.rank - 1)
 

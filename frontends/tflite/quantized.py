@@ -253,7 +253,8 @@ def mul(cx: TfliteContext, a: Value, b: Value, fused) -> Value:
     return _requantize(cx, prod, m, None, yq, ydtype, lo, hi)
 
 
-def mean(cx: TfliteContext, x: Value, axes: list[int], keep_dims: bool) -> Value:
+def mean(cx: TfliteContext, x: Value, axes: list[int], keep_dims: bool,
+         compute_sum: bool = False) -> Value:
     """MEAN as LiteRT's reference kernels (reduce.cc, reference QuantizedMeanOrSum, for every
     axis set in LiteRT 2.3): (sum - n zp_x) through s_x / s_y's Q31 multiplier divided by the
     count in integers (no longer normalized, so given as explicit `q31` pairs), one rescaling."""
@@ -265,6 +266,8 @@ def mean(cx: TfliteContext, x: Value, axes: list[int], keep_dims: bool) -> Value
     lo, hi = int_range(ydtype)
     real = float(sx) / float(yq.scale[0])  # PrepareMeanOrSum: in double
     qm, shift = quantize_multiplier(real)
+    if compute_sum:  # SUM: the same without the division by the count
+        return _requantize(cx, centered, real, None, yq, ydtype, lo, hi)
     s = min(n.bit_length() - 1, 32, 31 + shift)
     qm, shift = (qm << s) // n, shift - s
     if not 0 < qm < (1 << 31) or shift < -31:
@@ -457,3 +460,130 @@ def relabel(cx: TfliteContext, x: Value, q: QuantParams, dtype: str) -> Value:
     if x.type.quant == q:
         return x
     return lookup(cx, x, requantize_table(x.type.quant, q, dtype), q, dtype)
+
+
+# -- matrix products and transposed convolutions ---------------------------------------------------
+def batch_matmul(cx: TfliteContext, a: Value, b: Value, adj_x: bool, adj_y: bool) -> Value:
+    """BATCH_MATMUL of int8 operands (activations or constants): exact int32 sums of
+    (a - za)(b - zb), requantized by double(s_a) double(s_b) / s_y (GetQuantizedConvolution-
+    Multipler) with gemmlowp's double rounding, the whole int8 range (no fused activation)."""
+    sa, za = _per_tensor(cx, cx.tensor(0), "operand")
+    sb, zb = _per_tensor(cx, cx.tensor(1), "operand")
+    yq, ydtype = output_params(cx)
+    if a.dtype != "int8" or b.dtype != "int8" or ydtype != "int8":
+        cx.unsupported(f"a quantized BATCH_MATMUL of {a.dtype} and {b.dtype} into {ydtype}; "
+                       "int8 is implemented")
+
+    def adjoint(v: Value) -> Value:
+        r = v.type.rank
+        return cx.transpose(v, tuple(range(r - 2)) + (r - 1, r - 2))
+
+    acc = cx.op("matmul_integer", adjoint(a) if adj_x else a, adjoint(b) if adj_y else b,
+                a_zero_point=za, b_zero_point=zb)
+    lo, hi = int_range(ydtype)
+    return _requantize(cx, acc, float(sa) * float(sb) / float(yq.scale[0]), None, yq, ydtype,
+                       lo, hi)
+
+
+def _spread(cx: TfliteContext, x: Value, axis: int, stride: int, zp: int) -> Value:
+    """x's entries `stride` apart along `axis`, the zero point between them:
+    n -> (n - 1) * stride + 1."""
+    if stride == 1:
+        return x
+    shape = x.shape
+    n = shape[axis]
+    y = cx.reshape(x, shape[:axis + 1] + (1,) + shape[axis + 1:])
+    pads = [0] * (2 * y.type.rank)
+    pads[y.type.rank + axis + 1] = stride - 1
+    y = cx.op("pad", y, pads=tuple(pads), mode="constant", value=float(zp))
+    y = cx.reshape(y, shape[:axis] + (n * stride,) + shape[axis + 1:])
+    return cx.slice(y, axis, 0, (n - 1) * stride + 1)
+
+
+def transpose_conv(cx: TfliteContext, x: Value, w: Value, b: Value | None, out_hw, strides,
+                   padding: str, fused) -> Value:
+    """TRANSPOSE_CONV of int8 activations (reference_integer_ops::TransposeConv): the scattered
+    int32 sums of (x - zx) * w (the filter's zero point is not subtracted: TFLite's filters are
+    symmetric), plus the bias, requantized per output channel as CONV_2D. The same sums are a
+    convolution of x spread `stride` apart (zero points between) by the flipped filter, padded
+    so that output row oy is the scatter's row oy + pad."""
+    sx, zx = _per_tensor(cx, cx.tensor(2), "input")
+    data, wq = _weights(cx, w, 1)
+    yq, ydtype = output_params(cx)
+    cout, kh, kw, _ = data.shape
+    if not wq.is_per_tensor and wq.axis != 0:
+        cx.unsupported(f"filter quantized along axis {wq.axis}")
+    oihw = np.ascontiguousarray(np.transpose(data, (0, 3, 1, 2))[:, :, ::-1, ::-1])
+    y = x
+    pads = [0] * 8
+    for i, (n, o, k, s) in enumerate(zip(x.shape[1:3], out_hw, (kh, kw), strides)):
+        # TFLite's padding of the conv from the output back to the input (ComputePadding)
+        conv_out = -(-o // s) if padding == "SAME" else (o - k + s) // s
+        head = max(0, (conv_out - 1) * s + k - o) // 2
+        y = _spread(cx, y, 1 + i, s, zx)
+        pads[1 + i] = k - 1 - head
+        pads[5 + i] = o - (n - 1) * s - 1 + head
+    if any(pads):
+        y = cx.op("pad", y, pads=tuple(pads), mode="constant", value=float(zx))
+    bias = _bias(cx, b, 3)
+    ins = (y, cx.const(oihw)) if bias is None else (y, cx.const(oihw), bias)
+    acc = cx.op("conv_integer", *ins, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
+                groups=1, layout="NHWC", x_zero_point=zx, w_zero_point=0)
+    m = float(sx) * np.broadcast_to(np.asarray(wq.scale, np.float64), (cout,)) / float(
+        yq.scale[0])
+    lo, hi = activation_range(cx, fused, yq, ydtype)
+    return _requantize(cx, acc, m, 3, yq, ydtype, lo, hi)
+
+
+# -- bilinear resize -------------------------------------------------------------------------------
+def _bilinear_axis(n_in: int, n_out: int, align_corners: bool, half_pixel: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ResizeBilinearInteger along one axis: (lower index, upper index, the upper one's weight
+    in 1/1024) of every output position, scale and positions in 10-bit fixed point."""
+    if align_corners and n_out > 1:
+        scale = ((1 << 10) * (n_in - 1) + (n_out - 1) // 2) // (n_out - 1)
+    else:
+        scale = ((1 << 10) * n_in + n_out // 2) // n_out
+    pos = np.arange(n_out, dtype=np.int64) * scale
+    if half_pixel:
+        pos = pos + scale // 2 - (1 << 9)
+    trunc = np.where(pos >= 0, pos >> 10, -((-pos) >> 10))  # C division toward zero
+    lower = np.maximum(trunc, 0)
+    up = pos + (1 << 10) - 1
+    upper = np.minimum(np.where(up >= 0, up >> 10, -((-up) >> 10)), n_in - 1)
+    return lower, upper, pos - (lower << 10)
+
+
+def resize_bilinear(cx: TfliteContext, x: Value, out_hw, align_corners: bool,
+                    half_pixel: bool) -> Value:
+    """RESIZE_BILINEAR on int8/uint8 as reference_ops::ResizeBilinearInteger: the four
+    neighbours weighted in 1/1024 steps per axis (int64 sums of value * wy * wx), divided by 2^20
+    rounding half away from zero; the integers keep the input's parameters."""
+    xq = params(cx.tensor(0))
+    yq, ydtype = output_params(cx)
+    if xq != yq or x.dtype != ydtype:
+        cx.unsupported("a quantized bilinear resize whose output parameters differ from its "
+                       "input's")
+    (_, ih, iw, _), (oh, ow) = x.shape, out_hw
+    y0, y1, wy = _bilinear_axis(ih, oh, align_corners, half_pixel)
+    x0, x1, wx = _bilinear_axis(iw, ow, align_corners, half_pixel)
+    one = 1 << 10
+    total = None
+    for rows, ry in ((y0, one - wy), (y1, wy)):
+        picked = cx.op("gather", x, cx.const(rows.astype(np.int32)), axis=1)
+        for cols, rx in ((x0, one - wx), (x1, wx)):
+            v = cx.cast(cx.op("gather", picked, cx.const(cols.astype(np.int32)), axis=2), "int64")
+            weight = (ry[:, None] * rx[None, :]).astype(np.int64).reshape(1, oh, ow, 1)
+            term = cx.op("mul", v, cx.const(weight))
+            total = term if total is None else cx.op("add", total, term)
+    # (total + sign * 2^19) / 2^20, the division truncating toward zero
+    half = cx.op("where", cx.op("greater", total, cx.const(np.int64(0))),
+                 cx.const(np.int64(1 << 19)), cx.const(np.int64(-(1 << 19))))
+    s = cx.op("add", total, half)
+    twenty = cx.const(np.int64(20))
+    down = cx.op("where", cx.op("greater_equal", s, cx.const(np.int64(0))),
+                 cx.op("shift_right", s, twenty),
+                 cx.op("sub", cx.const(np.int64(0)),
+                       cx.op("shift_right", cx.op("sub", cx.const(np.int64(0)), s), twenty)))
+    lo, hi = int_range(ydtype)
+    return label(cx, cx.cast(down, "int32"), yq, ydtype, lo, hi)

@@ -495,14 +495,14 @@ def _resize(cx: TfliteContext, input: Value, size: Value, align_corners, half_pi
     x = _data(cx, input)
     if x.type.rank != 4:
         cx.unsupported(f"resizing a rank-{x.type.rank} tensor; NHWC images are expected")
-    if q.is_quantized(x) and mode == "linear":
-        cx.unsupported("bilinear resizing of quantized integers")
     oh, ow = cx.ints(size, "size")
     n, ih, iw, c = x.shape
-    if (oh, ow) == (ih, iw) and not align_corners:
-        return x
     if align_corners and half_pixel_centers and mode == "linear":
         cx.unsupported("align_corners and half_pixel_centers together")
+    if q.is_quantized(x) and mode == "linear":
+        return q.resize_bilinear(cx, x, (oh, ow), bool(align_corners), bool(half_pixel_centers))
+    if (oh, ow) == (ih, iw) and not align_corners:
+        return x
     coord = ("align_corners" if align_corners else
              "half_pixel" if half_pixel_centers else "asymmetric")
     if mode == "linear":
