@@ -265,15 +265,34 @@ def mean(cx: TfliteContext, x: Value, axes: list[int], keep_dims: bool,
     centered = cx.op("sub", total, cx.const(np.int32(zx * n))) if zx else total
     lo, hi = int_range(ydtype)
     real = float(sx) / float(yq.scale[0])  # PrepareMeanOrSum: in double
+    if compute_sum:
+        return _sum(cx, total, float(sx), zx, n, yq, ydtype)
     qm, shift = quantize_multiplier(real)
-    if compute_sum:  # SUM: the same without the division by the count
-        return _requantize(cx, centered, real, None, yq, ydtype, lo, hi)
     s = min(n.bit_length() - 1, 32, 31 + shift)
     qm, shift = (qm << s) // n, shift - s
     if not 0 < qm < (1 << 31) or shift < -31:
         cx.unsupported(f"a MEAN over {n} values whose rescaling underflows TFLite's multiplier")
     return _requantize(cx, centered, qm * 2.0 ** (shift - 31), None, yq, ydtype, lo, hi,
                        q31=((int(qm), int(shift)),))
+
+
+def _sum(cx: TfliteContext, total: Value, sx: float, zx: int, n: int, out_q: QuantParams,
+         dtype: str) -> Value:
+    """SUM of 8-bit integers as LiteRT's optimized kernel (optimized_ops::QuantizedMeanOrSum),
+    which its XNNPACK runs agree with: round(float32(sum) * s + bias) + zp_y in float32, s =
+    s_x / s_y, bias = -zp_x * s * n, rounded half away from zero. Its reference kernel is not the
+    reference here: LiteRT 2.3's BUILTIN_REF SUM reads int8 data as uint8 (reduce.cc passes
+    uint8_t pointers), so its int8 sums are wrong."""
+    scale = F32(sx) / F32(out_q.scale[0])
+    bias = F32(F32(-zx) * scale) * F32(n)
+    t = cx.op("mul", cx.cast(total, "float32"), cx.const(np.float32(scale)))
+    t = cx.op("add", t, cx.const(np.float32(bias)))
+    zo = out_q.zero_point[0]
+    q = cx.op("quantize", t, quant=QuantParams.per_tensor(1.0, zo), dtype=dtype,
+              rounding="half_away_from_zero")
+    lo, hi = int_range(dtype)
+    return cx.op("requantize", q, multiplier=(1.0,), in_zero_point=zo, out_zero_point=zo,
+                 dtype=dtype, mode="fixed_point", min=lo, max=hi, quant=out_q)
 
 
 # -- functions of one value: tables --------------------------------------------------------------
