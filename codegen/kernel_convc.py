@@ -12,6 +12,10 @@ operands (bias, scale) load as vectors, per-position ones (a residual) as gather
 
 This is the layout-free counterpart of the NCHWc kernels: layers with a 7x7 or 14x14 output
 keep every accumulator busy, where spatial vectors of 16 columns would be mostly padding.
+
+With `arith` "float16" (fp16 arithmetic, as in kernel_gemm) input, weights, accumulators and the
+partial sums between chunks are halves, with twice the channels per vector; the epilogue runs
+on the accumulators widened to float32.
 """
 from __future__ import annotations
 
@@ -24,10 +28,13 @@ from llvmlite import ir
 from . import math_table as mt
 from .kernel_gemm import Blocking
 from .llvm_util import (
+    F16,
     F32,
     I1,
     I32,
     I64,
+    STORAGE,
+    convert_float,
     for_range,
     gep,
     kernel_function,
@@ -36,7 +43,7 @@ from .llvm_util import (
     splat,
     split_last,
     stack_buffer,
-    task_range,
+    weighted_task_range,
 )
 
 
@@ -73,6 +80,13 @@ class ChannelConvSpec:
     # weight bytes per reduction chunk (None: WEIGHT_CHUNK_BYTES); partial sums go through the
     # stack between chunks
     chunk_bytes: int | None = None
+    x_dtype: str = "float32"  # the (padded) input
+    c_dtype: str = "float32"  # the output
+    arith: str = "float32"  # "float16": half accumulators and FMAs (fp16 arithmetic)
+
+    @property
+    def elem(self) -> ir.Type:
+        return F16 if self.arith == "float16" else F32
 
 
 def pack_weights(w: np.ndarray, groups: int, nr: int) -> np.ndarray:
@@ -107,6 +121,33 @@ def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
     return cc, max(1, min(pblocks, SCRATCH_BYTES // (blk.mr * blk.nr * 4)))
 
 
+# Units of work a kernel offers at least (when it has as many position blocks): the threads
+# split them by cost, so a conv with one panel of channels still runs on every core.
+MIN_UNITS = 16
+
+
+def unit_costs(spec: ChannelConvSpec, pcb: int) -> list[int]:
+    """The relative cost of each unit (image, group, panel, chunk of pcb position blocks), in
+    the kernel's unit order: FMA vectors per reduction step, a short block costing as much as
+    the rows that hide the FMA latency (as in lower._rows_per_tile), plus a block's overhead."""
+    blk = spec.blocking
+    L, MR, NR = blk.lanes, blk.mr, blk.nr
+    P = spec.OH * spec.OW
+    pblocks = -(-P // MR)
+    panels = -(-spec.M // NR)
+    per_panel = []
+    for panel in range(panels):
+        nv = -(-min(NR, spec.M - panel * NR) // L)
+        floor = -(-8 // nv)
+        chunk_costs = []
+        for pb0 in range(0, pblocks, pcb):
+            rows = [min(MR, P - pb * MR) for pb in range(pb0, min(pb0 + pcb, pblocks))]
+            chunk_costs.append(sum(max(r, floor) * nv + 2 for r in rows))
+        per_panel.append(chunk_costs)
+    one = [c for chunks in per_panel for c in chunks]
+    return one * (spec.images * spec.groups)
+
+
 def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
                              nbufs: int) -> ir.Function:
     fn, b, bufs = kernel_function(module, name, nbufs)
@@ -114,7 +155,7 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
         spec.bufs_holder[0] = bufs
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
-    vt = ir.VectorType(F32, L)
+    vt = ir.VectorType(spec.elem, L)
     accs = [[b.alloca(vt, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
     cc, pcb = chunking(spec)
     chunks = -(-spec.Cg // cc)
@@ -128,11 +169,13 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
     P = spec.OH * spec.OW
     pblocks = -(-P // MR)
     last_rows = P - (pblocks - 1) * MR
-    pchunks = -(-pblocks // pcb)
     panels = -(-spec.M // NR)
     last_chans = spec.M - (panels - 1) * NR
-    units = spec.images * spec.groups * panels * pchunks
-    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    outer = spec.images * spec.groups * panels
+    if outer * -(-pblocks // pcb) < MIN_UNITS:  # too few units to share: split the positions
+        pcb = min(pcb, -(-pblocks // min(pblocks, -(-MIN_UNITS // outer))))
+    pchunks = -(-pblocks // pcb)
+    lo, hi = weighted_task_range(b, unit_costs(spec, pcb), fn.args[1], fn.args[2], name)
     with for_range(b, lo, hi, 1, "unit") as unit:
         # position blocks innermost: a weight chunk is reused while it is hot in cache
         pc = b.srem(unit, I64(pchunks))
@@ -192,8 +235,10 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
         oh, ow = b.sdiv(p, I64(spec.OW)), b.srem(p, I64(spec.OW))
         corners.append(b.add(xbase, b.add(b.mul(oh, I64(sh * spec.Wp)), b.mul(ow, I64(sw)))))
 
+    E = spec.elem
+
     def slot(r, v):
-        return gep(b, scratch, b.add(part, I64(r * NR + v * L)), F32)
+        return gep(b, scratch, b.add(part, I64(r * NR + v * L)), E)
 
     if scratch is None:
         for r in range(rows):
@@ -217,10 +262,11 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
         xc = b.mul(c, I64(plane))
         wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
         for j, off in enumerate(offs):
-            wv = [load_float(b, W, b.add(wc, I64(j * NR + v * L)), spec.w_dtype, L)
+            wv = [load_float(b, W, b.add(wc, I64(j * NR + v * L)), spec.w_dtype, L, reg=E)
                   for v in range(nv)]
             for r in range(rows):
-                xe = b.load(gep(b, X, b.add(corners[r], b.add(xc, I64(off))), F32), typ=F32)
+                xe = load_float(b, X, b.add(corners[r], b.add(xc, I64(off))), spec.x_dtype,
+                                reg=E)
                 a = splat(b, xe, L)
                 for v in range(nv):
                     b.store(mt.fma(b, a, wv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
@@ -240,6 +286,7 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
 def _write_out(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int, chans: int, vt):
     L, NR = spec.blocking.lanes, spec.blocking.nr
     nv = -(-chans // L)
+    cs = STORAGE[spec.c_dtype]
     ist, gst, mst = spec.c_strides
     cbase = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
     m_panel = b.mul(panel, I64(NR))
@@ -250,13 +297,14 @@ def _write_out(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int
         m0 = b.add(m_panel, I64(v * L))
         for r in range(rows):
             p = b.add(p0, I64(r))
-            acc = b.load(accs[r][v], typ=vt)
+            acc = convert_float(b, b.load(accs[r][v], typ=vt), F32)
             if spec.epilogue is not None:
                 acc = spec.epilogue(b, acc, m0, p, img, grp, mask)
+            acc = convert_float(b, acc, cs)
             out0 = b.add(cbase, b.add(b.mul(m0, I64(mst)), p))
             for lane in range(valid):
                 b.store(b.extract_element(acc, I32(lane)),
-                        gep(b, C, b.add(out0, I64(lane * mst)), F32))
+                        gep(b, C, b.add(out0, I64(lane * mst)), cs))
 
 
 def transpose_rows(b, rows: list, n: int) -> list:
@@ -290,27 +338,29 @@ def _write_transposed(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, ro
     masked to `rows` positions in a short last tile."""
     L, NR, MR = spec.blocking.lanes, spec.blocking.nr, spec.blocking.mr
     nv = -(-chans // L)
+    cs = STORAGE[spec.c_dtype]
     ist, gst, mst = spec.c_strides
     cbase = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
     m_panel = b.mul(panel, I64(NR))
-    zero = ir.Constant(vt, [0.0] * L)
+    zero = ir.Constant(ir.VectorType(F32, L), [0.0] * L)
     mask = None if rows == MR else ir.Constant(ir.VectorType(I1, MR),
                                                [1] * rows + [0] * (MR - rows))
     for v in range(nv):
-        t = transpose_rows(b, [b.load(accs[r][v], typ=vt) if r < rows else zero
-                               for r in range(MR)], MR)
+        t = transpose_rows(b, [convert_float(b, b.load(accs[r][v], typ=vt), F32) if r < rows
+                               else zero for r in range(MR)], MR)
         for i in range(MR):
             for q in range(L // MR):
                 lane0 = v * L + q * MR + i  # the channel of this piece within the panel
                 if lane0 >= chans:
                     continue
-                piece = t[i] if MR == L else b.shuffle_vector(t[i], ir.Constant(vt, None),
+                piece = t[i] if MR == L else b.shuffle_vector(t[i], ir.Constant(t[i].type, None),
                     ir.Constant(ir.VectorType(I32, MR), list(range(q * MR, (q + 1) * MR))))
                 m = b.add(m_panel, I64(lane0))
                 if spec.epilogue is not None:
                     piece = spec.epilogue(b, piece, m, p0, img, grp, mask)
-                ptr = gep(b, C, b.add(cbase, b.add(b.mul(m, I64(mst)), p0)), F32)
+                piece = convert_float(b, piece, cs)
+                ptr = gep(b, C, b.add(cbase, b.add(b.mul(m, I64(mst)), p0)), cs)
                 if mask is None:
-                    b.store(piece, ptr, align=4)
+                    b.store(piece, ptr, align=2 if cs == F16 else 4)
                 else:
                     masked_store(b, piece, ptr, mask)

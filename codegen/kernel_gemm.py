@@ -6,6 +6,13 @@ columns are read in panels of NR = NV vector registers, either packed at compile
 weights, [N/NR][K][NR]) or packed per task at run time into a stack buffer (a strided copy, or
 im2col for convolution). The microkernel keeps an MR x NV tile of accumulators in registers and
 does MR*NV vector FMAs per k step. Tasks split the (batch, column panel) space statically.
+
+fp16 arithmetic (`GemmSpec.arith` "float16": --precision fp16 on AArch64 fullfp16 or x86
+AVX512-FP16) runs the same kernel on half elements: twice the lanes per vector, half weights and
+activations (the panel holds halves), half accumulators with fp16 FMAs (`fmla v.8h`,
+`vfmadd231ph`); partial sums between K blocks keep their half values in the output buffer, and
+the epilogue widens the accumulator to float32. Where LLVM has no half arithmetic (the host that
+computes the accuracy report) it computes each operation in float32 and rounds it to half.
 """
 from __future__ import annotations
 
@@ -17,11 +24,13 @@ from llvmlite import ir
 
 from . import math_table as mt
 from .llvm_util import (
+    F16,
     F32,
     I32,
     I64,
     PTR,
     STORAGE,
+    convert_float,
     for_range,
     gep,
     lane_mask,
@@ -47,8 +56,9 @@ class Blocking:
         return self.nv * self.lanes
 
 
-def choose_blocking(vector_bits: int, K: int, M: int) -> Blocking:
-    lanes = max(1, vector_bits // 32)
+def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32) -> Blocking:
+    """The register tile for elements of `elem_bits` (16: fp16 arithmetic, twice the lanes)."""
+    lanes = max(1, vector_bits // elem_bits)
     if vector_bits >= 512:
         mr, nv = 6, 4  # 24 of 32 zmm accumulators
     elif vector_bits >= 256:
@@ -58,7 +68,7 @@ def choose_blocking(vector_bits: int, K: int, M: int) -> Blocking:
     if M < mr:
         mr = max(1, M)
     nr = nv * lanes
-    kc = max(16, min(K, (32768 // (4 * nr)) // 8 * 8))
+    kc = max(16, min(K, (32768 // (elem_bits // 8 * nr)) // 8 * 8))
     return Blocking(mr, nv, lanes, kc)
 
 
@@ -100,6 +110,14 @@ class GemmSpec:
     extra: dict = field(default_factory=dict)
     a_dtype: str = "float32"  # packed A (conv weights): float16 with --precision fp16
     b_dtype: str = "float32"  # prepacked B (matmul weights)
+    x_dtype: str = "float32"  # the activations: B when packed at run time, A when not packed
+    c_dtype: str = "float32"  # the output, which also holds partial sums between K blocks
+    arith: str = "float32"  # "float16": half accumulators and FMAs (fp16 arithmetic)
+
+    @property
+    def elem(self) -> ir.Type:
+        """The element type of registers, panel and accumulators."""
+        return F16 if self.arith == "float16" else F32
 
 
 def pack_a(w: np.ndarray, groups: int, M: int, K: int, mr: int) -> np.ndarray:
@@ -128,7 +146,8 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
         spec.extra["bufs_holder"][0] = bufs
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
-    vt = ir.VectorType(F32, L) if L > 1 else F32
+    E = spec.elem
+    vt = ir.VectorType(E, L) if L > 1 else E
     kc = blk.kc
     packed_b = spec.b_kind == "prepacked"
     panel = None
@@ -188,6 +207,7 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
     """panel[kk][v] = B(kb+kk, n0+v), zero for v >= valid."""
     blk = spec.blocking
     L, NR = blk.lanes, blk.nr
+    E, xs = spec.elem, STORAGE[spec.x_dtype]
     ist, gst, kst = spec.b_strides
     base = b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst)))
     if spec.b_kind == "contig":
@@ -198,17 +218,18 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
             with b.if_else(full) as (then, other):
                 with then:
                     for v in range(0, NR, L):
-                        x = b.load(gep(b, B, b.add(row, I64(v)), F32), typ=_vt(L), align=4)
-                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+                        x = load_float(b, B, b.add(row, I64(v)), spec.x_dtype, L, reg=E)
+                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), E), align=_al(E))
                 with other:
                     for v in range(0, NR, L):
                         m = lane_mask(b, b.sub(valid, I64(v)), L) if L > 1 else None
-                        src = gep(b, B, b.add(row, I64(v)), F32)
+                        src = gep(b, B, b.add(row, I64(v)), xs)
                         if L > 1:
-                            x = masked_load(b, src, F32, m, ir.Constant(_vt(L), [0.0] * L))
+                            x = masked_load(b, src, xs, m, ir.Constant(_vt(L, xs), [0.0] * L))
                         else:
-                            x = _guarded_scalar(b, src, b.icmp_signed(">", valid, I64(v)))
-                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+                            x = _guarded_scalar(b, src, b.icmp_signed(">", valid, I64(v)), xs)
+                        b.store(convert_float(b, x, E), gep(b, panel, b.add(dst_row, I64(v)), E),
+                                align=_al(E))
         return
     ic = spec.im2col
     assert ic is not None
@@ -246,9 +267,9 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
                             b.icmp_unsigned("<", iw, I64(ic.w)))
                 off = b.add(cbase, b.add(b.mul(ih, I64(ic.w)), iw))
                 off = b.select(ok, off, I64(0))
-                x = b.load(gep(b, B, off, F32), typ=F32)
-                x = b.select(ok, x, ir.Constant(F32, 0.0))
-                b.store(x, gep(b, panel, b.add(dst_row, v), F32))
+                x = load_float(b, B, off, spec.x_dtype, reg=E)
+                x = b.select(ok, x, ir.Constant(E, 0.0))
+                b.store(x, gep(b, panel, b.add(dst_row, v), E))
 
         if ic.sw > 4 or L == 1:
             scalar_row()
@@ -266,43 +287,48 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
                     src = b.add(cbase, b.add(b.mul(ih0, I64(ic.w)), iw0))
                     for v in range(0, NR, L):
                         at = b.add(src, I64(v * ic.sw))
-                        x = (b.load(gep(b, B, at, F32), typ=_vt(L), align=4) if ic.sw == 1
-                             else load_strided(b, B, at, ic.sw, L, F32))
-                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), F32), align=4)
+                        x = (load_float(b, B, at, spec.x_dtype, L, reg=E) if ic.sw == 1
+                             else convert_float(b, load_strided(b, B, at, ic.sw, L, xs), E))
+                        b.store(x, gep(b, panel, b.add(dst_row, I64(v)), E), align=_al(E))
                 with other:
                     scalar_row()
 
 
-def _vt(L):
-    return ir.VectorType(F32, L) if L > 1 else F32
+def _al(elem) -> int:
+    return 2 if elem == F16 else 4
 
 
-def _guarded_scalar(b, ptr, ok):
+def _vt(L, elem=F32):
+    return ir.VectorType(elem, L) if L > 1 else elem
+
+
+def _guarded_scalar(b, ptr, ok, elem=F32):
     safe = b.select(ok, ptr, ptr)  # same pointer; the load happens only under ok below
-    out = b.alloca(F32)
-    b.store(ir.Constant(F32, 0.0), out)
+    out = b.alloca(elem)
+    b.store(ir.Constant(elem, 0.0), out)
     with b.if_then(ok):
-        b.store(b.load(safe, typ=F32), out)
-    return b.load(out, typ=F32)
+        b.store(b.load(safe, typ=elem), out)
+    return b.load(out, typ=elem)
 
 
 def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb, kcur, first,
           last, vt):
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
+    E, cs = spec.elem, STORAGE[spec.c_dtype]
     ist, gst, mst = spec.c_strides
     cbase = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))), n0)
     full = b.icmp_signed("==", valid, I64(NR))
 
     def c_ptr(r, v):
         row = b.add(mb, I64(r))
-        return gep(b, C, b.add(cbase, b.add(b.mul(row, I64(mst)), I64(v * L))), F32)
+        return gep(b, C, b.add(cbase, b.add(b.mul(row, I64(mst)), I64(v * L))), cs)
 
     def mask(v):
         return lane_mask(b, b.sub(valid, I64(v * L)), L) if L > 1 else None
 
     # init accumulators: zero for the first K block, the partial sums in C after that
-    zero = ir.Constant(vt, [0.0] * L) if L > 1 else ir.Constant(F32, 0.0)
+    zero = ir.Constant(vt, [0.0] * L) if L > 1 else ir.Constant(E, 0.0)
     with b.if_else(first) as (then, other):
         with then:
             for r in range(mr):
@@ -312,11 +338,13 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
             with then2:
                 for r in range(mr):
                     for v in range(NV):
-                        b.store(b.load(c_ptr(r, v), typ=vt, align=4), accs[r][v])
+                        b.store(convert_float(b, b.load(c_ptr(r, v), typ=_vt(L, cs), align=_al(cs)),
+                                              E), accs[r][v])
             with other2:
                 for r in range(mr):
                     for v in range(NV):
-                        b.store(_load_masked(b, c_ptr(r, v), mask(v), L, valid, v), accs[r][v])
+                        part = _load_masked(b, c_ptr(r, v), mask(v), L, valid, v, cs)
+                        b.store(convert_float(b, part, E), accs[r][v])
     # A addressing
     if spec.a_packed:
         mblocks = -(-spec.M // MR)
@@ -329,12 +357,14 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
     with for_range(b, 0, kcur, 1, "k") as k:
-        bdt = spec.b_dtype if spec.b_kind == "prepacked" else "float32"
-        bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L) for v in range(NV)]
+        bdt = (spec.b_dtype if spec.b_kind == "prepacked"
+               else "float16" if E == F16 else "float32")  # the panel
+        bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L, reg=E)
+              for v in range(NV)]
         arow = b.add(a_base, b.mul(k, I64(a_kst)))
         for r in range(mr):
             a = load_float(b, A, b.add(arow, I64(r * a_mst)), spec.a_dtype if spec.a_packed
-                           else "float32")
+                           else spec.x_dtype, reg=E)
             av = splat(b, a, L)
             for v in range(NV):
                 acc = b.load(accs[r][v], typ=vt)
@@ -349,10 +379,12 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
                         for v in range(NV):
                             acc = b.load(accs[r][v], typ=vt)
                             mk = None if is_full else mask(v)
-                            if with_epilogue:
-                                acc = spec.epilogue(b, acc, m, b.add(n0, I64(v * L)), img, grp, mk)
+                            if with_epilogue:  # in float32 registers
+                                acc = spec.epilogue(b, convert_float(b, acc, F32), m,
+                                                    b.add(n0, I64(v * L)), img, grp, mk)
+                            acc = convert_float(b, acc, cs)
                             if is_full:
-                                b.store(acc, c_ptr(r, v), align=4)
+                                b.store(acc, c_ptr(r, v), align=_al(cs))
                             elif L > 1:
                                 masked_store(b, acc, c_ptr(r, v), mk)
                             else:
@@ -369,7 +401,7 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
                 store_all(False)
 
 
-def _load_masked(b, ptr, mk, L, valid, v):
+def _load_masked(b, ptr, mk, L, valid, v, elem=F32):
     if L > 1:
-        return masked_load(b, ptr, F32, mk, ir.Constant(ir.VectorType(F32, L), [0.0] * L))
-    return _guarded_scalar(b, ptr, b.icmp_signed(">", valid, I64(v)))
+        return masked_load(b, ptr, elem, mk, ir.Constant(ir.VectorType(elem, L), [0.0] * L))
+    return _guarded_scalar(b, ptr, b.icmp_signed(">", valid, I64(v)), elem)

@@ -201,6 +201,57 @@ def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: 
     return lo, hi
 
 
+def weighted_task_range(b: ir.IRBuilder, costs, task: ir.Value, ntasks: ir.Value, name: str):
+    """Static partition of units 0..len(costs)-1 into ntasks contiguous chunks of about equal
+    cost (compile-time costs; the thread count is known at run time only). Task t starts at the
+    unit whose cost prefix is nearest t/ntasks of the total, found by binary search in a
+    constant table. Equal costs: task_range. A unit count alone balances badly when units
+    differ: a panel of 16 channels beside panels of 48, or a last block of one row."""
+    costs = [int(c) for c in costs]
+    if len(set(costs)) <= 1:
+        return task_range(b, len(costs), task, ntasks)
+    prefix = [0]
+    for c in costs:
+        prefix.append(prefix[-1] + c)
+    units, total = len(costs), prefix[-1]
+    table_t = ir.ArrayType(I64, units + 1)
+    table = ir.GlobalVariable(b.module, table_t, f"{name}.cost_prefix")
+    table.linkage, table.global_constant = "private", True
+    table.initializer = ir.Constant(table_t, prefix)
+    n = b.sext(ntasks, I64)
+
+    def at(i):
+        return b.load(b.gep(table, [I32(0), i], inbounds=True, source_etype=table_t), typ=I64)
+
+    def start(t):  # the unit nearest cost total * t / n, scaled by n to stay in integers
+        target = b.mul(b.sext(t, I64), I64(total))
+        lo_p, hi_p = b.alloca(I64), b.alloca(I64)
+        b.store(I64(0), lo_p)
+        b.store(I64(units), hi_p)
+        head = b.append_basic_block(f"{name}.search")
+        body = b.append_basic_block(f"{name}.step")
+        done = b.append_basic_block(f"{name}.found")
+        b.branch(head)
+        b.position_at_end(head)
+        lo, hi = b.load(lo_p), b.load(hi_p)
+        b.cbranch(b.icmp_signed("<", lo, hi), body, done)
+        b.position_at_end(body)
+        mid = b.ashr(b.add(lo, hi), I64(1))
+        below = b.icmp_signed("<", b.mul(at(mid), n), target)
+        b.store(b.select(below, b.add(mid, I64(1)), lo), lo_p)
+        b.store(b.select(below, hi, mid), hi_p)
+        b.branch(head)
+        b.position_at_end(done)
+        u = b.load(lo_p)  # first unit whose prefix reaches the target; step back if nearer
+        prev = b.select(b.icmp_signed(">", u, I64(0)), b.sub(u, I64(1)), u)
+        over = b.sub(b.mul(at(u), n), target)
+        under = b.sub(target, b.mul(at(prev), n))
+        return b.select(b.icmp_signed("<", under, over), prev, u)
+
+    t = b.sext(task, I64)
+    return start(t), start(b.add(t, I64(1)))
+
+
 def load_strided(b: ir.IRBuilder, ptr: ir.Value, base: ir.Value, stride: int, lanes: int,
                  elem: ir.Type, overrun_ok: bool = False) -> ir.Value:
     """<ptr[base], ptr[base+stride], ...> as `stride` contiguous vector loads and a shuffle; the
@@ -235,13 +286,25 @@ def _bits(t: ir.Type) -> int:
     return {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}[type(t)]
 
 
+def convert_float(b: ir.IRBuilder, v: ir.Value, to: ir.Type) -> ir.Value:
+    """v (a float or float vector) as elements of float type `to`: widened, rounded or as is."""
+    src = v.type.element if isinstance(v.type, ir.VectorType) else v.type
+    if src == to:
+        return v
+    t = ir.VectorType(to, v.type.count) if isinstance(v.type, ir.VectorType) else to
+    return b.fpext(v, t) if _bits(src) < _bits(to) else b.fptrunc(v, t)
+
+
 def load_float(b: ir.IRBuilder, ptr: ir.Value, index: ir.Value, dtype: str, lanes: int = 1,
-               align: int = 4) -> ir.Value:
+               align: int = 4, reg: ir.Type = F32) -> ir.Value:
     """ptr[index] (`lanes` elements from there) of a float buffer of `dtype`, widened to
-    float32 registers: weights stored at half precision (--precision fp16) load as halves."""
+    float32 registers: weights stored at half precision (--precision fp16) load as halves.
+    With `reg` F16 (fp16 arithmetic) float16 stays half and float32 is rounded to it."""
     st = STORAGE[dtype]
     vt = st if lanes == 1 else ir.VectorType(st, lanes)
     v = b.load(gep(b, ptr, index, st), typ=vt, align=min(align, max(1, _bits(st) // 8)))
+    if reg != F32 and dtype in ("float16", "float32"):
+        return convert_float(b, v, reg)
     if dtype == "float32":
         return v
     ft = F32 if lanes == 1 else ir.VectorType(F32, lanes)

@@ -116,6 +116,8 @@ def _precision_pass(opts: CompileOptions, graph, target, say):
     """The pass of --quantize int8 / --precision fp16 (None for fp32), and its samples."""
     specs = [(v.name, tuple(v.shape), v.dtype) for v in graph.inputs]
     if opts.precision == "fp16":
+        from neo.codegen.isa import native_fp16
+        from neo.codegen.tuning import tuning_for
         from neo.passes.precision import Fp16
 
         from .calibration import Samples
@@ -123,7 +125,8 @@ def _precision_pass(opts: CompileOptions, graph, target, say):
 
         valid = (Samples(Path(opts.workdir, opts.validation), specs, "--validation")
                  if opts.validation is not None else None)
-        return Fp16(host_target(), valid, say), (None, valid)
+        arithmetic = "float16" if native_fp16(tuning_for(target)) else "float32"
+        return Fp16(host_target(), valid, say, arithmetic=arithmetic), (None, valid)
     if not opts.quantize:
         return None, None
     from neo.codegen.isa import int8_dot

@@ -8,11 +8,12 @@ from neo.ir.rewrite import Rewriter, rewrite
 
 
 def make_conv_padding_explicit(g: Graph) -> Graph:
-    """conv(x; pads=p) -> conv(pad(x, p); pads=0) for 2-D float32 convs with a kernel larger
-    than 1x1, except depthwise ones."""
+    """conv(x; pads=p) -> conv(pad(x, p); pads=0) for 2-D float32 (and float16) convs with a
+    kernel larger than 1x1, except depthwise ones."""
 
     def emit(rw: Rewriter, n: Node):
-        if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
+        if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype not in (
+                "float32", "float16"):  # float16: fp16 arithmetic (passes/precision.py)
             return None
         pads = tuple(n.attrs["pads"] or (0, 0, 0, 0))
         kh, kw = n.inputs[1].shape[2:]

@@ -3,7 +3,8 @@
 Rules (TVM's, by fusion kind):
 - an elementwise/broadcast consumer takes a conv/matmul producer as its epilogue (one anchor per
   kernel; the epilogue is a chain whose other operands are whole buffers, or broadcast per channel;
-  float32, or anything after an int32 accumulator: bias add, requantize, clamp);
+  float32, or anything after an int32 accumulator: bias add, requantize, clamp; or after a
+  float16 one, a cast to float16);
 - an elementwise/broadcast consumer of the same shape takes a reduction as its epilogue;
 - a consumer rendered from tensor expressions (kind <= REDUCTION) inlines injective producers;
 - a value is inlined only into its single consumer and never when it is a graph output;
@@ -72,8 +73,9 @@ def fuse_operators(g: Graph) -> Graph:
                 if a is None or gx == gc or not single_use_by(v, c) or v.shape != out.shape:
                     continue
                 # float32 epilogues; an integer accumulator (conv_integer) takes its
-                # requantize and the integer ops around it
-                if out.dtype != "float32" and a.outputs[0].dtype != "int32":
+                # requantize and the integer ops around it; an fp16 conv or matmul
+                # (--precision fp16) its output's cast to float16 for the next one
+                if out.dtype != "float32" and a.outputs[0].dtype not in ("int32", "float16"):
                     continue
                 others = [u for u in c.inputs if u is not v]
                 ok = all(u.is_const or u.producer is None or group[id(u.producer)] != gx
