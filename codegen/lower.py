@@ -154,8 +154,9 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
     xi, wi = pos[id(x_b)], pos[id(w_b)]
     bi = pos[id(conv.inputs[2])] if len(conv.inputs) > 2 else None
     w = ext[wi]
-    if (conv.outputs[0].dtype != "float32" or not w.is_const or x_b.type.rank not in (3, 4)
-            or (bi is not None and not ext[bi].is_const)):
+    half = half_arithmetic(conv)
+    if ((conv.outputs[0].dtype != "float32" and not half) or not w.is_const
+            or x_b.type.rank not in (3, 4) or (bi is not None and not ext[bi].is_const)):
         return None
     g = conv.attrs["groups"]
     nsp = x_b.type.rank - 2
@@ -170,6 +171,9 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
     OC, Cg, KH, KW = ws
     OH, OW = os_[2], os_[3]
     M, K, P = OC // g, Cg * KH * KW, OH * OW
+    if half:
+        return _half_conv(module, node, func, ext, xi, wi, bi, (N_img, C, H, W),
+                          (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun)
     if Cg == 1 and g > 1 and KH * KW > 1 and tun.vector_bits >= 128:
         info = _depthwise_conv(module, node, func, ext, xi, wi, bi, (N_img, C, H, W),
                                (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun)
@@ -210,6 +214,48 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=out_buf,
                     c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
                     a_dtype=w.dtype)
+    _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_packed", packed)
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm",
+                      tile=(blk.mr, blk.nv))
+
+
+def half_arithmetic(anchor: Node) -> bool:
+    """Whether a conv or matmul computes in fp16 (--precision fp16 where the target has fp16
+    arithmetic: passes/precision.py gives it float16 activations, weights and output)."""
+    x, w = anchor.inputs[0], anchor.inputs[1]
+    return x.dtype == w.dtype == anchor.outputs[0].dtype == "float16" and w.type.rank >= 2
+
+
+def _half_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, pads, g,
+               tun: Tuning) -> KernelInfo | None:
+    """A conv in fp16 arithmetic: the channel-vector or GEMM kernel on half elements (twice
+    the lanes), chosen as for float32 by the NEON/AVX2 rules (the AVX-512 cycle model is
+    calibrated for float32). Depthwise-like convs go to tensor expressions."""
+    N_img, C, H, W = xs
+    OC, Cg, KH, KW = ws
+    OH, OW = os_
+    M, K, P = OC // g, Cg * KH * KW, OH * OW
+    if K < 4 or (M < 4 and g > 1) or tun.vector_bits < 128:
+        return None
+    blk = choose_blocking(tun.vector_bits, K, M, elem_bits=16)
+    if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
+        return _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil,
+                             g, M, tun, half=True)
+    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
+    packed = pack_a(ext[wi].data.astype(np.float32).reshape(OC, K), g, M, K,
+                    blk.mr).astype(np.float16)
+    im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
+                                         pads[0], pads[1], OW)
+    epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
+    spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
+                    a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
+                    b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(dtypes) - 1,
+                    c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
+                    a_dtype="float16", x_dtype="float16", c_dtype=node.outputs[0].dtype,
+                    arith="float16")
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -309,7 +355,8 @@ def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | 
         sources = [(pos[id(v)], v.shape[1]) for v in cat.inputs]  # read each part in place
     elif body.nodes[0] is not pool or id(x_b) not in pos:
         return None
-    if x_b.type.rank != 4 or x_b.dtype != "float32" or lanes < 4 or len(pool.outputs) != 1:
+    if (x_b.type.rank != 4 or x_b.dtype != "float32" or lanes < 4 or len(pool.outputs) != 1
+            or node.outputs[0].dtype != "float32"):  # (the kernel stores float32)
         return None
     strides, dil, pads = _spatial(pool.attrs, 2)
     N_img, C, H, W = x_b.shape
@@ -438,7 +485,7 @@ def _rows_per_tile(P: int, mr: int, nv: int) -> int:
 
 
 def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
-                  tun: Tuning) -> KernelInfo:
+                  tun: Tuning, half: bool = False) -> KernelInfo:
     from .kernel_convc import ChannelConvSpec, emit_channel_conv_kernel, pack_weights
     from .kernel_gemm import Blocking
 
@@ -448,7 +495,7 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     P = OH * OW
     transposed = False
     chunk_bytes = None
-    if _modelled(tun):
+    if _modelled(tun) and not half:
         shape = channel_shape(tun, M, P, Cg * KH * KW)
         cblk = Blocking(mr=shape.rows, nv=shape.vectors, lanes=blk.lanes)
         transposed = shape.transposed
@@ -468,7 +515,9 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
                            w_buf=wi, x_buf=xi, c_buf=len(dtypes) - 1, blocking=cblk,
                            epilogue=epi, bufs_holder=holder, transposed=transposed,
                            w_dtype=ext[wi].dtype,
-                           chunk_bytes=chunk_bytes)
+                           chunk_bytes=chunk_bytes, x_dtype=ext[xi].dtype,
+                           c_dtype=node.outputs[0].dtype,
+                           arith="float16" if half else "float32")
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -540,7 +589,9 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
     pos = {id(v): i for i, v in enumerate(body.inputs)}
     ai, bi = pos[id(a_b)], pos[id(b_b)]
     A, B = ext[ai], ext[bi]
-    if mm.outputs[0].dtype != "float32" or A.type.rank < 2 or B.type.rank < 2:
+    half = half_arithmetic(mm) and B.is_const
+    if ((mm.outputs[0].dtype != "float32" and not half) or A.type.rank < 2
+            or B.type.rank < 2):
         return None
     M, K = A.shape[-2], A.shape[-1]
     N = B.shape[-1]
@@ -558,7 +609,7 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
     # with the batch folded into M: row blocks of one row would leave the microkernel idle.
     fold = b_batch == 1 and a_batch == batch > 1
     Mrows = M * batch if fold else M
-    blk = choose_blocking(tun.vector_bits, K, Mrows)
+    blk = choose_blocking(tun.vector_bits, K, Mrows, elem_bits=16 if half else 32)
     ctx = KernelContext(len(ext))
     expr, _ = _epilogue(node, None, None, ctx, len(out.shape))
     dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]
@@ -589,7 +640,8 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
     spec = GemmSpec(M=Mrows, N=N, K=K, images=1 if fold else batch, groups=1, a_buf=ai,
                     a_packed=False, a_strides=(M * K if a_batch > 1 else 0, 0, K, 1), b_buf=bi,
                     b_kind=kind, b_strides=bst, c_buf=out_buf, c_strides=(M * N, 0, N),
-                    blocking=blk, epilogue=epi, b_dtype=B.dtype)
+                    blocking=blk, epilogue=epi, b_dtype=B.dtype, x_dtype=A.dtype,
+                    c_dtype=out.dtype, arith="float16" if half else "float32")
     _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(ctx.tables)]
     return KernelInfo(func, describe(node), args + [out], kernel="gemm", tile=(blk.mr, blk.nv))
