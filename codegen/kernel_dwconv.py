@@ -9,6 +9,15 @@ weights held as splatted scalars, each input row of the block loaded once per wi
 all the output rows that read it. Stride 2 reads rows stored as their even then odd columns:
 plain vector loads. The fused epilogue runs per vector, as in the other conv kernels. The
 vector width and the rows per block are chosen per plane (lower.py: _row_tuning, _plane_rows).
+
+Integer convs (conv_integer, lower_quant.py) run on the same structure with 32-bit scratch slots
+holding the input minus its zero point, so the padding is 0 and the sums are exact:
+- "pairs" (x86): a slot holds rows i and i + dilation of one column as two int16, and the
+  weights of taps (kh, kw) and (kh + 1, kw) are one splatted int16 pair, so `vpmaddwd` does two
+  taps per instruction (a 3x3 window: 6 instead of 9 multiplies); 8-bit operands minus their
+  zero points are within +-255, whose products and pair sums are exact in int32;
+- "int32" (elsewhere): a slot holds one int32, one multiply-add per tap (NEON `mla`).
+The int32 accumulator leaves through the integer epilogue (bias, requantize, clamp).
 """
 from __future__ import annotations
 
@@ -21,10 +30,15 @@ from . import math_table as mt
 from .llvm_util import (
     F32,
     I1,
+    I8,
+    I16,
     I32,
     I64,
+    STORAGE,
+    UNSIGNED,
     for_range,
     gep,
+    intrinsic,
     kernel_function,
     load_float,
     load_strided,
@@ -67,6 +81,24 @@ class DepthwiseSpec:
     # NaN-propagating llvm.maximum expands to six instructions; NEON's fmax is one)
     ordered_max: bool = False
     w_dtype: str = "float32"  # the weights: float16 with --precision fp16
+    # integer convs: "float" (fp32 FMAs), "int32" or "pairs" (see the module docstring); w_buf
+    # then holds int32 words: [channels, KH*KW] (int32) or [channels, ceil(KH/2)*KW] int16
+    # pairs (w[kh][kw], w[kh+1][kw]) minus the weights' zero points
+    arith: str = "float"
+    x_dtype: str = "float32"  # the input's storage: int8 or uint8 for integer convs
+    x_zero_point: int = 0
+    out_dtype: str = "float32"  # what the epilogue returns (int8 after a requantize)
+    madd_bits: int = 128  # pairs: the widest vpmaddwd the target has (128, 256, 512)
+
+    @property
+    def slot(self) -> ir.Type:
+        """The scratch element: f32, or a 32-bit integer word."""
+        return F32 if self.arith == "float" else I32
+
+    @property
+    def weight_words(self) -> int:
+        """Weight words per channel: one per tap, or one per pair of rows of taps."""
+        return (-(-self.KH // 2) if self.arith == "pairs" else self.KH) * self.KW
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -93,7 +125,7 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     L = spec.lanes
-    vt = ir.VectorType(F32, L)
+    vt = ir.VectorType(spec.slot, L)
     scratch = stack_buffer(b, spec.scratch_floats(), "plane")
     body = b.append_basic_block("body")
     b.branch(body)
@@ -101,27 +133,33 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     C = bufs[spec.c_buf]
     pool = spec.mode == "max"
     fill = float("-inf") if pool else 0.0
-    KHW = spec.KH * spec.KW
     units = spec.images * spec.channels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
     # The padding (and the slack past the plane, which tail vectors read into discarded lanes)
     # is the same for every plane: filled once per task; each plane writes only its data.
-    _fill_run(b, scratch, I64(0), spec.scratch_floats(), ir.Constant(vt, [fill] * L))
+    _fill_run(b, scratch, I64(0), spec.scratch_floats(), _fill_vector(vt, fill))
     with for_range(b, lo, hi, 1, "unit") as unit:
         oc = b.srem(unit, I64(spec.channels))
         img = b.sdiv(unit, I64(spec.channels))
         ic = b.sdiv(oc, I64(spec.multiplier))
         xin, src = _source_plane(b, spec, bufs, img, ic)
+        rows = _plane_source(spec, xin, src)
         if spec.split:
-            fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill)
+            fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, rows=rows)
         else:
-            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, borders=False)
+            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, borders=False,
+                       rows=rows)
         plane, base = scratch, I64(0)
         wv = None
         if not pool:
             Wt = bufs[spec.w_buf]
-            wv = [splat(b, load_float(b, Wt, b.add(b.mul(oc, I64(KHW)), I64(j)), spec.w_dtype),
-                        L) for j in range(KHW)]
+            nw = spec.weight_words
+            if spec.arith == "float":
+                wv = [splat(b, load_float(b, Wt, b.add(b.mul(oc, I64(nw)), I64(j)),
+                                          spec.w_dtype), L) for j in range(nw)]
+            else:
+                wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(nw)), I64(j)), I32),
+                                      typ=I32, align=4), L) for j in range(nw)]
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))
         R = min(spec.rows, spec.OH)
@@ -135,21 +173,33 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     return fn
 
 
+def _fill_vector(vt: ir.VectorType, fill: float) -> ir.Constant:
+    """A vector of the padding value: `fill` in float slots, 0 in integer ones (the input
+    minus its zero point)."""
+    if isinstance(vt.element, ir.IntType):
+        return ir.Constant(vt, [0] * vt.count)
+    return ir.Constant(vt, [fill] * vt.count)
+
+
 def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, nrows: int):
     """Output rows oh0 .. oh0 + nrows - 1, one column vector at a time: each input row the block
     reads is loaded once per window column and feeds every output row whose window holds it
-    (a 3x3 stride-1 block of 4 rows: 18 loads for 36 FMAs instead of 36)."""
+    (a 3x3 stride-1 block of 4 rows: 18 loads for 36 FMAs instead of 36). With "pairs" a
+    scratch row holds two input rows, so only even kh read one (the odd ones ride along)."""
     L = spec.lanes
-    vt = ir.VectorType(F32, L)
+    slot = spec.slot
+    vt = ir.VectorType(slot, L)
     pool = spec.mode == "max"
-    fill = ir.Constant(vt, [float("-inf") if pool else 0.0] * L)
+    fill = _fill_vector(vt, float("-inf") if pool else 0.0)
     pitch = spec.pitch
     sh, sw = spec.strides
     dh, dw = spec.dilations
     row0 = b.add(base, b.mul(oh0, I64(sh * pitch)))
-    nin = (nrows - 1) * sh + (spec.KH - 1) * dh + 1
+    kstep = 2 if spec.arith == "pairs" else 1
+    taps_h = range(0, spec.KH, kstep)
+    nin = (nrows - 1) * sh + taps_h[-1] * dh + 1
     users = [[(r, (i - r * sh) // dh) for r in range(nrows)
-              if i >= r * sh and (i - r * sh) % dh == 0 and (i - r * sh) // dh < spec.KH]
+              if i >= r * sh and (i - r * sh) % dh == 0 and (i - r * sh) // dh in taps_h]
              for i in range(nin)]
 
     def compute(ow0):
@@ -165,10 +215,10 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
                     c = kw * dw
                     at = b.add(row0, b.add(I64(i * pitch + (c % 2) * (pitch // 2) + c // 2),
                                            ow0))
-                    x = b.load(gep(b, plane, at, F32), typ=vt, align=4)
+                    x = b.load(gep(b, plane, at, slot), typ=vt, align=4)
                 else:
                     at = b.add(row0, b.add(I64(i * pitch + kw * dw), b.mul(ow0, I64(sw))))
-                    x = load_strided(b, plane, at, sw, L, F32, overrun_ok=True)
+                    x = load_strided(b, plane, at, sw, L, slot, overrun_ok=True)
                 isnan = b.fcmp_unordered("uno", x, x) if pool and spec.ordered_max else None
                 for r, kh in us:
                     if isnan is not None:
@@ -176,20 +226,28 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
                         nans[r] = isnan if nans[r] is None else b.or_(nans[r], isnan)
                     elif pool:
                         accs[r] = mt.binary(b, "maximum", accs[r], x, "float32")
-                    else:
+                    elif spec.arith == "float":
                         accs[r] = mt.fma(b, wv[kh * spec.KW + kw], x, accs[r])
+                    elif spec.arith == "int32":
+                        accs[r] = b.add(accs[r], b.mul(wv[kh * spec.KW + kw], x))
+                    else:
+                        accs[r] = b.add(accs[r], madd_pairs(b, x, wv[kh // 2 * spec.KW + kw],
+                                                            spec.madd_bits))
         if pool and spec.ordered_max:
             nan = ir.Constant(vt, [float("nan")] * L)
             accs = [b.select(n, nan, a) if n is not None else a for a, n in zip(accs, nans)]
         return accs
 
+    out_t = STORAGE[spec.out_dtype]
+    align = max(1, out_t.width // 8) if isinstance(out_t, ir.IntType) else 4
+
     def store(acc, r, ow0, mask):
         col0 = b.add(b.mul(b.add(oh0, I64(r)), I64(spec.OW)), ow0)
         if spec.epilogue is not None:
             acc = spec.epilogue(b, acc, oc, col0, img, I64(0), mask)
-        p = gep(b, C, b.add(out0, col0), F32)
+        p = gep(b, C, b.add(out0, col0), out_t)
         if mask is None:
-            b.store(acc, p, align=4)
+            b.store(acc, p, align=align)
         else:
             masked_store(b, acc, p, mask)
 
@@ -219,6 +277,33 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
             accs = compute(ow0)
             for r in range(nrows):
                 store(accs[r], r, ow0, None)
+
+
+_PMADDWD = {128: "llvm.x86.sse2.pmadd.wd", 256: "llvm.x86.avx2.pmadd.wd",
+            512: "llvm.x86.avx512.pmaddw.d.512"}
+
+
+def madd_pairs(b, x: ir.Value, w: ir.Value, native_bits: int) -> ir.Value:
+    """Per int32 lane: lo(x) * lo(w) + hi(x) * hi(w) of its two int16 halves (x86 vpmaddwd),
+    exact; a vector wider than the target's (a legalized width) in native pieces."""
+    L = x.type.count
+    n16 = ir.VectorType(I16, 2 * L)
+    xs, ws = b.bitcast(x, n16), b.bitcast(w, n16)
+    bits = min(native_bits, 32 * L)
+    k = bits // 16  # int16 lanes per instruction
+    if k == 2 * L:
+        return intrinsic(b, _PMADDWD[bits], [xs, ws], ret=x.type, overload=[])
+    parts = []
+    for j in range(0, 2 * L, k):
+        sel = ir.Constant(ir.VectorType(I32, k), list(range(j, j + k)))
+        parts.append(intrinsic(b, _PMADDWD[bits], [b.shuffle_vector(xs, xs, sel),
+                                                    b.shuffle_vector(ws, ws, sel)],
+                               ret=ir.VectorType(I32, k // 2), overload=[]))
+    while len(parts) > 1:  # concatenate pairwise
+        n = parts[0].type.count
+        cat = ir.Constant(ir.VectorType(I32, 2 * n), list(range(2 * n)))
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], cat) for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def emit_pad_kernel(module: ir.Module, name: str, *, planes: int, H: int, W: int, pads,
@@ -259,53 +344,169 @@ def _source_plane(b, spec: DepthwiseSpec, bufs, img, ic):
     return ptr, b.mul(b.add(b.mul(img, chans), local), I64(plane))
 
 
+
+class PlaneRows:
+    """Where a plane's scratch rows come from: `load(b, row, c, n)` is data row `row` (from
+    `row_of(b, r)`), columns c .. c + L - 1 as scratch slots (only the first n read; the rest
+    the padding value). Rows `first` .. H - 1 are written (scratch row top + r)."""
+
+    first = 0
+
+    def __init__(self, X, src, H: int, W: int, L: int, fill: float):
+        self.X, self.src, self.H, self.W, self.L = X, src, H, W, L
+        self.vt = ir.VectorType(F32, L)
+        self.fill = _fill_vector(self.vt, fill)
+
+    def row_of(self, b, r):
+        return b.add(self.src, b.mul(r, I64(self.W)))
+
+    def load(self, b, row, c, n: int):
+        p = gep(b, self.X, b.add(row, c), F32)
+        if n == self.L:
+            return b.load(p, typ=self.vt, align=4)
+        mk = ir.Constant(ir.VectorType(I1, self.L), [1] * n + [0] * (self.L - n))
+        return masked_load(b, p, F32, mk, self.fill)
+
+
+class IntPlaneRows(PlaneRows):
+    """An 8-bit plane minus its zero point, as int32 slots or ("pairs") int16 pairs of rows r
+    and r + dh (rows outside the plane are 0: from -dh on, the rows above it whose second half
+    is data). Tail columns: a whole load, its extra lanes replaced, where it stays within the
+    plane (a masked byte load is many instructions without AVX-512), else a masked one."""
+
+    def __init__(self, X, src, H: int, W: int, L: int, dtype: str, zero_point: int,
+                 pairs_dh: int | None, top: int, masked_fast: bool):
+        super().__init__(X, src, H, W, L, 0.0)
+        self.signed = dtype not in UNSIGNED
+        self.zp = zero_point
+        self.dh = pairs_dh
+        self.first = -min(top, pairs_dh) if pairs_dh else 0
+        self.masked_fast = masked_fast
+        self.vt = ir.VectorType(I32, L)
+        self.fill = _fill_vector(self.vt, 0.0)
+
+    def row_of(self, b, r):
+        if self.dh is None:
+            return (super().row_of(b, r), r, None)
+        lo_ok = b.icmp_signed(">=", r, I64(0))
+        hi_ok = b.icmp_signed("<", r, I64(self.H - self.dh))
+        r_lo = b.select(lo_ok, r, I64(0))
+        r_hi = b.select(hi_ok, b.add(r, I64(self.dh)), I64(self.H - 1))
+        return ((super().row_of(b, r_lo), r_lo, lo_ok), (super().row_of(b, r_hi), r_hi, hi_ok))
+
+    def _centered(self, b, row, c, n: int, wide: ir.IntType):
+        """Row `row` (element offset, row index, valid or None) at columns c.., minus the zero
+        point, as <L x wide>."""
+        at, r, ok = row
+        L = self.L
+        bt = ir.VectorType(I8, L)
+        zb = ir.Constant(bt, [self.zp & 0xFF] * L)
+        p = gep(b, self.X, b.add(at, c), I8)
+        if n == L:
+            v = b.load(p, typ=bt, align=1)
+        else:
+            mk = ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n))
+            cc = c.constant if isinstance(c, ir.Constant) else None
+            # rows whose whole L-byte load ends inside the plane
+            safe = 0 if cc is None or self.masked_fast else max(
+                0, min(self.H, (self.H * self.W - cc - L) // self.W + 1))
+            if safe == 0:
+                v = masked_load(b, p, I8, mk, zb)
+            elif safe >= self.H:
+                v = b.select(mk, b.load(p, typ=bt, align=1), zb)
+            else:
+                whole = b.append_basic_block("tail.whole")
+                part = b.append_basic_block("tail.masked")
+                join = b.append_basic_block("tail.join")
+                b.cbranch(b.icmp_signed("<", r, I64(safe)), whole, part)
+                b.position_at_end(whole)
+                v1 = b.select(mk, b.load(p, typ=bt, align=1), zb)
+                b.branch(join)
+                b.position_at_end(part)
+                v2 = masked_load(b, p, I8, mk, zb)
+                b.branch(join)
+                b.position_at_end(join)
+                v = b.phi(bt)
+                v.add_incoming(v1, whole)
+                v.add_incoming(v2, part)
+        wt = ir.VectorType(wide, L)
+        v = b.sext(v, wt) if self.signed else b.zext(v, wt)
+        if self.zp:
+            v = b.sub(v, ir.Constant(wt, [self.zp] * L))
+        if ok is not None:
+            v = b.select(ok, v, ir.Constant(wt, [0] * L))
+        return v
+
+    def load(self, b, row, c, n: int):
+        if self.dh is None:
+            return self._centered(b, row, c, n, I32)
+        lo = self._centered(b, row[0], c, n, I16)
+        hi = self._centered(b, row[1], c, n, I16)
+        L = self.L
+        zip_ = ir.Constant(ir.VectorType(I32, 2 * L), [k for j in range(L) for k in (j, L + j)])
+        return b.bitcast(b.shuffle_vector(lo, hi, zip_), self.vt)
+
+
+def _plane_source(spec: DepthwiseSpec, X, src) -> PlaneRows:
+    if spec.arith == "float":
+        return PlaneRows(X, src, spec.H, spec.W, spec.lanes,
+                         float("-inf") if spec.mode == "max" else 0.0)
+    return IntPlaneRows(X, src, spec.H, spec.W, spec.lanes, spec.x_dtype, spec.x_zero_point,
+                        spec.dilations[0] if spec.arith == "pairs" else None, spec.pads[0],
+                        spec.masked_stores_fast)
+
+
 def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,
-               spill: bool = True, borders: bool = True):
+               spill: bool = True, borders: bool = True, rows: PlaneRows | None = None):
     """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
     border (the scratch rows are left + W + right wide, top + H + bottom of them; without
     `borders` the caller has filled them already). With `spill` a row's tail is one whole
     vector store whose extra lanes (`fill`) may run up to L floats past the plane (the scratch
-    buffers have that slack); without, a masked store."""
+    buffers have that slack); without, a masked store. `rows` gives other slots than X's
+    floats (integer convs)."""
+    rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
-    vt = ir.VectorType(F32, L)
-    zero = ir.Constant(vt, [fill] * L)
+    zero = rows.fill
+    elem = zero.type.element
     # border rows: whole rows of zeros
     for r0, r1 in ((0, top), (top + H, hp)):
         if r1 > r0 and borders:
             _fill_run(b, scratch, I64(r0 * wp), (r1 - r0) * wp, zero)
-    with for_range(b, 0, H, 1, "r") as r:
+    with for_range(b, rows.first, H, 1, "r") as r:
         drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
         for c in range(left if borders else 0):
-            b.store(ir.Constant(F32, fill), gep(b, scratch, b.sub(drow, I64(left - c)), F32))
+            b.store(ir.Constant(elem, fill), gep(b, scratch, b.sub(drow, I64(left - c)), elem))
         for c in range(right if borders else 0):
-            b.store(ir.Constant(F32, fill), gep(b, scratch, b.add(drow, I64(W + c)), F32))
-        srow = b.add(src, b.mul(r, I64(W)))
+            b.store(ir.Constant(elem, fill), gep(b, scratch, b.add(drow, I64(W + c)), elem))
+        srow = rows.row_of(b, r)
         nfull, tail = divmod(W, L)
         if nfull:
             with for_range(b, 0, nfull * L, L, "cc") as c:
-                v = b.load(gep(b, X, b.add(srow, c), F32), typ=vt, align=4)
-                b.store(v, gep(b, scratch, b.add(drow, c), F32), align=4)
+                v = rows.load(b, srow, c, L)
+                b.store(v, gep(b, scratch, b.add(drow, c), elem), align=4)
         if tail:
             mk = ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail))
-            v = masked_load(b, gep(b, X, b.add(srow, I64(nfull * L)), F32), F32, mk, zero)
-            p = gep(b, scratch, b.add(drow, I64(nfull * L)), F32)
+            v = rows.load(b, srow, I64(nfull * L), tail)
+            p = gep(b, scratch, b.add(drow, I64(nfull * L)), elem)
             if spill:  # the lanes past the row are `fill`, landing on padding, on the next
                 b.store(v, p, align=4)  # row's data (copied after) or on the slack
             else:
                 masked_store(b, v, p, mk)
 
 
-def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float):
+def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float,
+                     rows: PlaneRows | None = None):
     """fill_plane for stride-2 kernels: each padded row of width wp is stored as its even
     columns (half = ceil(wp / 2) of them) followed by its odd columns. Only the data: the
     caller fills the padding once (it is the same for every plane)."""
+    rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, _, right = pads
     wp = left + W + right
     half = -(-wp // 2)
     pitch = 2 * half
-    vt = ir.VectorType(F32, L)
-    border = ir.Constant(vt, [fill] * L)
+    border = rows.fill
+    elem = border.type.element
     evens = ir.Constant(ir.VectorType(I32, L), list(range(0, 2 * L, 2)))
     odds = ir.Constant(ir.VectorType(I32, L), list(range(1, 2 * L, 2)))
     # chunk element i sits at padded column left + c0 + i; with c0 even its parity is left + i's
@@ -313,17 +514,17 @@ def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: flo
     first_odd = (half, left // 2) if left % 2 == 0 else (0, (left + 1) // 2)
     nfull, tail = divmod(W, 2 * L)
 
-    def chunk(drow, srow, c0, lo, hi):
+    def chunk(drow, c0, lo, hi):
         k = b.sdiv(c0, I64(2)) if isinstance(c0, ir.Value) else I64(c0 // 2)
         # the even region first: a tail's extra lanes there run into the odd region
         for sel, (region, idx) in sorted(((evens, first_even), (odds, first_odd)),
                                          key=lambda t: t[1][0]):
             at = b.add(drow, b.add(I64(region + idx), k))
-            b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, F32), align=4)
+            b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, elem), align=4)
 
-    with for_range(b, 0, H, 1, "r") as r:
+    with for_range(b, rows.first, H, 1, "r") as r:
         drow = b.mul(b.add(r, I64(top)), I64(pitch))
-        srow = b.add(src, b.mul(r, I64(W)))
+        srow = rows.row_of(b, r)
         if tail:
             # First, whole vectors: the even region's extra lanes (`fill`) run into the odd
             # region, rewritten by the odd store and the chunks below; the odd region's into the
@@ -332,27 +533,23 @@ def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: flo
             parts = []
             for j in range(2):
                 n = min(L, max(0, tail - j * L))
-                if n == 0:
-                    parts.append(border)
-                    continue
-                mk = ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n))
-                parts.append(masked_load(b, gep(b, X, b.add(srow, I64(c0 + j * L)), F32), F32,
-                                         mk, border))
-            chunk(drow, srow, c0, *parts)
+                parts.append(border if n == 0 else rows.load(b, srow, I64(c0 + j * L), n))
+            chunk(drow, c0, *parts)
         if nfull:
             with for_range(b, 0, nfull * 2 * L, 2 * L, "cc") as c0:
-                lo = b.load(gep(b, X, b.add(srow, c0), F32), typ=vt, align=4)
-                hi = b.load(gep(b, X, b.add(srow, b.add(c0, I64(L))), F32), typ=vt, align=4)
-                chunk(drow, srow, c0, lo, hi)
+                lo = rows.load(b, srow, c0, L)
+                hi = rows.load(b, srow, b.add(c0, I64(L)), L)
+                chunk(drow, c0, lo, hi)
 
 
 def _fill_run(b, ptr, start, n: int, value):
     """ptr[start : start + n] = value's lanes: plain vector stores, a masked one for the tail."""
     L = value.type.count
+    elem = value.type.element
     full, tail = divmod(n, L)
     if full:
         with for_range(b, 0, full * L, L, "fill") as i:
-            b.store(value, gep(b, ptr, b.add(start, i), F32), align=4)
+            b.store(value, gep(b, ptr, b.add(start, i), elem), align=4)
     if tail:
-        masked_store(b, value, gep(b, ptr, b.add(start, I64(full * L)), F32),
+        masked_store(b, value, gep(b, ptr, b.add(start, I64(full * L)), elem),
                      ir.Constant(ir.VectorType(I1, L), [1] * tail + [0] * (L - tail)))

@@ -1,7 +1,9 @@
 """Lowering of the integer anchors (`conv_integer`, `matmul_integer` and their fused epilogues)
-onto the kernels of kernel_qconv.py; registered in `lower.KERNELS`. A node these kernels do not
-take (no dot-product instructions on the target, weights with a zero point, a depthwise conv)
-returns None and goes to the tensor-expression kernel, which computes the same integers.
+onto the kernels of kernel_qconv.py, and of depthwise ones onto the plane kernel of
+kernel_dwconv.py (integer slots, "int8-depthwise"); registered in `lower.KERNELS`. A node these
+kernels do not take (no dot-product instructions on the target, weights with a zero point, a
+plane too large for the stack) returns None and goes to the tensor-expression kernel, which
+computes the same integers.
 """
 from __future__ import annotations
 
@@ -145,16 +147,17 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
     xi, wi = pos[id(x_b)], pos[id(w_b)]
     bi = pos[id(conv.inputs[2])] if len(conv.inputs) > 2 else None
     w = ext[wi]
-    if (x_b.type.rank != 4 or not w.is_const or w.dtype != "int8"
-            or (bi is not None and not ext[bi].is_const)):
+    if (x_b.type.rank != 4 or not w.is_const or (bi is not None and not ext[bi].is_const)):
+        return None
+    g = conv.attrs["groups"]
+    OC, Cg, KH, KW = w.shape
+    if Cg == 1 and g > 1:  # depthwise: no K to take in groups; the plane kernel
+        return lower_depthwise_integer(module, node, func, tun, (xi, wi, bi))
+    if w.dtype != "int8":
         return None
     wz = np.atleast_1d(np.asarray(conv.attrs["w_zero_point"]))
     if np.any(wz != 0):
         return None
-    g = conv.attrs["groups"]
-    OC, Cg, KH, KW = w.shape
-    if Cg == 1 and g > 1:
-        return None  # depthwise: the TE kernel (no K to take in groups)
     strides, dil, pads = _spatial(conv.attrs, 2)
     N, C, H, W = x_b.shape
     OH, OW = conv.outputs[0].shape[2:]
@@ -192,3 +195,63 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
     args += [("param", f"{node.name}.bias", bias_table)]
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, _describe(node), args + [node.outputs[0]], kernel=f"int8-{dot.kind}")
+
+
+def lower_depthwise_integer(module, node: Node, func: str, tun: Tuning, slots) -> object | None:
+    """A depthwise conv_integer (one input channel per group, any multiplier) and its epilogue
+    on kernel_dwconv's plane kernel with integer slots: the input minus its zero point (so the
+    padding is 0), the weights minus theirs, int32 sums; vpmaddwd pairs of rows of taps on
+    x86, int32 multiply-adds elsewhere. The bias joins the int32 table the epilogue adds."""
+    from .kernel_dwconv import SCRATCH_LIMIT, DepthwiseSpec, emit_depthwise_kernel
+    from .lower import KernelInfo, _plane_rows, _row_tuning
+
+    body = node.attrs["body"]
+    conv = body.nodes[0]
+    xi, wi, bi = slots
+    ext = list(node.inputs)
+    x_b, w = conv.inputs[0], ext[wi]
+    if (x_b.dtype not in ("int8", "uint8") or w.dtype not in ("int8", "uint8")
+            or conv.attrs.get("layout", "NCHW") != "NCHW" or tun.vector_bits < 128):
+        return None
+    strides, dil, pads = _spatial(conv.attrs, 2)
+    N, _, H, W = x_b.shape
+    OC, _, KH, KW = w.shape
+    OH, OW = conv.outputs[0].shape[2:]
+    g = conv.attrs["groups"]
+    tun = _row_tuning(tun, OW)
+    pairs = tun.arch == "x86_64"
+    arith = "pairs" if pairs else "int32"
+    xz = int(np.atleast_1d(conv.attrs["x_zero_point"])[0])
+    wz = np.broadcast_to(np.atleast_1d(np.asarray(conv.attrs["w_zero_point"], np.int64)),
+                         (OC,))
+    # exact in int16 (x86 pairs) and int32: both centered operands are within +-255
+    wc = np.asarray(w.data, np.int64).reshape(OC, KH, KW) - wz[:, None, None]
+    if pairs:
+        wp = np.zeros((OC, -(-KH // 2), KW, 2), np.int16)
+        for kh in range(KH):
+            wp[:, kh // 2, :, kh % 2] = wc[:, kh, :]
+        words = wp.view(np.int32).reshape(OC, -1)
+    else:
+        words = wc.reshape(OC, KH * KW).astype(np.int32)
+    madd_bits = 512 if tun.widest >= 512 and tun.masked_stores_fast else (
+        256 if tun.widest >= 256 else 128)
+    spec = DepthwiseSpec(channels=OC, multiplier=OC // g, images=N, H=H, W=W, OH=OH, OW=OW,
+                         KH=KH, KW=KW, strides=tuple(strides), dilations=tuple(dil),
+                         pads=tuple(pads), x_buf=xi, w_buf=wi, c_buf=0, lanes=tun.lanes,
+                         rows=_plane_rows(tun, words.shape[1]),
+                         masked_stores_fast=tun.masked_stores_fast, arith=arith,
+                         x_dtype=x_b.dtype, x_zero_point=xz, out_dtype=node.outputs[0].dtype,
+                         madd_bits=madd_bits)
+    if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
+        return None
+    bias = (np.zeros(OC, np.int32) if bi is None
+            else np.ascontiguousarray(np.asarray(ext[bi].data, np.int32).reshape(OC)))
+    holder: list = [None]
+    epi, tables, dtypes = int_epilogue(node, ext, 1, OH * OW, tun.lanes, holder, [bias])
+    spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
+    emit_depthwise_kernel(module, func, spec, len(dtypes))
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_words", np.ascontiguousarray(words))
+    args += [("param", f"{node.name}.bias", bias)]
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, _describe(node), args + [node.outputs[0]], kernel="int8-depthwise")
