@@ -78,8 +78,10 @@ def tflite_model(fixture_dir):
               "ops": lambda: {"float": tm.convert_function(tm.ops_model())},
               "small_cnn": lambda: {"int8": tm.convert(tm.small_cnn(), "int8",
                                                        tm.nhwc_images(2100, 16, 40))},
-              "softmax_int8": lambda: {"int8": tm.convert(tm.two_output_model(), "int8",
-                                                          tm.nhwc_images(2200, 8, 32))},
+              "int8_ops": lambda: {"int8": tm.convert(tm.int8_ops_model(), "int8", np.concatenate(
+                  [tm.nhwc_images(2300, 12, 24), tm.noise_images(2301, 4, 24)]))},
+              "refused_int8": lambda: {"int8": tm.convert(tm.refused_int8_model(), "int8",
+                                                          tm.nhwc_images(2200, 8, 16))},
               "while": lambda: {"float": tm.while_model()}}
 
     def get(name: str, variant: str = "float") -> Path:
@@ -265,7 +267,51 @@ def test_int8_application_graph_is_litert_reference_bit_for_bit(name, tflite_mod
         assert_close(dict(zip(ref, interpret(g, feeds))), ref, f"{name} int8 (IR)")
 
 
-INT8_CASES = [("MobileNetV2", "x86_64"), ("small_cnn", "x86_64"), ("small_cnn", "rasp4b")]
+# int8_ops: SOFTMAX over 144 rows of 144, LOG_SOFTMAX, BATCH_MATMUL of two activations (adj_y
+# and not), RESIZE_BILINEAR (half-pixel, align-corners, asymmetric, a downscale), TRANSPOSE_CONV
+# (SAME, VALID + RELU) and SUM (tests/tflite_models.py: int8_ops_model). LiteRT 2.3's reference
+# SUM reads int8 data as uint8 (reduce.cc hands its reference kernel uint8_t pointers), so that
+# output is compared with its optimized kernels, which XNNPACK agrees with.
+SUM_OUTPUT = "StatefulPartitionedCall_1:8"
+
+
+def int8_ops_reference(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    ref = tm.litert(path, feeds, kernels="reference")
+    ref[SUM_OUTPUT] = tm.litert(path, feeds, kernels="builtin")[SUM_OUTPUT]
+    return ref
+
+
+def test_int8_ops_graph_is_litert_reference_bit_for_bit(tflite_model):
+    from neo.frontends.tflite import import_tflite, inspect_tflite
+    from neo.ir.interpreter import interpret
+
+    path = tflite_model("int8_ops", "int8")
+    ops = inspect_tflite(path)["ops"]
+    for op in ("SOFTMAX", "LOG_SOFTMAX", "BATCH_MATMUL", "RESIZE_BILINEAR", "TRANSPOSE_CONV",
+               "SUM"):
+        assert ops.get(op), f"the converter made no {op}: {ops}"
+    g = import_tflite(path, {k: v.shape for k, v in int8_feeds(path, 0).items()})
+    assert_integer_graph([n.op for n in g.nodes], "int8 ops")
+    for seed in (20, 21, 22):
+        feeds = int8_feeds(path, seed)
+        ref = int8_ops_reference(path, feeds)
+        for name, r in ref.items():
+            assert np.unique(r).size >= min(r.size, 6), f"{name}: the reference is not informative"
+        assert_close(dict(zip(ref, interpret(g, feeds))), ref, f"int8 ops (IR, seed {seed})")
+
+
+@pytest.mark.parametrize("target", ["x86_64", "rasp3b"])
+def test_int8_ops_compiled_is_litert_reference_bit_for_bit(target, tflite_model, compile_cached,
+                                                          require_qemu):
+    require_qemu(target)
+    path = tflite_model("int8_ops", "int8")
+    feeds = int8_feeds(path, 23)
+    assert_close(run(compile_cached, path, feeds, target), int8_ops_reference(path, feeds),
+                 f"int8 ops on {target}")
+
+
+INT8_CASES = [("MobileNetV2", "x86_64"), ("small_cnn", "x86_64"), ("small_cnn", "rasp4b"),
+              ("small_cnn", "rasp3b")]
 
 
 @pytest.mark.parametrize(("name", "target"), INT8_CASES, ids=[f"{n}-{t}" for n, t in INT8_CASES])
@@ -387,12 +433,19 @@ def test_control_flow_is_refused(tflite_model, tmp_path):
 
 
 def test_int8_op_without_integer_kernel_is_refused_not_miscomputed(tflite_model, tmp_path):
-    # an int8 SOFTMAX (no integer implementation yet) is refused by name, never run in float
-    path = tflite_model("softmax_int8", "int8")
+    # an int8 SQUARED_DIFFERENCE (no integer form yet) is refused by name, never run in float;
+    # `neo inspect` lists it as unsupported too, and not the int8 SOFTMAX, which compiles
+    path = tflite_model("refused_int8", "int8")
     proc = neo("compile", path, "--framework", "tflite", "--shape", shape_json(path),
                "--target", "x86_64", "--output", tmp_path / "out")
-    assert_error(proc, 4, "SOFTMAX", "integer implementation")
+    assert_error(proc, 4, "SQUARED_DIFFERENCE", "integer implementation")
     assert not (tmp_path / "out").exists()
+    info = json.loads(neo("inspect", path, "--json").stdout)
+    assert [u["op_type"] for u in info["unsupported"]] == ["SQUARED_DIFFERENCE"], info
+    assert "integer implementation" in info["unsupported"][0]["reason"]
+    assert info["ops"]["SOFTMAX"] == 1
+    human = neo("inspect", path).stdout
+    assert "SQUARED_DIFFERENCE" in human
 
 
 def test_inspect_shows_quantization(tflite_model):

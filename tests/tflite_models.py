@@ -216,6 +216,22 @@ def int8_ops_model():
     return model
 
 
+def refused_int8_model():
+    """An int8 model with an op that has no integer form in Neo (SQUARED_DIFFERENCE of
+    activations) beside ones that have (CONV_2D, SOFTMAX)."""
+    import tensorflow as tf
+
+    keras = _keras()
+    keras.utils.set_random_seed(17)
+    L = keras.layers
+    inp = keras.Input((16, 16, 3), batch_size=1, name="image")
+    a = L.Conv2D(8, 3, strides=2, padding="same")(inp)
+    b = L.Conv2D(8, 3, strides=2, padding="same")(inp)
+    d = L.Lambda(lambda t: tf.math.squared_difference(t[0], t[1]))([a, b])
+    out = L.Softmax()(L.Dense(5)(L.GlobalAveragePooling2D()(d)))
+    return keras.Model(inp, out)
+
+
 def ops_model():
     """A graph of the data-movement, arithmetic and reduction builtins a converter emits for
     tf.* calls (strided slices with every mask, pads, gathers, splits, packs, ...)."""

@@ -98,7 +98,7 @@ def inspect_model(model: TfliteModel) -> dict:
         "ops": dict(hist.most_common()),
         "unsupported": [{"op_type": u.op_type, "count": u.count, "nodes": list(u.first_node_names),
                          **({"reason": u.reason} if u.reason else {})}
-                        for u in unsupported_ops(sg)],
+                        for u in unsupported_ops(sg) + conversion_problems(model)],
     }
 
 
@@ -158,13 +158,11 @@ def _defaults(node: FrameworkNode) -> dict:
     return option_defaults(op.options) if op.options else {}
 
 
-def convert_model(model: TfliteModel, input_shapes: dict | None, model_name: str,
-                  const_inputs: dict | None = None) -> ir.Graph:
+def _start(model: TfliteModel, given: dict, const_inputs: dict, model_name: str
+           ) -> tuple[ir.Graph, _Driver]:
+    """The graph with the model's inputs and constants, and the driver to convert its ops."""
     sg = model.main
-    check_supported(model)
     g = ir.Graph(name=model_name or Path(model.path).stem or "main")
-    given = dict(input_shapes or {})
-    const_inputs = dict(const_inputs or {})
     names = [sg.tensors[i].name for i in sg.inputs]
     unknown = sorted((set(given) | set(const_inputs)) - set(names))
     if unknown:
@@ -196,6 +194,36 @@ def convert_model(model: TfliteModel, input_shapes: dict | None, model_name: str
             # a variable (recurrent state) starts at zero, as in a fresh interpreter
             driver.env[_key(t.index)] = make_const(
                 g, np.zeros(t.shape, ir.np_dtype(t.dtype)), value_name(t.name, "state"))
+    return g, driver
+
+
+def conversion_problems(model: TfliteModel) -> list[UnsupportedOp]:
+    """What converting the model would refuse besides ops without a converter (an int8 op with
+    no integer form, an option not implemented), found by converting the main subgraph at its
+    declared shapes, dynamic dims as 1; ops without a converter and those that depend on them
+    are skipped. Empty when the model does not convert that far for other reasons (shapes)."""
+    sg = model.main
+    given = {sg.tensors[i].name: [1 if d is None else d for d in sg.tensors[i].signature]
+             for i in sg.inputs}
+    try:
+        _, driver = _start(model, given, {}, "inspect")
+        nodes = []
+        for node in _framework_nodes(sg):
+            if CONVERTERS.lookup(node.op, node.version) is None:
+                driver.failed.update(o for o in node.outputs if o)
+            else:
+                nodes.append(node)
+        driver.run(nodes)
+    except (UsageError, UnsupportedModelError, ModelLoadError):
+        return []
+    return driver.problems.ops()
+
+
+def convert_model(model: TfliteModel, input_shapes: dict | None, model_name: str,
+                  const_inputs: dict | None = None) -> ir.Graph:
+    sg = model.main
+    check_supported(model)
+    g, driver = _start(model, dict(input_shapes or {}), dict(const_inputs or {}), model_name)
     driver.run(_framework_nodes(sg))
     driver.finish(hint=_hint(sg))
     outs, out_names = [], []
