@@ -7,7 +7,9 @@ dynamic-range (int8 weights) models, an LSTM, a resize + depth_to_space model, a
 and a graph of data-movement and arithmetic builtins. Published models come from packages that
 ship them (PUBLISHED). Float outputs must be within 1e-4 of max|LiteRT| with the same top-1, on
 x86_64 and on arm64 (rasp4b) and armv7 (rasp3b) under qemu. Fully-integer (int8) versions of the
-applications and a small int8 CNN must equal LiteRT's reference kernels bit for bit.
+applications, a small int8 CNN and an int8 model of the remaining ops (softmax, log-softmax,
+batch matmul, bilinear resize, transposed conv, sum) must equal LiteRT's reference kernels bit
+for bit.
 """
 from __future__ import annotations
 
