@@ -130,27 +130,34 @@ def _percentile_range(st: TensorStats, pct: float) -> float:
 
 def _entropy_range(st: TensorStats, levels: int) -> float:
     """The |x| threshold whose clipped, `levels`-level quantized histogram is closest to the
-    original in KL divergence (the TensorRT calibrator's criterion)."""
+    original in KL divergence (the TensorRT calibrator's criterion).
+
+    For a candidate threshold (bin i): p is the histogram up to i with the clipped mass added
+    to its last bin; q is the histogram up to i *without* the clipped mass, merged into `levels`
+    bins, each spread evenly over its non-empty source bins. (Building q from p would make
+    q == p at i == levels, where KL is 0, so the smallest threshold would always win.)
+    The first bin's count is replaced by its neighbour's, as NVIDIA's pytorch-quantization does:
+    zero is exact at every threshold, and the spike of a ReLU's zeros (half the values), smeared
+    over the first quantized bin's source bins, would otherwise push the threshold down to where
+    that bin is narrowest (a ReLU output's ~2.4 sigma, clipping 1% of its values)."""
     hist = st.hist.astype(np.float64)
+    hist[0] = hist[1]
     best, best_i = math.inf, HIST_BINS
     for i in range(levels, HIST_BINS + 1, 8):
-        p = hist[:i].copy()
+        kept = hist[:i]
+        p = kept.copy()
         p[-1] += hist[i:].sum()
         if p.sum() == 0:
             continue
         nz = p > 0
-        # merge into `levels` bins, spread each bin's mass over its non-empty source bins
-        edges = np.linspace(0, i, levels + 1).astype(int)
-        q = np.zeros(i)
-        for a, b_ in zip(edges[:-1], edges[1:]):
-            if b_ <= a:
-                continue
-            cnt = nz[a:b_].sum()
-            if cnt:
-                q[a:b_][nz[a:b_]] = p[a:b_].sum() / cnt
-        ps, qs = p / p.sum(), q / max(q.sum(), 1e-30)
-        m = ps > 0
-        kl = float(np.sum(ps[m] * np.log(ps[m] / np.maximum(qs[m], 1e-30))))
+        starts = np.linspace(0, i, levels + 1).astype(int)  # strictly increasing: i >= levels
+        sums = np.add.reduceat(kept, starts[:-1])
+        count = np.add.reduceat(nz.astype(np.float64), starts[:-1])
+        q = np.repeat(sums / np.maximum(count, 1.0), np.diff(starts)) * nz
+        if np.any(q[nz] == 0) or q.sum() == 0:
+            continue  # clipped mass where q has none: infinite divergence
+        ps, qs = p[nz] / p.sum(), q[nz] / q.sum()
+        kl = float(np.sum(ps * np.log(ps / qs)))
         if kl < best:
             best, best_i = kl, i
     return (best_i + 0.5) * st.amax / HIST_BINS
