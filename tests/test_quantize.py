@@ -1,8 +1,8 @@
 """`neo compile --quantize int8` and `--precision fp16` on a real accuracy check: a small CNN trained
 here on scikit-learn's digits (real 8x8 handwritten digits, ~97% test accuracy), quantized with
 100 training digits as calibration samples, evaluated on the 540 held-out digits, on x86_64
-natively and on arm64 (Neoverse-N1: sdot) under qemu. int8 may lose at most 1 point of test
-accuracy, fp16 at most 0.2. Also: the accuracy report (stderr and compiled.meta), the accuracy
+natively and on arm64 (Neoverse-N1: sdot, and fp16 FMAs for fp16) under qemu. int8 may lose at
+most 1 point of test accuracy, fp16 at most 0.2. Also: the accuracy report (stderr and compiled.meta), the accuracy
 budget keeping layers in fp32, and one-line errors for bad calibration data (exit 2).
 
 The model is compiled for a batch of 100 digits: the calibration file is one sample, the test set
@@ -143,17 +143,36 @@ def test_fp16_keeps_accuracy_and_halves_params(digits, tmp_path):
 
 
 def test_int8_and_fp16_on_arm64(digits, tmp_path, require_qemu):
-    """ml_c6g is a Neoverse-N1: sdot, int8 symmetric activations; run under qemu-aarch64."""
+    """ml_c6g is a Neoverse-N1: sdot, int8 symmetric activations; fullfp16, so --precision fp16
+    computes the convs and the matmul in fp16 (fmla v.8h); run under qemu-aarch64."""
+    from test_cli import neo
+
     from neo.run import run_artifact
 
     require_qemu("aarch64")
     for kind, kw in (("int8", {"quantize": "int8", "calibration": digits.calib_dir}),
                      ("fp16", {"precision": "fp16"})):
         out = tmp_path / kind
-        res = _compile(digits, out, "ml_c6g", batch=BATCH, **kw)
         if kind == "int8":
+            res = _compile(digits, out, "ml_c6g", batch=BATCH, **kw)
             assert res["precision"]["activations"].startswith("int8")
             assert res["precision"]["calibration_samples"] == 2
+        else:  # through the CLI, which prints the report
+            p = neo("compile", digits.model, "--framework", "onnx", "--shape",
+                    json.dumps({"input": [BATCH, 1, 8, 8]}), "--target", "ml_c6g",
+                    "--precision", "fp16", "--validation", digits.calib, "--no-cache",
+                    "--output", out)
+            assert p.returncode == 0, p.stderr
+            assert "precision fp16 (float16 in convs and matmuls" in p.stderr, p.stderr
+            assert "output logits: SQNR" in p.stderr and "top-1 agreement" in p.stderr
+            report = json.loads((out / "compiled.meta").read_text())["precision"]
+            assert report["fp16_layers"] == 4  # three convs and the matmul
+            logits = report["outputs"]["logits"]
+            assert logits["sqnr_db"] > 45 and logits["top1_agreement"] == 1.0, logits
+            kinds = [n["op"] for n in json.loads((out / "compiled_model.json").read_text())[
+                "nodes"]]  # fp16 convs and matmul, their results widened in the epilogue
+            assert sum(k.startswith("conv+cast") for k in kinds) == 3, kinds
+            assert sum(k.startswith("matmul+cast") for k in kinds) == 1, kinds
         acc = _accuracy(lambda x: run_artifact(out, {"input": x}, threads=2)[1][0], digits)
         limit = 0.01 if kind == "int8" else 0.002
         assert acc >= digits.fp32_accuracy - limit, (kind, acc)
