@@ -123,7 +123,7 @@ def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
 
 # Units of work a kernel offers at least (when it has as many position blocks): the threads
 # split them by cost, so a conv with one panel of channels still runs on every core.
-MIN_UNITS = 16
+MIN_UNITS = 32
 
 
 def unit_costs(spec: ChannelConvSpec, pcb: int) -> list[int]:

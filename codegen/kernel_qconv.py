@@ -48,7 +48,7 @@ from .llvm_util import (
     masked_load,
     masked_store,
     splat,
-    task_range,
+    weighted_task_range,
 )
 from .tuning import Tuning
 
@@ -258,6 +258,24 @@ def conv_weight_groups(w: np.ndarray, kg: int) -> np.ndarray:
     return padded.reshape(oc, cgk, kg, kh * kw).transpose(0, 1, 3, 2).reshape(-1, kg)
 
 
+def unit_costs(spec: QConvSpec) -> list[int]:
+    """The relative cost of each unit (image, group, band of rows, chunk of channels) in the
+    kernel's order: dot products over its tiles plus packing its input rows. A last band of one
+    row beside bands of eleven would otherwise leave one thread a whole band behind."""
+    L, NR = spec.dot.lanes, spec.nv * spec.dot.lanes
+    steps = spec.groups_k * spec.KH * spec.KW
+    out = []
+    for oh0 in range(0, spec.OH, spec.rows):
+        nrows = min(spec.rows, spec.OH - oh0)
+        tiles = -(-((nrows - 1) * spec.wp_p + spec.OW) // NR)
+        in_rows = (nrows - 1) * spec.strides[0] + (spec.KH - 1) * spec.dilations[0] + 1
+        pack = in_rows * spec.wp * spec.groups_k * (4 + 2 * spec.dot.kg) // L
+        for m0 in range(0, spec.M, spec.mchunk):
+            chans = -(-min(spec.mchunk, spec.M - m0) // spec.mr) * spec.mr
+            out.append(tiles * NR // L * chans * steps + pack + 200)
+    return out * (spec.images * spec.groups)
+
+
 def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int) -> ir.Function:
     fn, b, bufs = kernel_function(module, name, nbufs)
     if spec.bufs_holder is not None:
@@ -274,8 +292,7 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
     X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
     row_units = -(-spec.OH // spec.rows)
     mchunks = -(-spec.M // spec.mchunk)
-    units = spec.images * spec.groups * row_units * mchunks
-    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    lo, hi = weighted_task_range(b, unit_costs(spec), fn.args[1], fn.args[2], name)
     with for_range(b, lo, hi, 1, "unit") as unit:
         mc = b.srem(unit, I64(mchunks))
         rest = b.sdiv(unit, I64(mchunks))

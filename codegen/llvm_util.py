@@ -201,6 +201,33 @@ def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: 
     return lo, hi
 
 
+def partition_bounds(costs, n: int) -> list[int]:
+    """The unit each of n tasks starts at (and len(costs) last) under weighted_task_range:
+    the unit whose cost prefix is nearest t/n of the total (equal costs: task_range's split)."""
+    costs = [int(c) for c in costs]
+    units = len(costs)
+    if len(set(costs)) <= 1:
+        per = -(-units // n)
+        return [min(t * per, units) for t in range(n)] + [units]
+    prefix = [0]
+    for c in costs:
+        prefix.append(prefix[-1] + c)
+    total = prefix[-1]
+    out = []
+    for t in range(n + 1):
+        target = t * total
+        u = next(i for i, p in enumerate(prefix) if p * n >= target)
+        prev = max(u - 1, 0)
+        out.append(prev if target - prefix[prev] * n < prefix[u] * n - target else u)
+    return out
+
+
+def makespan(costs, n: int) -> int:
+    """The largest cost sum a task gets when n tasks share the units (partition_bounds)."""
+    bounds = partition_bounds(costs, n)
+    return max(sum(costs[bounds[t]:bounds[t + 1]]) for t in range(n))
+
+
 def weighted_task_range(b: ir.IRBuilder, costs, task: ir.Value, ntasks: ir.Value, name: str):
     """Static partition of units 0..len(costs)-1 into ntasks contiguous chunks of about equal
     cost (compile-time costs; the thread count is known at run time only). Task t starts at the

@@ -21,9 +21,10 @@ from .kernel_qconv import (
     flip,
     offset,
     pack_conv_weights,
+    unit_costs,
 )
 from .kernel_te import KernelContext, _mask_loads
-from .llvm_util import I64
+from .llvm_util import I64, makespan
 from .render import Renderer
 from .te_ops import COMPUTES
 from .tuning import Tuning
@@ -106,6 +107,19 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
     return (dots + pack + units * 200) * geom.images * geom.groups
 
 
+# thread counts a plan is weighed at (the runtime's thread count is known only when it runs)
+PLAN_THREADS = (1, 2, 4)
+
+
+def _idle_factor(geom: QConvSpec) -> float:
+    """Work plus idle time over work, averaged over PLAN_THREADS: n times the largest share
+    n threads get of the units (split by cost as the kernel splits them) over the total. Units
+    of unequal size (a short last band of rows) leave threads waiting at the node's end."""
+    costs = unit_costs(geom)
+    total = sum(costs)
+    return sum(n * makespan(costs, n) for n in PLAN_THREADS) / (len(PLAN_THREADS) * total)
+
+
 def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
     """Rows per unit, tile shape and channel chunks: the cheapest estimate among the shapes
     whose packed input fits the stack budget; units split further by output channels where
@@ -123,12 +137,16 @@ def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
                 continue
             row_units = -(-spec.OH // rows)
             base = spec.images * spec.groups * row_units
+            chunkings = {1}
             if base < min_units and spec.M > mr:
                 want = min(-(-spec.M // mr), -(-min_units // base))
-                geom = replace(geom, mchunk=-(-(-(-spec.M // want)) // mr) * mr)
-            cost = _units_cost(geom, tun)
-            if best is None or cost < best[0]:
-                best = (cost, geom)
+                chunkings = {want, min(-(-spec.M // mr), 2 * want)}
+            for want in chunkings:
+                per = -(-spec.M // want)  # channels per chunk, rounded up to whole tiles
+                g = replace(geom, mchunk=-(-per // mr) * mr)
+                cost = _units_cost(g, tun) * _idle_factor(g)
+                if best is None or cost < best[0]:
+                    best = (cost, g)
     if best is None or best[1].packed_bytes() > 4 * PACK_BUDGET:
         return None
     return best[1]

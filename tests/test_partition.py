@@ -9,7 +9,7 @@ import pytest
 from llvmlite import binding as llvm
 from llvmlite import ir
 
-from neo.codegen.llvm_util import I32, I64, weighted_task_range
+from neo.codegen.llvm_util import I32, I64, partition_bounds, weighted_task_range
 
 
 def _partition_fn(costs):
@@ -55,6 +55,8 @@ def test_partition_covers_every_unit_once_and_balances(seed):
         assert got[0][0] == 0 and got[-1][1] == units
         assert all(a[1] == b[0] for a, b in zip(got, got[1:])), got
         assert all(lo <= hi for lo, hi in got), got
+        bounds = partition_bounds(costs, n)  # the planners' model of the split is the split
+        assert [lo for lo, _ in got] + [units] == bounds
         worst = max(prefix[hi] - prefix[lo] for lo, hi in got)
         # each boundary lands on the unit nearest its target: off by at most one unit's cost
         assert worst <= prefix[-1] / n + max(costs), (n, got, costs)
