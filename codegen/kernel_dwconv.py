@@ -160,6 +160,9 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
             else:
                 wv = [splat(b, b.load(gep(b, Wt, b.add(b.mul(oc, I64(nw)), I64(j)), I32),
                                       typ=I32, align=4), L) for j in range(nw)]
+        prepare = getattr(spec.epilogue, "prepare", None)
+        if prepare is not None:  # the epilogue's per-channel values, once per plane
+            prepare(b, oc, img, I64(0))
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))
         R = min(spec.rows, spec.OH)

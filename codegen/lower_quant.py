@@ -76,15 +76,54 @@ def int_epilogue(node: Node, ext: list, M: int, plane: int, lanes: int, holder: 
         pinned, col = {"e3": I64(0)}, "e2"
     masked = _mask_loads(expr, col)
     out_dtype = node.outputs[0].dtype
+    invariant = _invariant_parts(expr, {"e0", "e1", *pinned})
+    seed: dict = {}
 
     def cb(b, accv, m, col0, img, grp, mask):
         env_ = {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned, "acc": accv,
                 col + "#base": col0, col: col0, col + "#end": I64(plane)}
         r = Renderer(b, holder[0], dtypes, lanes, col, b.function.entry_basic_block)
+        if seed:
+            r.scopes = [seed, {}]
         return r.to_storage(r.vec(r.render(masked if mask is not None else expr, env_)),
                             out_dtype)
 
+    def prepare(b, m, img, grp):
+        """Render what depends only on the image and channel (the bias, the requantize's
+        per-channel multiplier and shifts) here, once, for every later call: the output's
+        stores keep LLVM from hoisting table loads out of the kernel's loops itself."""
+        env_ = {"e0": img, "e1": b.add(b.mul(grp, I64(M)), m), **pinned}
+        r = Renderer(b, holder[0], dtypes, lanes, col, b.function.entry_basic_block)
+        seed.clear()
+        for e in invariant:
+            seed[e] = r.render(e, env_)
+
+    cb.prepare = prepare
     return cb, tables, dtypes
+
+
+def _invariant_parts(expr: te.Expr, names: set) -> list[te.Expr]:
+    """The largest subexpressions of expr that read memory and depend on no variable but
+    `names`."""
+    out: list[te.Expr] = []
+
+    def go(e: te.Expr) -> bool:  # whether e is invariant
+        kids = te.children(e)
+        flags = [go(k) for k in kids]
+        inv = not isinstance(e, te.Var | te.Reduce) and all(flags)
+        if isinstance(e, te.Var):
+            inv = e.name in names
+        if not inv:
+            out.extend(k for k, f in zip(kids, flags) if f and _reads(k))
+        return inv
+
+    if go(expr) and _reads(expr):
+        out.append(expr)
+    return out
+
+
+def _reads(e: te.Expr) -> bool:
+    return isinstance(e, te.Load) or any(_reads(k) for k in te.children(e))
 
 
 def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
