@@ -127,8 +127,19 @@ def requantizer(attrs, ctx):
         mult = per_axis(m.astype(np.float32), attrs["axis"], ctx, F32)
     else:
         qm, shift = fixed_point_pairs(attrs, m)
-        qms = per_axis(qm, attrs["axis"], ctx, "int64")
-        shifts = per_axis(shift, attrs["axis"], ctx, "int64")
+        # TFLite's double rounding in int32 lanes where the multipliers are Q31 (all are but
+        # hand-made q31 pairs): fixed_point_multiply_i32
+        i32_lanes = (not attrs.get("single_rounding") and 0 <= qm.min()
+                     and qm.max() < 1 << 31 and -31 <= shift.min() and shift.max() <= 30)
+        if i32_lanes:
+            qm32 = per_axis(qm, attrs["axis"], ctx, "int32")
+            lefts = per_axis(np.maximum(shift, 0), attrs["axis"], ctx, "int32")
+            right = np.maximum(-shift, 0)
+            rights = per_axis(right, attrs["axis"], ctx, "int32")
+            halves = per_axis(((1 << right) - 1) >> 1, attrs["axis"], ctx, "int32")
+        else:
+            qms = per_axis(qm, attrs["axis"], ctx, "int64")
+            shifts = per_axis(shift, attrs["axis"], ctx, "int64")
 
     def fn(x, idx):
         x = te.cast(x, "int32")
@@ -143,12 +154,35 @@ def requantizer(attrs, ctx):
             half = te.Bin("shift_left", Const("int64", 1), total - Const("int64", 1), "int64")
             y = te.Bin("shift_right", te.Bin("mul", te.cast(x, "int64"), qms(idx), "int64")
                        + half, total, "int64")
+        elif i32_lanes:
+            y = fixed_point_multiply_i32(x, qm32(idx), lefts(idx), rights(idx), halves(idx))
+            # clamped before the zero point is added: no int32 overflow
+            y = te.unary("clip", y, min=lo - zo, max=hi - zo)
+            return te.cast(y + Const("int32", zo) if zo else y, dtype)
         else:
             y = fixed_point_multiply(te.cast(x, "int64"), qms(idx), shifts(idx))
         y = y + Const("int64", zo)
         return te.cast(te.unary("clip", y, min=lo, max=hi), dtype)
 
     return fn
+
+
+def fixed_point_multiply_i32(x: te.Expr, m: te.Expr, left: te.Expr, right: te.Expr,
+                             half: te.Expr) -> te.Expr:
+    """fixed_point_multiply of an int32 x by a multiplier 0 <= m < 2^31 with one 32 x 32 -> 64
+    bit multiply (vpmuldq, smull) and int32 lanes otherwise: gemmlowp's doubling high multiply
+    (nudge, then a division truncating toward zero) equals floor((x m + 2^30) / 2^31), whose
+    low 32 bits are the result (it fits); the rounding divide by 2^right compares the remainder
+    with half = (2^right - 1) >> 1, plus one where the value is negative."""
+    i32, i64 = "int32", "int64"
+    x = te.Bin("shift_left", x, left, i32)  # wraps, as the C++ int32 shift
+    p = te.Bin("mul", te.cast(x, i64), te.cast(m, i64), i64)
+    high = te.cast(te.Bin("shift_right", p + Const(i64, 1 << 30), Const(i64, 31), i64), i32)
+    mask = te.Bin("sub", te.Bin("shift_left", Const(i32, 1), right, i32), Const(i32, 1), i32)
+    rem = te.Bin("bitwise_and", high, mask, i32)
+    threshold = half + te.select(te.cmp("lt", high, Const(i32, 0)), Const(i32, 1), Const(i32, 0))
+    return te.Bin("shift_right", high, right, i32) + te.select(
+        te.cmp("gt", rem, threshold), Const(i32, 1), Const(i32, 0))
 
 
 def fixed_point_multiply(x: te.Expr, m: te.Expr, shift: te.Expr) -> te.Expr:
