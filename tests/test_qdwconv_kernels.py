@@ -189,3 +189,36 @@ def test_x86_sums_pairs_of_taps_with_pmaddwd():
         asm = emit_assembly(module, t)
         assert re.search(r"\b(vpmaddwd|vpdpwssd)\b", asm), name
         assert not re.search(r"\bvpmulld\b", asm), name
+
+
+@pytest.mark.parametrize("target", ["x86_64", "host", "arm64"])
+def test_fixed_point_requantize_ties_and_extremes(target, tmp_path, require_qemu):
+    """TFLite's double rounding in int32 lanes (te_quant.fixed_point_multiply_i32), on the
+    values where it can go wrong: every tie of both roundings (power-of-two multipliers over a
+    run of consecutive accumulators), accumulators near +-2^31, and a multiplier above 1 (a
+    left shift first), each channel's outputs within int8 so no error hides in saturation."""
+    from neo.run import run_artifact
+
+    t = get_target(target)
+    if t.arch != "x86_64":
+        require_qemu(target)
+    n = 4096
+    ramp = np.arange(-n // 2, n // 2, dtype=np.int64)
+    big = np.linspace(-(2**31), 2**31 - 1, n).astype(np.int64)
+    # (multiplier, accumulators): the first two tie at each rounding; 2^-25 and 0.7 * 2^-24
+    # on the whole int32 range; 3.0 shifts left by 2 before its doubling high multiply
+    rows = [(2.0**-6, ramp), (3 * 2.0**-8, ramp), (2.0**-25, big), (0.7 * 2.0**-24, big),
+            (1.37e-3 / 16, ramp * 23), (3.0, ramp % 81 - 40)]
+    g = ir.Graph()
+    x = g.input("x", (1, len(rows), 1, n), "int32")
+    g.outputs = [g.op("requantize", x, multiplier=tuple(m for m, _ in rows), axis=1,
+                      out_zero_point=3, dtype="int8", mode="fixed_point", min=-128, max=127,
+                      quant=QuantParams.per_tensor(0.1, 3))]
+    feeds = {"x": np.stack([v for _, v in rows]).astype(np.int32).reshape(1, len(rows), 1, n)}
+    want = interpret(g, feeds)[0]
+    assert (np.abs(want.astype(int)) < 127).mean() > 0.99  # not saturated
+    meta = {"inputs": [{"name": "x", "dtype": "int32", "shape": list(x.shape)}],
+            "outputs": [{"name": g.out_names()[0], "dtype": "int8", "shape": list(want.shape)}]}
+    build_artifact(run_pipeline(g, 3), t, tmp_path, meta, 3)
+    _, outs, _ = run_artifact(tmp_path, feeds, check=True)
+    np.testing.assert_array_equal(outs[0], want)
