@@ -66,7 +66,10 @@ def compile_neo(path: Path, name: str, shape, log) -> tuple[Path, float]:
 
     art = WORK / f"neo-{path.stem}"
     stamp = art / "source.json"
-    key = {"model": path.name, "mtime": path.stat().st_mtime}
+    from neo.artifact_cache import source_digest
+
+    # the compiler's sources too: an artifact from older kernels must not be timed as new
+    key = {"model": path.name, "mtime": path.stat().st_mtime, "neo": source_digest()}
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         return art, json.loads(stamp.read_text())["seconds"]
     t0 = time.perf_counter()
