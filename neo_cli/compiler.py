@@ -43,6 +43,8 @@ class CompileOptions:
     validation: Path | None = None
     accuracy_budget: float | None = None  # top-1 points the int8 model may lose against fp32
     per_channel: bool = True
+    equalize: bool | None = None  # cross-layer equalization before int8 (None: the default)
+    bias_correction: bool | None = None  # of int8 weights' output shift (None: the default)
     precision: str = "fp32"  # fp32 or fp16
     workdir: Path = field(default_factory=Path.cwd)
 
@@ -102,7 +104,9 @@ def _check_precision(opts: CompileOptions) -> None:
     if not opts.quantize:
         for flag, value in (("--calibration", opts.calibration),
                             ("--calibration-method", opts.calibration_method),
-                            ("--accuracy-budget", opts.accuracy_budget)):
+                            ("--accuracy-budget", opts.accuracy_budget),
+                            ("--equalize/--no-equalize", opts.equalize),
+                            ("--bias-correction/--no-bias-correction", opts.bias_correction)):
             if value is not None:
                 raise UsageError(f"{flag} applies to --quantize int8")
         if opts.validation is not None and opts.precision == "fp32":
@@ -142,7 +146,10 @@ def _precision_pass(opts: CompileOptions, graph, target, say):
              if opts.validation is not None else None)
     options = Int8Options(activations=activation_dtype_for(int8_dot(tuning_for(target))),
                           samples=calib, validation=valid, method=opts.calibration_method,
-                          per_channel=opts.per_channel, budget=opts.accuracy_budget, log=say)
+                          per_channel=opts.per_channel, budget=opts.accuracy_budget, log=say,
+                          **{k: v for k, v in (("equalize", opts.equalize),
+                                               ("bias_correction", opts.bias_correction))
+                             if v is not None})
     return Int8Quantization(options, host_target()), (calib, valid)
 
 
@@ -201,7 +208,8 @@ def _precision_key(opts: CompileOptions) -> dict:
         return {}
     key = {"precision": opts.precision, "quantize": opts.quantize,
            "method": opts.calibration_method, "budget": opts.accuracy_budget,
-           "per_channel": opts.per_channel}
+           "per_channel": opts.per_channel, "equalize": opts.equalize,
+           "bias_correction": opts.bias_correction}
     for name, path in (("calibration", opts.calibration), ("validation", opts.validation)):
         if path is not None:
             p = Path(opts.workdir, path)

@@ -119,6 +119,10 @@ def cli():
               help="Top-1 points the int8 model may lose against fp32; layers past it stay fp32.")
 @click.option("--per-channel/--per-tensor", "per_channel", default=True, show_default=True,
               help="int8 weight scales per output channel or one per tensor.")
+@click.option("--equalize/--no-equalize", default=None,
+              help="Cross-layer equalization of conv pairs before int8 (default: off).")
+@click.option("--bias-correction/--no-bias-correction", "bias_correction", default=None,
+              help="Correct the output shift int8 weights cause (default: off).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
               show_default=True, help="fp16: half-precision weights (and arithmetic where the "
                                       "target has it).")
@@ -127,7 +131,7 @@ def cli():
 def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform, compiler_options,
                 output, opt_level, dump_ir, no_cache, const_inputs, signature, quantize,
                 calibration, calibration_method, validation, accuracy_budget, per_channel,
-                precision, json_out, verbose, debug):
+                equalize, bias_correction, precision, json_out, verbose, debug):
     """Compile MODEL for a target into OUTPUT (compiled.so, compiled_model.json, compiled.params,
     compiled.meta and the target's runtime)."""
     ctx = _setup(json_out, verbose, debug)
@@ -146,6 +150,7 @@ def compile_cmd(model_arg, model_opt, framework, shape, target, target_platform,
                           quantize=quantize, calibration=calibration,
                           calibration_method=calibration_method, validation=validation,
                           accuracy_budget=accuracy_budget, per_channel=per_channel,
+                          equalize=equalize, bias_correction=bias_correction,
                           precision=precision)
     res = compile_model(opts, ctx.log)
     if res.get("precision") and not json_out:

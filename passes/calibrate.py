@@ -27,6 +27,8 @@ import numpy as np
 
 from neo.ir import Graph, QuantParams, Value
 
+from .bias_correction import bias_correction_inputs, correct_bias
+from .equalize import equalization_pairs, equalize_cross_layer
 from .quantize import (
     METHODS,
     QuantizeConfig,
@@ -45,6 +47,7 @@ class TensorStats:
     lo: float = math.inf
     hi: float = -math.inf
     hist: np.ndarray | None = None  # of |x| over [0, amax] (HIST_BINS bins)
+    mean: np.ndarray | None = None  # per channel, when asked for (bias correction)
 
     @property
     def amax(self) -> float:
@@ -99,9 +102,13 @@ def layer_of(v: Value) -> str:
 
 
 # -- statistics -------------------------------------------------------------------------------------
-def collect(model: Model, tensors: list[Value], samples: Samples, need_hist: bool
-            ) -> tuple[dict[str, TensorStats], int]:
+def collect(model: Model, tensors: list[Value], samples: Samples, need_hist: bool,
+            means_of: list[Value] = ()) -> tuple[dict[str, TensorStats], int]:
+    """Per-tensor statistics of `tensors` over the samples; with `means_of`, also the
+    per-channel means of those values (channels-first rank 4; else the last axis) in
+    `stats[name].mean`."""
     stats = {v.name: TensorStats() for v in tensors}
+    sums: dict[str, np.ndarray] = {}
     count = 0
     for feeds in samples():
         out = model.run(feeds)
@@ -110,16 +117,36 @@ def collect(model: Model, tensors: list[Value], samples: Samples, need_hist: boo
             a = out[name]
             st.lo = min(st.lo, float(a.min()))
             st.hi = max(st.hi, float(a.max()))
+        for v in means_of:
+            a = out[v.name].astype(np.float64)
+            axis = 1 if a.ndim == 4 else a.ndim - 1
+            m = a.mean(axis=tuple(i for i in range(a.ndim) if i != axis))
+            sums[v.name] = sums.get(v.name, 0.0) + m
+    for name, total in sums.items():
+        stats.setdefault(name, TensorStats()).mean = total / max(count, 1)
     if need_hist:
         for feeds in samples():
             out = model.run(feeds)
             for name, st in stats.items():
                 amax = st.amax
-                if amax <= 0:
+                if amax <= 0 or not math.isfinite(amax):
                     continue
                 h, _ = np.histogram(np.abs(out[name]), bins=HIST_BINS, range=(0.0, amax))
                 st.hist = h if st.hist is None else st.hist + h
     return stats, count
+
+
+def channel_maxima(model: Model, tensors: list[Value], samples: Samples
+                   ) -> dict[str, np.ndarray]:
+    """Per-channel (axis 1) maxima of channels-first tensors over the samples."""
+    out: dict[str, np.ndarray] = {}
+    for feeds in samples():
+        res = model.run(feeds)
+        for v in tensors:
+            a = res[v.name]
+            m = a.max(axis=tuple(i for i in range(a.ndim) if i != 1))
+            out[v.name] = m if v.name not in out else np.maximum(out[v.name], m)
+    return out
 
 
 def _percentile_range(st: TensorStats, pct: float) -> float:
@@ -167,7 +194,7 @@ def params_from_stats(stats: dict[str, TensorStats], cfg: QuantizeConfig
                       ) -> dict[str, QuantParams]:
     out = {}
     for name, st in stats.items():
-        if not math.isfinite(st.lo) or not math.isfinite(st.hi):
+        if not math.isfinite(st.lo) or not math.isfinite(st.hi):  # (or means only)
             continue  # a tensor with NaN or inf in it stays float
         lo, hi = st.lo, st.hi
         if cfg.method != "minmax" and st.hist is not None:
@@ -220,15 +247,18 @@ def _classifies(v: Value) -> bool:
 
 
 def evaluate(fp32: Model, quant: Model, graph: Graph, tensors: list[Value], samples: Samples,
-             layer_names: dict[str, str]) -> dict:
+             layer_names: dict[str, str], reference: Model | None = None) -> dict:
+    """The report: `quant`'s outputs against `reference`'s (default `fp32`'s), its quantized
+    tensors against `fp32`'s (the graph that was quantized)."""
     outs = {n: _Acc() for n in graph.out_names()}
     per = {v.name: _Acc() for v in tensors}
     count = 0
     for feeds in samples():
         ref, got = fp32.run(feeds), quant.run(feeds)
+        final = ref if reference is None else reference.run(feeds)
         count += 1
         for n, v in zip(graph.out_names(), graph.outputs):
-            outs[n].add(ref[n], got[n], _classifies(v))
+            outs[n].add(final[n], got[n], _classifies(v))
         for v in tensors:
             if f"{v.name}.dq" in got:
                 per[v.name].add(ref[v.name], got[f"{v.name}.dq"], False)
@@ -266,6 +296,8 @@ class Int8Options:
     method: str | None = None  # None: the default
     per_channel: bool = True
     budget: float | None = None  # top-1 points
+    equalize: bool = False  # cross-layer equalization first (passes/equalize.py)
+    bias_correction: bool = False  # of the int8 weights' output shift (passes/bias_correction.py)
     log: Callable[[str], None] = field(default=lambda s: None)
 
 
@@ -283,6 +315,8 @@ class Int8Quantization:
         self.host = host
         self.workdir = workdir
         self.report: dict | None = None
+        self.equalized = 0
+        self.bias_corrected = 0
 
     def __call__(self, g: Graph) -> Graph:
         tmp = Path(tempfile.mkdtemp(prefix="neo-quant-", dir=self.workdir))
@@ -303,15 +337,28 @@ class Int8Quantization:
             say("quantize: no conv or matmul with constant weights; the model stays fp32")
             self.report = {"quantized_layers": 0}
             return g
+        reference = None  # the unequalized fp32 model, for the report's outputs
+        if o.equalize:
+            g, reference = self._equalize(g, tmp)
+            tensors = tensors_to_quantize(g, cfg)
+        names_to_quantize = {v.name for v in tensors}
+        means_of = ([v for v in bias_correction_inputs(g, cfg) if v.name not in names_to_quantize]
+                    if o.bias_correction else [])
         t = time.perf_counter()
-        fp32 = compile_for_host(g, tensors, self.host, tmp, "fp32")
+        fp32 = compile_for_host(g, tensors + means_of, self.host, tmp, "fp32")
         say(f"quantize: fp32 graph with {len(tensors)} calibration outputs compiled in "
             f"{time.perf_counter() - t:.1f}s")
         t = time.perf_counter()
-        stats, count = collect(fp32, tensors, o.samples, need_hist=method != "minmax")
+        means_of = bias_correction_inputs(g, cfg) if o.bias_correction else []
+        stats, count = collect(fp32, tensors, o.samples, need_hist=method != "minmax",
+                               means_of=means_of)
         say(f"quantize: {method} statistics of {len(tensors)} tensors over {count} samples in "
             f"{time.perf_counter() - t:.1f}s")
-        params = params_from_stats(stats, cfg)
+        params = params_from_stats({v.name: stats[v.name] for v in tensors}, cfg)
+        if o.bias_correction:
+            g, self.bias_corrected = correct_bias(
+                g, cfg, {v.name: stats[v.name].mean for v in means_of})
+            say(f"quantize: bias correction of {self.bias_corrected} layers")
         names = {v.name: layer_of(v) for v in tensors}
         report_samples = o.validation or o.samples
         kept: list[str] = []
@@ -323,7 +370,7 @@ class Int8Quantization:
             t = time.perf_counter()
             qmodel = compile_for_host(self._with_report_outputs(insert_qdq(g, params, cfg), live),
                                       [], self.host, tmp, f"int8-{len(kept)}")
-            report = evaluate(fp32, qmodel, g, live, report_samples, names)
+            report = evaluate(fp32, qmodel, g, live, report_samples, names, reference)
             say(f"quantize: report over {report['samples']} samples in "
                 f"{time.perf_counter() - t:.1f}s")
             drop = top1_drop(report)
@@ -343,11 +390,30 @@ class Int8Quantization:
             "method": method, "calibration_samples": count,
             "report_on": "validation" if o.validation else "calibration",
             "quantized_layers": len(layers), "fp32_layers": kept,
+            "equalized_pairs": self.equalized, "bias_corrected_layers": self.bias_corrected,
         })
         if o.budget is not None:
             report["accuracy_budget_top1_points"] = o.budget
         self.report = report
         return qg
+
+    def _equalize(self, g: Graph, tmp: Path) -> tuple[Graph, Model | None]:
+        """Cross-layer equalization; the pairs through a clip need their first conv's
+        per-channel maxima on the calibration samples (one fp32 run, which also serves as the
+        report's reference: the equalized graph equals it only up to float rounding)."""
+        say = self.options.log
+        pairs = equalization_pairs(g)
+        clipped = [p.first.outputs[0] for p in pairs if not math.isinf(p.clip_max)]
+        reference, maxima = None, {}
+        if clipped:
+            t = time.perf_counter()
+            reference = compile_for_host(g, clipped, self.host, tmp, "fp32-unequalized")
+            maxima = channel_maxima(reference, clipped, self.options.samples)
+            say(f"quantize: per-channel maxima of {len(clipped)} tensors for equalization in "
+                f"{time.perf_counter() - t:.1f}s")
+        g, self.equalized = equalize_cross_layer(g, maxima)
+        say(f"quantize: cross-layer equalization of {self.equalized} conv pairs")
+        return g, reference
 
     @staticmethod
     def _lower(g: Graph) -> Graph:

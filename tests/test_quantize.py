@@ -37,7 +37,12 @@ class Digits:
 def digits(tmp_path_factory) -> Digits:
     from conftest import require_module
 
-    torch = require_module("torch")
+    return train_digits(require_module("torch"), tmp_path_factory.mktemp("digits"))
+
+
+def train_digits(torch, out: Path) -> Digits:
+    """The digits CNN trained and exported to out/digits.onnx, with its calibration samples
+    (also used by scripts/quant_methods.py)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -65,7 +70,6 @@ def digits(tmp_path_factory) -> Digits:
     with torch.no_grad():
         acc = float((model(torch.from_numpy(Xte)).argmax(1).numpy() == yte).mean())
     assert acc > 0.95, f"the digits CNN trained to only {acc:.3f}"
-    out = tmp_path_factory.mktemp("digits")
     path = out / "digits.onnx"
     import warnings
 
