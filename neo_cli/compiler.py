@@ -164,7 +164,11 @@ def format_report(report: dict) -> list[str]:
         head = (f"quantization int8 ({report['activations']} activations, "
                 f"{report['weights']} weights, {report['method']} calibration over "
                 f"{report['calibration_samples']} samples; {report['quantized_layers']} layers "
-                "on integer kernels)")
+                "on integer kernels"
+                + (f"; {report['equalized_pairs']} conv pairs equalized"
+                   if report.get("equalized_pairs") else "")
+                + (f"; {report['bias_corrected_layers']} biases corrected"
+                   if report.get("bias_corrected_layers") else "") + ")")
     lines = [head, f"  compared with fp32 on {report['samples']} "
              f"{report.get('report_on', 'calibration')} samples:"]
     for name, o in report.get("outputs", {}).items():

@@ -25,10 +25,14 @@ from conftest import _TORCHVISION_FIXUPS, require_module
 
 SIZE, BATCH, RUNS = 96, 16, 4  # 64 test inputs
 MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1"]
-# A random-weight MobileNetV2's features tell the photos apart poorly (its trained head is right
-# on about half the test crops), so its top-1 rests on small margins: neo's int8 and onnxruntime's
-# quantize_static agree with fp32 on ~70% alike. There the check is parity with onnxruntime's int8
-# (top-1 agreement within 5 points, SQNR within 1 dB), not the 95% bar.
+# A random-weight MobileNetV2 with BatchNorm statistics is chaotic: it amplifies small input
+# changes (noise at 60 dB SQNR on the input flips 8% of its top-1s; resnet18 keeps all at 30 dB),
+# and its top-1 rests on margins of 3% of its logits' spread. Rounding only its *input* to uint8,
+# the first thing any int8 scheme does, already flips 19% of its top-1s (81% agreement), so no
+# int8 quantizer can reach the 95% bar on it: neo's int8 and onnxruntime's quantize_static agree
+# with fp32 on ~70% alike. There the check is parity with onnxruntime's int8 (top-1 agreement
+# within 5 points, SQNR within 1 dB), and the test asserts that the input rounding alone misses
+# the bar (if a change of fixture makes the network sane, it fails and says to drop this).
 PARITY_ONLY = {"mobilenet_v2"}
 _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 
@@ -111,6 +115,21 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - got) ** 2)))
 
 
+def _input_rounding_agreement(model: Path, tmp_path: Path, x: np.ndarray, ref: np.ndarray
+                              ) -> float:
+    """Top-1 agreement with fp32 of the fp32 model on its inputs rounded to uint8 over the
+    calibration crops' range (what every int8 scheme's first quantize does), nothing else."""
+    from conftest import ort_outputs
+
+    c = np.load(tmp_path / "calib.npz")["input"]
+    lo, hi = min(float(c.min()), 0.0), max(float(c.max()), 0.0)
+    scale = (hi - lo) / 255
+    zp = np.rint(-lo / scale)
+    xq = ((np.clip(np.rint(x / scale) + zp, 0, 255) - zp) * scale).astype(np.float32)
+    got = np.concatenate([ort_outputs(model, {"input": xb})["output"] for xb in xq])
+    return float((got.argmax(1) == ref.argmax(1)).mean())
+
+
 def _onnxruntime_int8(model: Path, tmp_path: Path, x: np.ndarray, ref: np.ndarray
                       ) -> tuple[float, float]:
     """Top-1 agreement and SQNR of onnxruntime's quantize_static model (QDQ, uint8 activations,
@@ -176,6 +195,10 @@ def test_torchvision_int8_top1_agrees_with_fp32(name, tmp_path):
               f"{ort_sqnr:.1f} dB")
         assert agreement >= ort_agreement - 0.05 and sqnr >= ort_sqnr - 1.0, (
             name, agreement, sqnr, ort_agreement, ort_sqnr)
+        rounded = _input_rounding_agreement(model, tmp_path, x, ref)
+        print(f"{name}: fp32 on uint8-rounded inputs alone: top-1 agreement {rounded:.3f}")
+        assert rounded < 0.95, (f"{name}: rounding only the input keeps {rounded:.3f} of the "
+                                "top-1s: the 95% bar is reachable, remove it from PARITY_ONLY")
     else:
         assert agreement >= 0.95, (name, agreement, sqnr)
     assert sqnr > 20, (name, sqnr)
