@@ -61,8 +61,22 @@ def build_body_expr(body: Graph, ctx: KernelContext, input_tensors: list[te.Tens
                 ins.append(env[id(v)])
         out = n.outputs[0]
         fn = compute(n.attrs, out.type, ins, ctx)
-        env[id(out)] = te.Tensor(out.shape, out.dtype, fn)
+        env[id(out)] = te.Tensor(out.shape, out.dtype, _memoized(fn))
     return env[id(body.outputs[0])]
+
+
+def _memoized(fn: Callable) -> Callable:
+    """fn(idx), built once per index: a value several nodes of the body use (a DAG) is one
+    expression object, not a copy per path (which grows exponentially along a chain)."""
+    memo: dict[tuple, te.Expr] = {}
+
+    def at(idx):
+        e = memo.get(idx)
+        if e is None:
+            e = memo[idx] = fn(idx)
+        return e
+
+    return at
 
 
 def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out_dtype: str,
@@ -92,6 +106,10 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
     b.branch(body_start)
     b.position_at_end(body_start)
 
+    # what does not depend on the innermost index (a per-row value broadcast along the row,
+    # such as a fused row reduction) is computed once per row, before the row's loop
+    row_invariant = te.invariants(expr, frozenset((f"i{rank - 1}",)))
+
     def emit_row(row: ir.Value, j_lo: ir.Value, j_hi: ir.Value):
         env = {}
         rem = row
@@ -102,6 +120,9 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
         if lanes > 1:
             n_full = b.add(j_lo, b.mul(b.sdiv(b.sub(j_hi, j_lo), I64(lanes)), I64(lanes)))
             r = Renderer(b, bufs, buf_dtypes, lanes, f"i{rank - 1}", entry)
+            for x in row_invariant:
+                r.render(x, env)
+            hoisted = dict(r.scopes[0])  # they dominate the tail too; the loop's values do not
             with for_range(b, j_lo, n_full, lanes, "j") as j:
                 env2 = {**env, f"i{rank - 1}": j, f"i{rank - 1}#base": j}
                 v = r.vec(r.render(expr, env2))
@@ -109,7 +130,8 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
             # tail: one masked vector step
             left = b.sub(j_hi, n_full)
             with b.if_then(b.icmp_signed(">", left, I64(0))):
-                r2 = Renderer(b, bufs, buf_dtypes, lanes, f"i{rank - 1}", entry)
+                r2 = Renderer(b, bufs, buf_dtypes, lanes, f"i{rank - 1}", entry, r.canon)
+                r2.scopes = [dict(hoisted)]
                 env2 = {**env, f"i{rank - 1}": n_full, f"i{rank - 1}#base": n_full,
                         f"i{rank - 1}#end": j_hi}
                 v = r2.vec(r2.render(_mask_loads(expr, f"i{rank - 1}"), env2))
@@ -117,6 +139,8 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
                              lane_mask(b, left, lanes))
         else:
             r = Renderer(b, bufs, buf_dtypes, 1, None, entry)
+            for x in row_invariant:
+                r.render(x, env)
             with for_range(b, j_lo, j_hi, 1, "j") as j:
                 env2 = {**env, f"i{rank - 1}": j}
                 v, _ = r.render(expr, env2)
@@ -150,8 +174,15 @@ def coalesce(expr: te.Expr, shape: tuple[int, ...]) -> tuple[te.Expr, tuple[int,
 def _mask_loads(expr: te.Expr, var: str) -> te.Expr:
     """Add `var < end` to the guard of every load that depends on var (for the vector tail)."""
     limit = te.Var(var + "#end")
+    memo: dict[int, te.Expr] = {}  # by id: shared subexpressions stay shared
 
     def go(e):
+        r = memo.get(id(e))
+        if r is None:
+            r = memo[id(e)] = go1(e)
+        return r
+
+    def go1(e):
         if isinstance(e, te.Load):
             idx = go(e.index)
             g = go(e.guard) if e.guard is not None else None

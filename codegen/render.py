@@ -39,9 +39,41 @@ IDENTITY = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
 WIDE_SUM_TERMS = 256  # float32 sums of at least this many terms accumulate in float64
 
 
+class Interner:
+    """One object per distinct expression, so the CSE tables compare keys by identity: two equal
+    but separately built DAGs (a fused per-row chain, and its copy with masked loads for the
+    vector tail) compare in time exponential in their depth under dataclass equality."""
+
+    def __init__(self):
+        self.by_id: dict[int, te.Expr] = {}
+        self.table: dict[tuple, te.Expr] = {}
+        self.keep: list[te.Expr] = []  # the objects whose ids by_id holds
+
+    def __call__(self, e: te.Expr) -> te.Expr:
+        c = self.by_id.get(id(e))
+        if c is None:
+            key = [type(e)]
+            for n in _fields(type(e)):  # a loop, not a generator: one frame per level
+                f = getattr(e, n)
+                key.append(self(f) if isinstance(f, te.Expr) else f)
+            c = self.table.setdefault(tuple(key), e)
+            self.by_id[id(e)] = c
+            self.keep.append(e)
+        return c
+
+
+@functools.cache
+def _fields(cls) -> tuple[str, ...]:
+    import dataclasses
+
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 class Renderer:
     def __init__(self, b: ir.IRBuilder, bufs: list[ir.Value], buf_dtypes: list[str], lanes: int = 1,
-                 vec_var: str | None = None, entry: ir.Block | None = None):
+                 vec_var: str | None = None, entry: ir.Block | None = None,
+                 interner: Interner | None = None):
+        self.canon = interner if interner is not None else Interner()
         self.b = b
         self.bufs = bufs
         self.buf_dtypes = buf_dtypes
@@ -93,6 +125,7 @@ class Renderer:
     # -- rendering ----------------------------------------------------------------------------------
     def render(self, e: te.Expr, env: dict[str, ir.Value]):
         """Returns (value, is_vector)."""
+        e = self.canon(e)
         hit = self._lookup(e)
         if hit is not None:
             return hit
@@ -292,6 +325,9 @@ class Renderer:
             b.position_at_start(self.entry)
             acc = b.alloca(rt)
         b.store(init, acc)
+        if all(e.extents):  # what does not depend on the reduction's variables runs once, before
+            for x in te.invariants(e.body, frozenset(e.vars)):  # (a per-row value in a row sum)
+                self.render(x, env)
         env = dict(env)
 
         def nest(k):

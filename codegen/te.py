@@ -237,11 +237,23 @@ def affine(e: Expr) -> tuple[dict[str, int], int] | None:
 
 
 def free_vars(e: Expr) -> frozenset[str]:
-    if isinstance(e, Var):
-        return frozenset((e.name,))
-    if isinstance(e, Reduce):
-        return free_vars(e.body) - frozenset(e.vars)
-    return frozenset().union(*map(free_vars, children(e)))
+    memo: dict[int, frozenset[str]] = {}  # by id: fused producers share subexpressions (a DAG)
+
+    def go(x):
+        r = memo.get(id(x))
+        if r is None:
+            if isinstance(x, Var):
+                r = frozenset((x.name,))
+            elif isinstance(x, Reduce):
+                r = go(x.body) - frozenset(x.vars)
+            else:
+                r = frozenset()
+                for c in children(x):
+                    r = r | go(c)
+            memo[id(x)] = r
+        return r
+
+    return go(e)
 
 
 def conjuncts(g: Expr) -> tuple[Expr, ...]:
@@ -302,13 +314,73 @@ def guard_loads(e: Expr, guard: Expr) -> Expr:
 
 
 def uses_var(e: Expr, name: str) -> bool:
-    if isinstance(e, Var):
-        return e.name == name
-    if isinstance(e, Const):
-        return False
-    if isinstance(e, Reduce):
-        return name not in e.vars and uses_var(e.body, name)
-    return any(uses_var(c, name) for c in children(e))
+    return uses_any(e, frozenset((name,)))
+
+
+def uses_any(e: Expr, names: frozenset[str]) -> bool:
+    """Whether e depends on any of the variables `names` (a Reduce binds its own)."""
+    memo: dict[int, bool] = {}  # by id, so a DAG is walked once, not once per path
+
+    def go(x):
+        r = memo.get(id(x))
+        if r is None:
+            if isinstance(x, Var):
+                r = x.name in names
+            elif isinstance(x, Const):
+                r = False
+            elif isinstance(x, Reduce):
+                r = go(x.body) if not names & frozenset(x.vars) else uses_any(
+                    x.body, names - frozenset(x.vars))
+            else:
+                r = False
+                for c in children(x):
+                    if go(c):
+                        r = True
+                        break
+            memo[id(x)] = r
+        return r
+
+    return go(e)
+
+
+def invariants(e: Expr, names: frozenset[str]) -> list[Expr]:
+    """The largest subexpressions of e that depend on none of `names` (loop variables) and are
+    worth computing once before that loop: not constants, variables or index arithmetic. Inside
+    a Reduce its own variables count as loop variables too."""
+    fv: dict[int, frozenset[str]] = {}  # free variables, by id (one walk of the DAG)
+
+    def free(x):
+        r = fv.get(id(x))
+        if r is None:
+            if isinstance(x, Var):
+                r = frozenset((x.name,))
+            elif isinstance(x, Reduce):
+                r = free(x.body) - frozenset(x.vars)
+            else:
+                r = frozenset()
+                for c in children(x):
+                    r = r | free(c)
+            fv[id(x)] = r
+        return r
+
+    found: list[Expr] = []
+    seen: set[int] = set()
+
+    def go(x, vs):
+        if id(x) in seen or isinstance(x, (Const, Var)):
+            return
+        seen.add(id(x))
+        if not free(x) & vs and x.dtype != INDEX:
+            found.append(x)
+            return
+        if isinstance(x, Reduce):
+            go(x.body, vs | frozenset(x.vars))
+            return
+        for c in children(x):
+            go(c, vs)
+
+    go(e, names)
+    return found
 
 
 def children(e: Expr) -> tuple[Expr, ...]:
@@ -380,43 +452,71 @@ def broadcast_index(idx: tuple[Expr, ...], in_shape: tuple[int, ...], out_shape:
 
 def substitute(e: Expr, env: dict[str, Expr]) -> Expr:
     """e with variables replaced (index math re-folded)."""
-    if isinstance(e, Var):
-        return env.get(e.name, e)
-    if isinstance(e, Const):
-        return e
-    if isinstance(e, Bin):
-        return binop(e.op, substitute(e.a, env), substitute(e.b, env)) if e.dtype == INDEX else \
-            Bin(e.op, substitute(e.a, env), substitute(e.b, env), e.dtype)
-    if isinstance(e, Cmp):
-        return cmp(e.op, substitute(e.a, env), substitute(e.b, env))
-    if isinstance(e, Un):
-        return Un(e.op, substitute(e.a, env), e.attrs, e.dtype)
-    if isinstance(e, Select):
-        return select(substitute(e.cond, env), substitute(e.a, env), substitute(e.b, env))
-    if isinstance(e, Cast):
-        return Cast(substitute(e.a, env), e.dtype)
-    if isinstance(e, Load):
-        return Load(e.buf, substitute(e.index, env), e.dtype,
-                    substitute(e.guard, env) if e.guard is not None else None, e.fill)
-    if isinstance(e, Reduce):
-        inner = {k: v for k, v in env.items() if k not in e.vars}
-        return Reduce(e.op, e.vars, e.extents, substitute(e.body, inner), e.dtype)
-    raise TypeError(type(e).__name__)
+    memo: dict[tuple[int, int], Expr] = {}  # by id: shared subexpressions stay shared
+    envs = [env]  # the environments the memo's keys refer to, kept alive
+
+    def go(x, env):  # one frame per level: fused expressions can be hundreds of levels deep
+        k = (id(x), id(env))
+        r = memo.get(k)
+        if r is not None:
+            return r
+        if isinstance(x, Var):
+            r = env.get(x.name, x)
+        elif isinstance(x, Const):
+            r = x
+        elif isinstance(x, Bin):
+            a, b = go(x.a, env), go(x.b, env)
+            r = binop(x.op, a, b) if x.dtype == INDEX else Bin(x.op, a, b, x.dtype)
+        elif isinstance(x, Cmp):
+            r = cmp(x.op, go(x.a, env), go(x.b, env))
+        elif isinstance(x, Un):
+            r = Un(x.op, go(x.a, env), x.attrs, x.dtype)
+        elif isinstance(x, Select):
+            r = select(go(x.cond, env), go(x.a, env), go(x.b, env))
+        elif isinstance(x, Cast):
+            r = Cast(go(x.a, env), x.dtype)
+        elif isinstance(x, Load):
+            r = Load(x.buf, go(x.index, env), x.dtype,
+                     go(x.guard, env) if x.guard is not None else None, x.fill)
+        elif isinstance(x, Reduce):
+            inner = {k: v for k, v in env.items() if k not in x.vars}
+            envs.append(inner)
+            r = Reduce(x.op, x.vars, x.extents, go(x.body, inner), x.dtype)
+        else:
+            raise TypeError(type(x).__name__)
+        memo[k] = r
+        return r
+
+    return go(e, env)
 
 
 def mergeable(e: Expr, outer: str, inner: str, inner_extent: int) -> bool:
     """True when (outer, inner) appear only in affine load addresses as c*(outer*extent + inner),
     so the two loops can run as one of outer_extent*inner_extent iterations."""
-    if isinstance(e, Load):
-        if e.guard is not None and (uses_var(e.guard, outer) or uses_var(e.guard, inner)):
-            return False
-        if not (uses_var(e.index, outer) or uses_var(e.index, inner)):
-            return True
-        aff = affine(e.index)
-        if aff is None:
-            return False
-        co, ci = aff[0].get(outer, 0), aff[0].get(inner, 0)
-        return co == ci * inner_extent
-    if isinstance(e, Var):
-        return e.name not in (outer, inner)
-    return all(mergeable(c, outer, inner, inner_extent) for c in children(e))
+    memo: dict[int, bool] = {}  # by id: a DAG is walked once
+    both = frozenset((outer, inner))
+
+    def go(x):  # one frame per level: fused expressions can be hundreds of levels deep
+        r = memo.get(id(x))
+        if r is None:
+            if isinstance(x, Load):
+                if x.guard is not None and uses_any(x.guard, both):
+                    r = False
+                elif not uses_any(x.index, both):
+                    r = True
+                else:
+                    aff = affine(x.index)
+                    r = aff is not None and (
+                        aff[0].get(outer, 0) == aff[0].get(inner, 0) * inner_extent)
+            elif isinstance(x, Var):
+                r = x.name not in both
+            else:
+                r = True
+                for c in children(x):
+                    if not go(c):
+                        r = False
+                        break
+            memo[id(x)] = r
+        return r
+
+    return go(e)

@@ -7,12 +7,16 @@ Rules (TVM's, by fusion kind):
   float16 one, a cast to float16);
 - an elementwise/broadcast consumer of the same shape takes a reduction as its epilogue;
 - a consumer rendered from tensor expressions (kind <= REDUCTION) inlines injective producers;
-- a value is inlined only into its single consumer and never when it is a graph output;
+- a value is inlined only into its single consumer and never when it is a graph output, except
+  that a value all of whose consumers are in one group of row-wise ops (elementwise, broadcast,
+  last-axis reductions, constant table lookups) joins that group, a reduction included when the
+  group reads it as one value per row (an int8 softmax's row max and sum, and the reciprocal
+  and shift computed from them, become one kernel with its output);
 - `reshape` is never fused: it is a view of its input's memory (see codegen memory planning).
 """
 from __future__ import annotations
 
-from neo.codegen.registry import has_lowering
+from neo.codegen.registry import has_lowering, kernel_of
 from neo.ir import FusionKind, Graph, Node, Value, op_def
 
 K = FusionKind
@@ -102,7 +106,53 @@ def fuse_operators(g: Graph) -> Graph:
                     merge(gx, gc)
             elif kx <= K.INJECTIVE and x is members[gx][-1]:
                 merge(gx, gc)
+    # 4. a value all of whose consumers ended in one row-wise group joins it (consumers before
+    # producers, so a whole DAG of per-row integer arithmetic can), a row reduction included
+    # when the group reads it as one value per row of its output
+    for x in reversed(g.nodes):
+        gx = group[id(x)]
+        if x is not members[gx][-1] or len(x.outputs) != 1 or anchor[gx] is not None:
+            continue
+        v = x.outputs[0]
+        gcs = {group[id(u)] for u in users.get(v, [])}
+        if id(v) in outputs or len(gcs) != 1 or not all(map(_rowwise, members[gx])):
+            continue
+        gc = gcs.pop()
+        if gc == gx or anchor[gc] is not None or not all(map(_rowwise, members[gc])):
+            continue
+        if not has_reduce[gx] or _per_row(v, members[gc]):
+            merge(gx, gc)
     return _build(g, group, members, anchor)
+
+
+def _rowwise(n: Node) -> bool:
+    """Rendered by tensor expressions and reading its input values at the output's index (up
+    to broadcasting; a reduction: the output's index over the kept axes)."""
+    if n.op == "reshape" or len(n.outputs) != 1 or kernel_of(n.op) is not None:
+        return False
+    k = _kind(n)
+    if k <= K.BROADCAST:
+        return True
+    if k == K.REDUCTION:
+        return "axes" in n.attrs and bool(n.attrs.get("keepdims"))
+    # a lookup in a constant 1-D table: elementwise in its indices (TFLite's int8 softmax)
+    return (n.op == "gather" and n.inputs[0].is_const and n.inputs[0].type.rank == 1)
+
+
+def _per_row(v: Value, group: list[Node]) -> bool:
+    """Whether the group reads v (a value [..., 1]) once per row of its output: every value in
+    it has the output's leading dims, its reductions are over the last axis only, so v is read
+    at (row, 0) whatever the innermost loop and reduction indices (codegen computes such a
+    value once per row: kernel_te hoists it out of the row's loop, render out of a reduction)."""
+    lead = group[-1].outputs[0].shape[:-1]
+    if v.type.rank == 0 or v.shape[-1] != 1 or v.shape[:-1] != lead:
+        return False
+    for n in group:
+        if n.outputs[0].shape[:-1] != lead:
+            return False
+        if _kind(n) == K.REDUCTION and tuple(n.attrs["axes"]) != (len(lead),):
+            return False
+    return True
 
 
 def _build(g: Graph, group, members, anchor) -> Graph:

@@ -75,12 +75,16 @@ class IrInts:
         return self.op("maximum", a, b)
 
     def clz32(self, x) -> Lanes:
-        """#{j in 1..31 : x < 2^j} over a trailing axis of the 31 powers (x has a last dim of
-        1: a per-row value)."""
-        powers = self.lift(np.int64(1) << np.arange(1, 32, dtype=np.int64))
-        below = self.cx.cast(self.op("less", x, powers).v, "int64")
-        return self.lift(self.cx.op("reduce_sum", below, axes=(below.type.rank - 1,),
-                                    keepdims=1))
+        """#{j in 1..31 : x < 2^j} (NumpyInts.clz32) for any int32 value, by a binary search:
+        five elementwise steps, so the per-row chain they sit in fuses into one kernel (a
+        reduction over the 31 powers would be a second row reduction inside it)."""
+        x = self.lift(x)
+        n = self.lift(0)
+        for s in (16, 8, 4, 2, 1):
+            small = x < (1 << (32 - s))
+            n = n + self.where(small, s, 0)
+            x = self.where(small, x << s, x)
+        return n
 
 
 class Lanes:
