@@ -177,10 +177,11 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
 
 
 def _fill_vector(vt: ir.VectorType, fill: float) -> ir.Constant:
-    """A vector of the padding value: `fill` in float slots, 0 in integer ones (the input
-    minus its zero point)."""
+    """A vector of the padding value: `fill` in float slots; in integer ones 0 for a conv (the
+    input minus its zero point) and the type's minimum for a max pool (fill -inf)."""
     if isinstance(vt.element, ir.IntType):
-        return ir.Constant(vt, [0] * vt.count)
+        low = -(1 << (vt.element.width - 1))
+        return ir.Constant(vt, [low if fill == float("-inf") else int(fill)] * vt.count)
     return ir.Constant(vt, [fill] * vt.count)
 
 
@@ -227,6 +228,8 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
                     if isnan is not None:
                         accs[r] = b.select(b.fcmp_ordered(">", accs[r], x), accs[r], x)
                         nans[r] = isnan if nans[r] is None else b.or_(nans[r], isnan)
+                    elif pool and spec.arith != "float":  # integers: no NaN to carry
+                        accs[r] = b.select(b.icmp_signed(">", accs[r], x), accs[r], x)
                     elif pool:
                         accs[r] = mt.binary(b, "maximum", accs[r], x, "float32")
                     elif spec.arith == "float":
@@ -378,7 +381,7 @@ class IntPlaneRows(PlaneRows):
     plane (a masked byte load is many instructions without AVX-512), else a masked one."""
 
     def __init__(self, X, src, H: int, W: int, L: int, dtype: str, zero_point: int,
-                 pairs_dh: int | None, top: int, masked_fast: bool):
+                 pairs_dh: int | None, top: int, masked_fast: bool, fill: float = 0.0):
         super().__init__(X, src, H, W, L, 0.0)
         self.signed = dtype not in UNSIGNED
         self.zp = zero_point
@@ -386,7 +389,7 @@ class IntPlaneRows(PlaneRows):
         self.first = -min(top, pairs_dh) if pairs_dh else 0
         self.masked_fast = masked_fast
         self.vt = ir.VectorType(I32, L)
-        self.fill = _fill_vector(self.vt, 0.0)
+        self.fill = _fill_vector(self.vt, fill)  # what a tail's lanes past the row hold
 
     def row_of(self, b, r):
         if self.dh is None:
@@ -438,6 +441,9 @@ class IntPlaneRows(PlaneRows):
             v = b.sub(v, ir.Constant(wt, [self.zp] * L))
         if ok is not None:
             v = b.select(ok, v, ir.Constant(wt, [0] * L))
+        if n < L and wide is I32 and self.fill.constant[0] != 0:  # a pool's padding
+            v = b.select(ir.Constant(ir.VectorType(I1, L), [1] * n + [0] * (L - n)), v,
+                         self.fill)
         return v
 
     def load(self, b, row, c, n: int):
@@ -456,7 +462,7 @@ def _plane_source(spec: DepthwiseSpec, X, src) -> PlaneRows:
                          float("-inf") if spec.mode == "max" else 0.0)
     return IntPlaneRows(X, src, spec.H, spec.W, spec.lanes, spec.x_dtype, spec.x_zero_point,
                         spec.dilations[0] if spec.arith == "pairs" else None, spec.pads[0],
-                        spec.masked_stores_fast)
+                        spec.masked_stores_fast, float("-inf") if spec.mode == "max" else 0.0)
 
 
 def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,

@@ -355,8 +355,11 @@ def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | 
         sources = [(pos[id(v)], v.shape[1]) for v in cat.inputs]  # read each part in place
     elif body.nodes[0] is not pool or id(x_b) not in pos:
         return None
-    if (x_b.type.rank != 4 or x_b.dtype != "float32" or lanes < 4 or len(pool.outputs) != 1
-            or node.outputs[0].dtype != "float32"):  # (the kernel stores float32)
+    # 8-bit integers (quantized graphs) run in int32 slots, the type's minimum as padding
+    integer = x_b.dtype in ("int8", "uint8") and sources is None
+    if (x_b.type.rank != 4 or (x_b.dtype != "float32" and not integer) or lanes < 4
+            or len(pool.outputs) != 1
+            or (not integer and node.outputs[0].dtype != "float32")):  # (it stores float32)
         return None
     strides, dil, pads = _spatial(pool.attrs, 2)
     N_img, C, H, W = x_b.shape
@@ -370,14 +373,44 @@ def _max_pool_plane(module, node: Node, func: str, tun: Tuning) -> KernelInfo | 
                          x_buf=pos.get(id(x_b), -1), w_buf=-1, c_buf=0, lanes=lanes, mode="max",
                          sources=sources, rows=_plane_rows(tun, 0),
                          masked_stores_fast=tun.masked_stores_fast,
-                         ordered_max=tun.arch == "x86_64")
+                         ordered_max=tun.arch == "x86_64" and not integer)
+    if integer:
+        spec.arith, spec.x_dtype, spec.out_dtype = "int32", x_b.dtype, node.outputs[0].dtype
     if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4 or not _plane_operands(node, pool):
         return None
-    epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, 1, OH * OW, lanes, anchor=pool)
+    extra: list = []
+    if integer:  # the epilogue sees the max as an int32 accumulator (plus a zero "bias")
+        extra = [np.zeros(C, np.int32)]
+        holder: list = [None]
+        epi, tables, dtypes = lower_quant.int_epilogue(node, ext, 1, OH * OW, lanes, holder,
+                                                       extra)
+        epi = _narrowed(epi, node.outputs[0].dtype)
+    else:
+        epi, tables, dtypes, holder = _conv_epilogue(node, ext, None, 1, OH * OW, lanes,
+                                                     anchor=pool)
     spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
     emit_depthwise_kernel(module, func, spec, len(dtypes))
-    args = list(ext) + [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    args = list(ext) + [("param", f"{node.name}.zero", t) for t in extra]
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="plane")
+
+
+def _narrowed(epi, dtype: str):
+    """An integer epilogue whose result keeps the int32 of its accumulator (a max pool with no
+    requantize after it) stored as `dtype`: the values are already in its range."""
+    from .llvm_util import STORAGE
+
+    want = STORAGE[dtype]
+
+    def cb(b, acc, *rest):
+        v = epi(b, acc, *rest)
+        elem = v.type.element
+        if isinstance(elem, ir.IntType) and isinstance(want, ir.IntType) and elem.width > want.width:
+            v = b.trunc(v, ir.VectorType(want, v.type.count))
+        return v
+
+    cb.prepare = getattr(epi, "prepare", None)
+    return cb
 
 
 def _plane_operands(node: Node, anchor: Node) -> bool:

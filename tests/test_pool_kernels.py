@@ -83,3 +83,60 @@ def test_constant_pad_of_planes(shape, pads, vtarget, tmp_path):
     build_artifact(graph, vtarget, tmp_path, {"inputs": []})
     out = run_artifact_checked(tmp_path, feeds)[0]
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] == "max_pool"],
+                         ids=lambda c: "-".join(map(str, c)))
+def test_integer_max_pool_on_the_plane_kernel(case, dtype, vtarget, tmp_path):
+    """Quantized graphs' max pools (int8 resnet50's stem) on the plane kernel in int32 slots:
+    the padding is the type's minimum, so a window of negative values over the border keeps
+    its maximum (a 0 padding would win there); an elementwise epilogue rides along."""
+    _, h, w, k, s, p, ceil, _, d = case
+    rng = np.random.default_rng(3)
+    lo, hi = (-128, 128) if dtype == "int8" else (0, 256)
+    x = rng.integers(lo, hi, (2, 5, h, w)).astype(dtype)
+    if dtype == "int8":
+        x[:, 2] = rng.integers(-128, -100, (2, h, w))  # all negative: the padding must lose
+    x[0, 1, :, :] = lo  # a plane at the type's minimum
+    g = ir.Graph()
+    xin = g.input("x", x.shape, dtype, ir.QuantParams.per_tensor(0.05, 3))
+    pooled = g.op("max_pool", xin, kernel=(k, k), strides=(s, s), pads=(p, p, p, p),
+                  ceil_mode=ceil, count_include_pad=0, dilations=(d, d))
+    g.outputs = [pooled, g.op("dequantize", pooled, quant=ir.QuantParams.per_tensor(0.05, 3))]
+    feeds = {"x": x}
+    refs = interpret(g, feeds)
+    graph = run_pipeline(g, 3)
+    _, kernels = generate_kernels(graph, vtarget)
+    assert "plane" in [i.kernel for _, i in kernels if "max_pool" in i.op]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    outs = run_artifact_checked(tmp_path, feeds)
+    assert outs[0].dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(outs[0], refs[0])
+    np.testing.assert_allclose(outs[1], refs[1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["arm64", "armv7"])
+def test_integer_max_pool_on_arm(target, tmp_path, require_qemu):
+    """The plane kernel's int32 max on NEON (under qemu), padded and in ceil mode."""
+    from neo.run import run_artifact
+    from neo.targets import get_target
+
+    require_qemu(target)
+    rng = np.random.default_rng(4)
+    x = rng.integers(-128, -60, (1, 3, 20, 21)).astype(np.int8)  # negative: the padding loses
+    g = ir.Graph()
+    xin = g.input("x", x.shape, "int8", ir.QuantParams.per_tensor(0.05, 3))
+    g.outputs = [g.op("max_pool", xin, kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1),
+                      ceil_mode=1, count_include_pad=0, dilations=(1, 1))]
+    want = interpret(g, {"x": x})[0]
+    graph = run_pipeline(g, 3)
+    t = get_target(target)
+    _, kernels = generate_kernels(graph, t)
+    assert [i.kernel for _, i in kernels] == ["plane"]
+    meta = {"inputs": [{"name": "x", "dtype": "int8", "shape": list(x.shape)}],
+            "outputs": [{"name": g.out_names()[0], "dtype": "int8", "shape": list(want.shape)}]}
+    build_artifact(graph, t, tmp_path, meta, 3)
+    _, outs, info = run_artifact(tmp_path, {"x": x}, threads=2, check=True)
+    assert info["emulated"]
+    np.testing.assert_array_equal(outs[0], want)
