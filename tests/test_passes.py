@@ -196,6 +196,78 @@ def test_reduction_takes_its_elementwise_epilogue_and_injective_producers_inline
     same_numbers(g, out)
 
 
+def _row_chain_graph(rows: int = 5, cols: int = 37) -> Graph:
+    """An int8 softmax's shape of work in int64: the row max, a table lookup of x - max, its row
+    sum, a per-row chain that uses its values several times (a DAG), and the row's outputs from
+    the per-row result and the looked-up values."""
+    g = Graph("rows")
+    x = g.input("x", (1, rows, cols), "int32")
+    table = g.const(np.arange(64, dtype=np.int64) * 7 - 100)
+    m = g.add("reduce_max", [x], {"axes": (2,), "keepdims": 1}).outputs[0]
+    d = g.add("sub", [x, m]).outputs[0]
+    idx = g.add("bitwise_and", [d, g.const(np.int32(63))]).outputs[0]
+    e = g.add("gather", [table, idx], {"axis": 0}).outputs[0]
+    s = g.add("reduce_sum", [e], {"axes": (2,), "keepdims": 1}).outputs[0]
+    t = g.add("mul", [s, g.const(np.int64(3))]).outputs[0]
+    u = g.add("add", [t, s]).outputs[0]
+    w = g.add("where", [g.add("greater", [u, t]).outputs[0], u, t]).outputs[0]
+    k = g.add("shift_right", [w, g.const(np.int64(2))]).outputs[0]
+    y = g.add("add", [g.add("mul", [e, k]).outputs[0], w]).outputs[0]
+    g.outputs = [y]
+    return g
+
+
+def test_a_row_reduction_and_its_per_row_chain_fuse_into_the_rows_kernel():
+    g = _row_chain_graph()
+    out = fuse_operators(g)
+    verify(out)
+    # the max and the sum are read once per row (codegen computes them once per row) and join
+    # the kernels of their rows; the per-row values used by several nodes join their users; the
+    # looked-up values feed both the row sum and the output, so they are stored once
+    assert ops(out) == [("fused", ["reduce_max", "sub", "bitwise_and", "gather"]),
+                        ("fused", ["reduce_sum", "mul", "add", "greater", "where", "shift_right",
+                                   "mul", "add"])]
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.integers(-300, 300, (1, 5, 37)).astype(np.int32)}
+    (ref,), (got,) = interpret(g, feeds), interpret(out, feeds)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_float_row_reductions_and_row_wide_shared_values_keep_their_kernels():
+    # a float softmax: the exp feeds both the scalar row sum and the output, so it stays
+    # stored (fused into the sum and the output it would run twice, once unvectorized); float
+    # row reductions stay separate kernels (merged, a 144-wide softmax ran 10% slower)
+    g = decompose_softmax(parse(HEADER + """
+      g (float[4,144] x) => (float[4,144] y) {
+        y = Softmax <axis = -1> (x)
+      }"""))
+    assert ops(fuse_operators(g)) == [("fused", ["reduce_max"]), ("fused", ["sub", "exp"]),
+                                      ("fused", ["reduce_sum"]), ("fused", ["div"])]
+
+
+@pytest.mark.parametrize("width", ["w128", "w512"])
+def test_fused_row_chain_compiles_to_the_interpreters_numbers(width, tmp_path):
+    from conftest import run_artifact_checked, width_target
+
+    from neo.codegen.build import build_artifact
+
+    g = _row_chain_graph(rows=6, cols=45)  # 45 columns: full vectors and a masked tail
+    fused = fuse_operators(g)
+    assert len(fused.nodes) == 2
+    meta = {"compiler": "test", "framework": "onnx",
+            "inputs": [{"name": "x", "dtype": "int32", "shape": [1, 6, 45]}],
+            "outputs": [{"name": fused.out_names()[0], "dtype": "int64", "shape": [1, 6, 45]}]}
+    target = width_target(width)
+    meta["target"] = {"name": target.name, "arch": target.arch, "triple": target.triple}
+    build_artifact(fused, target, tmp_path / "a", meta)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        feeds = {"x": rng.integers(-500, 500, (1, 6, 45)).astype(np.int32)}
+        (ref,) = interpret(g, feeds)
+        (got,) = run_artifact_checked(tmp_path / "a", feeds)
+        np.testing.assert_array_equal(got, ref)
+
+
 def test_reshape_is_never_fused_and_graph_outputs_are_materialized():
     g = parse(HEADER + """
       g (float[2,6] x) => (float[3,4] y, float[2,6] e) {
