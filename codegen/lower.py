@@ -47,7 +47,10 @@ def describe(node: Node) -> str:
     body = node.attrs.get("body")
     if body is None:
         return node.op
-    return "+".join(n.op for n in body.nodes)
+    ops = [n.op for n in body.nodes]
+    if len(ops) > 12:  # a fused per-row integer chain (an int8 softmax) has hundreds of ops
+        ops = ops[:5] + [f"({len(ops) - 10} more)"] + ops[-5:]
+    return "+".join(ops)
 
 
 def lower_node(module: ir.Module, node: Node, func: str, tun: Tuning) -> KernelInfo:
