@@ -338,19 +338,23 @@ def bench_latency(torch, model, x: np.ndarray, onnx_path: Path, art: Path | None
     sess = ort_session(onnx_path, threads)
     name = sess.get_inputs()[0].name
     engines.append(Engine("onnxruntime", lambda: sess.run(None, {name: x})))
+    try:
+        res = time_interleaved(engines, s)
+    finally:
+        for c in closers:
+            c()
     if torch is not None:
+        # PyTorch in a pass of its own, after: its OpenMP threads spin when idle and took a
+        # core from whichever engine ran next in the same process (2 threads, mobilenet_v2:
+        # ours/ORT per round 0.92-1.64 interleaved with it, 0.65-1.04 with its threads passive)
         xt = torch.from_numpy(x)
 
         def torch_run():
             with torch.inference_mode():
                 return model(xt)
 
-        engines.append(Engine("pytorch", torch_run, lambda: torch.set_num_threads(threads)))
-    try:
-        res = time_interleaved(engines, s)
-    finally:
-        for c in closers:
-            c()
+        res.update(time_interleaved(
+            [Engine("pytorch", torch_run, lambda: torch.set_num_threads(threads))], s))
     if "ours" in res:
         per_round = [a / b for a, b in zip(res["ours"]["round_medians_ms"],
                                            res["onnxruntime"]["round_medians_ms"])]
@@ -589,7 +593,8 @@ def render(report: dict) -> str:
          f"{s['min_iters']} runs, timed per engine per round); median / p90 over all timed runs, in ms. ours/ORT is the ratio of "
          "the medians (below 1 means neo is faster). onnxruntime: intra-op threads = N, inter-op 1, "
          "sequential, all graph optimizations. PyTorch: eager, `torch.set_num_threads(N)`, "
-         f"`inference_mode`. Compile: wall time of `neo compile --target {target}` in a subprocess, "
+         "`inference_mode`, timed in its own rounds after neo and onnxruntime (its idle OpenMP "
+         "threads spin and took a core from the engine timed next). Compile: wall time of `neo compile --target {target}` in a subprocess, "
          "cold (fresh neo cache: LLVM objects and the runtime library built from scratch; zig's "
          "libc stubs kept) / warm (the same cache, another output directory); peak RSS is the "
          "largest process of that compile (neo or the linker). Inference RSS: peak RSS of a fresh "
