@@ -6,7 +6,7 @@ channel-conv kernels on half vectors; LLVM rounds each operation to half where t
 fp16 arithmetic, so this is the target's arithmetic); and the same graph with fp32
 accumulation (its convs and matmuls on tensor expressions, which sum float16 products in
 float32 and round the sum once). Printed: the output's SQNR against fp32 and the top-1
-agreement, for the digits CNN of tests/test_quantize.py (540 test digits) and the torchvision
+agreement, for the digits CNN of tests/test_quantize.py (500 test digits) and the torchvision
 CNNs of tests/test_quantize_torchvision.py (64 photo crops, 96x96, reductions up to 4608 long).
 
     python3 scripts/fp16_accumulation.py [--models digits resnet18 mobilenet_v2 squeezenet1_1]
@@ -25,35 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 def digits_model(root: Path):
+    """The digits CNN of tests/test_quantize.py (trained there, exported at its batch of 100) and
+    the first 500 test digits in its batches."""
     import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from test_quantize import BATCH, train_digits
 
-    nn = torch.nn
-    torch.set_num_threads(1)
-    d = load_digits()
-    X = (d.images / 16.0).astype(np.float32)[:, None]
-    Xtr, Xte, ytr, yte = train_test_split(X, d.target, test_size=0.3, random_state=0,
-                                          stratify=d.target)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(512, 10))
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr)
-    for _ in range(15):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 32):
-            idx = perm[i:i + 32]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-    model.eval()
-    path = root / "digits.onnx"
-    torch.onnx.export(model, torch.from_numpy(Xte[:180]), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=False, opset_version=17)
-    return path, [Xte[i:i + 180] for i in range(0, 540, 180)], yte[:540]
+    d = train_digits(torch, root)
+    n = len(d.x_test) // BATCH * BATCH
+    return d.model, [d.x_test[i:i + BATCH] for i in range(0, n, BATCH)], d.y_test[:n]
 
 
 def torchvision_model(name: str, root: Path):
