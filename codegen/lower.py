@@ -208,16 +208,28 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
             and dil[1] == 1 and OW >= 2 * blk.lanes):
         return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
+    return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, (N_img, C, H, W),
+                      (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, a_dtype=w.dtype)
+
+
+def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, strides, dil, pads,
+               g, **dtypes) -> KernelInfo:
+    """A conv on the GEMM kernel: weights packed as A, the input read directly (1x1, stride 1,
+    unpadded) or through im2col as B; `dtypes` are GemmSpec's element types (fp16 arithmetic)."""
+    N_img, C, H, W = xs
+    OC, Cg, KH, KW = ws
+    OH, OW = os_
+    M, K, P = OC // g, Cg * KH * KW, OH * OW
+    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
     im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
                                          pads[0], pads[1], OW)
-    epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
-    out_buf = len(dtypes) - 1
+    epi, tables, buf_dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
     spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
                     a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
-                    b_strides=(C * H * W, Cg * H * W, H * W), c_buf=out_buf,
+                    b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(buf_dtypes) - 1,
                     c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
-                    a_dtype=w.dtype)
-    _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
+                    **dtypes)
+    _emit_with_bufs(module, func, spec, len(buf_dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
@@ -237,7 +249,6 @@ def _half_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, p
     """A conv in fp16 arithmetic: the channel-vector or GEMM kernel on half elements (twice
     the lanes), chosen as for float32 by the NEON/AVX2 rules (the AVX-512 cycle model is
     calibrated for float32). Depthwise-like convs go to tensor expressions."""
-    N_img, C, H, W = xs
     OC, Cg, KH, KW = ws
     OH, OW = os_
     M, K, P = OC // g, Cg * KH * KW, OH * OW
@@ -247,24 +258,11 @@ def _half_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, p
     if _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g):
         return _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil,
                              g, M, tun, half=True)
-    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
     packed = pack_a(ext[wi].data.astype(np.float32).reshape(OC, K), g, M, K,
                     blk.mr).astype(np.float16)
-    im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
-                                         pads[0], pads[1], OW)
-    epi, tables, dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
-    spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
-                    a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
-                    b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(dtypes) - 1,
-                    c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
-                    a_dtype="float16", x_dtype="float16", c_dtype=node.outputs[0].dtype,
-                    arith="float16")
-    _emit_with_bufs(module, func, spec, len(dtypes), bufs_holder)
-    args: list = list(ext)
-    args[wi] = ("param", f"{node.name}.w_packed", packed)
-    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, describe(node), args + [node.outputs[0]], kernel="gemm",
-                      tile=(blk.mr, blk.nv))
+    return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, strides, dil,
+                      pads, g, a_dtype="float16", x_dtype="float16",
+                      c_dtype=node.outputs[0].dtype, arith="float16")
 
 
 def _conv_epilogue(node, ext, bi, M: int, P: int, lanes: int, extra_tables=(), anchor=None,
