@@ -236,8 +236,10 @@ def affine(e: Expr) -> tuple[dict[str, int], int] | None:
     return None
 
 
-def free_vars(e: Expr) -> frozenset[str]:
-    memo: dict[int, frozenset[str]] = {}  # by id: fused producers share subexpressions (a DAG)
+def free_vars_walker():
+    """A function giving an expression's free variables, memoized by id across calls: fused
+    producers share subexpressions (a DAG), walked once."""
+    memo: dict[int, frozenset[str]] = {}
 
     def go(x):
         r = memo.get(id(x))
@@ -253,7 +255,11 @@ def free_vars(e: Expr) -> frozenset[str]:
             memo[id(x)] = r
         return r
 
-    return go(e)
+    return go
+
+
+def free_vars(e: Expr) -> frozenset[str]:
+    return free_vars_walker()(e)
 
 
 def conjuncts(g: Expr) -> tuple[Expr, ...]:
@@ -347,21 +353,7 @@ def invariants(e: Expr, names: frozenset[str]) -> list[Expr]:
     """The largest subexpressions of e that depend on none of `names` (loop variables) and are
     worth computing once before that loop: not constants, variables or index arithmetic. Inside
     a Reduce its own variables count as loop variables too."""
-    fv: dict[int, frozenset[str]] = {}  # free variables, by id (one walk of the DAG)
-
-    def free(x):
-        r = fv.get(id(x))
-        if r is None:
-            if isinstance(x, Var):
-                r = frozenset((x.name,))
-            elif isinstance(x, Reduce):
-                r = free(x.body) - frozenset(x.vars)
-            else:
-                r = frozenset()
-                for c in children(x):
-                    r = r | free(c)
-            fv[id(x)] = r
-        return r
+    free = free_vars_walker()  # one walk of the DAG
 
     found: list[Expr] = []
     seen: set[int] = set()
