@@ -467,6 +467,28 @@ def vnni_info() -> tuple[bool, str]:
     return bool({"avx512_vnni", "avx_vnni"} & flags), int8_dot(tuning_for(get_target("host")))
 
 
+def host_cpu() -> str:
+    """LLVM's name for this CPU's microarchitecture (znver4, znver5, sapphirerapids): "AMD EPYC"
+    names both a Zen 4 and a Zen 5, whose 512-bit units differ."""
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_name()
+
+
+def machine_kind() -> str:
+    """This machine's kind (CPU model and microarchitecture, widest vector ISA) as a word:
+    each kind keeps its own sections of docs/BENCHMARKS.md."""
+    cpu = cpu_info()
+    isa = cpu["isa"][-1] if cpu["isa"] else cpu["machine"]
+    return re.sub(r"[^a-z0-9]+", "_", f"{cpu['model']} {isa}".lower()).strip("_")
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of benchmark `name`'s section for this machine kind."""
+    key = f"{name}_{machine_kind()}"
+    return f"<!-- bench_{key}:begin -->", f"<!-- bench_{key}:end -->"
+
+
 def cpu_info() -> dict:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
@@ -477,7 +499,8 @@ def cpu_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
-    return {"model": model.group(1).strip() if model else platform.processor() or "unknown",
+    name = model.group(1).strip() if model else platform.processor() or "unknown"
+    return {"model": f"{name} ({host_cpu()})", "uarch": host_cpu(),
             "isa": [("amx" if f == "amx_tile" else f) for f in isa], "cores": os.cpu_count(),
             "usable_cores": usable, "machine": platform.machine()}
 

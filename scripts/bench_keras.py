@@ -30,9 +30,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
-from bench import write_section
+from bench import markers, write_section
 
-BEGIN, END = "<!-- bench_keras:begin -->", "<!-- bench_keras:end -->"
+BEGIN, END = markers("keras")  # this machine kind's section
+
 ARCH, SIZE = "MobileNetV2", 224
 
 
@@ -129,7 +130,7 @@ def render(rows: list[dict], info: dict, load0, seconds: float, quick: bool) -> 
     cpu = cpu_info()
     v = rows[0]["versions"]
     note = rows[0]["onnx_note"]
-    lines = [BEGIN, "## Keras (MobileNetV2)", "",
+    lines = [BEGIN, f"## Keras (MobileNetV2), {cpu['model']}", "",
              f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
              (f"- CPU: {cpu['model']} ({cpu['machine']}), vector ISA: "
               f"{', '.join(cpu['isa']) or 'none of avx2, avx512f, amx'}, {cpu['cores']} cores"),

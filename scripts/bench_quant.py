@@ -30,7 +30,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "build" / "bench_quant"
-BEGIN, END = "<!-- bench_quant:begin -->", "<!-- bench_quant:end -->"
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench import (
@@ -40,11 +39,14 @@ from bench import (
     cpu_info,
     export_onnx,
     image_like,
+    markers,
     ort_session,
     time_interleaved,
     vnni_info,
     write_section,
 )
+
+BEGIN, END = markers("quant")  # this machine kind's section
 
 SHAPE = (1, 3, 224, 224)
 N_CALIB, N_EVAL = 8, 16
@@ -196,7 +198,7 @@ def write(rows, acc, arts, load0, seconds, args) -> None:
     cmd = "python3 scripts/bench_quant.py" + (" --quick" if args.quick else "") + (
         f" --rounds {args.rounds}" if args.rounds else "") + (" --reuse" if args.reuse else "")
     lines = [
-        BEGIN, "## INT8 and FP16 (resnet50)", "",
+        BEGIN, f"## INT8 and FP16 (resnet50), {cpu['model']}", "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         (f"- CPU: {cpu['model']} ({cpu['machine']}, {', '.join(cpu['isa'])}), {cpu['cores']} "
          f"cores; **VNNI: {'yes' if has_vnni else 'no'}** (neo's host target uses `{dot}` int8 "

@@ -31,11 +31,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "build" / "bench_tflite"
-BEGIN, END = "<!-- bench_tflite:begin -->", "<!-- bench_tflite:end -->"
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench import Engine, Settings, cpu_info, time_interleaved, vnni_info, write_section
+from bench import Engine, Settings, cpu_info, markers, time_interleaved, vnni_info, write_section
+
+BEGIN, END = markers("tflite")  # this machine kind's section
 
 N_EVAL = 8
 
@@ -166,7 +167,7 @@ def write(rows, agree, compile_s, shape, load0, seconds, settings, args) -> None
         f" --size {args.size}" if args.size != 224 else "")
     e = next(iter(rows[1].values()))
     lines = [
-        BEGIN, f"## TFLite int8 (MobileNetV2, {shape[1]}x{shape[2]})", "",
+        BEGIN, f"## TFLite int8 (MobileNetV2, {shape[1]}x{shape[2]}), {cpu['model']}", "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         (f"- CPU: {cpu['model']} ({cpu['machine']}, {', '.join(cpu['isa'])}), {cpu['cores']} "
          f"cores; **VNNI: {'yes' if has_vnni else 'no'}** (neo's host target uses `{dot}` int8 "

@@ -27,9 +27,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "build" / "bench_trees"
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import write_section
+from bench import markers, write_section
 
-BEGIN, END = "<!-- bench_trees:begin -->", "<!-- bench_trees:end -->"
+BEGIN, END = markers("trees")  # this machine kind's section
+
 
 
 def models():

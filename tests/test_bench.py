@@ -165,3 +165,17 @@ def test_bench_script_keeps_one_section_per_machine_kind_and_target():
     order = [text.index(s) for s in ("## AVX2 run 2", "## AVX-512 run 1", "## Trees")]
     assert order == sorted(order), text
     assert text.count("<!-- bench_") == 6  # three sections, each with its two markers
+
+
+def test_bench_sections_tell_zen4_from_zen5(monkeypatch):
+    """Both say "AMD EPYC" in /proc/cpuinfo; their 512-bit units differ (Zen 4 splits a zmm FMA
+    in two), so the other benchmark scripts key their sections by LLVM's CPU name too."""
+    bench = _load_bench_script()
+    seen = set()
+    for cpu in ("znver4", "znver5"):
+        monkeypatch.setattr(bench, "host_cpu", lambda cpu=cpu: cpu)
+        begin, end = bench.markers("quant")
+        assert cpu in begin and begin.replace("begin", "end") == end
+        assert bench.cpu_info()["model"].endswith(f"({cpu})")
+        seen.add(begin)
+    assert len(seen) == 2
