@@ -3,6 +3,7 @@ the execution graph, the params file and the metadata (docs/ARTIFACT_FORMAT.md).
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -88,8 +89,12 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
     module.neo_avx512 = tun.arch == "x86_64" and tun.masked_stores_fast
     kernels: list[tuple[Node, KernelInfo | None]] = []
     graph_io = {id(v) for v in [*g.inputs, *g.outputs]}
+    pieces: set[int] = set()  # values already written in place into a concat's output
     for i, n in enumerate(g.nodes):
         if n.op == "reshape" and id(n.inputs[0]) not in graph_io:
+            kernels.append((n, None))
+            continue
+        if concat_in_place(n, graph_io, pieces) is not None:
             kernels.append((n, None))
             continue
         if n.op == "reshape":
@@ -110,6 +115,36 @@ def generate_kernels(g: Graph, target: Target, progress: Callable[[str], None] |
             raise CodegenError(f"node {n.origin or n.name} ({describe(n)}): {e}") from None
         kernels.append((n, info))
     return module, kernels
+
+
+def concat_in_place(n: Node, graph_io: set[int], pieces: set[int]) -> list[Value] | None:
+    """The inputs of fused node `n` in order, when `n` is a plain concat whose inputs can be
+    written straight into its output, so that no kernel copies them (a fire module's two expand
+    convs, an inception block's branches, a DenseNet block's growing feature maps): each input
+    is a contiguous byte range of the output (nothing varies before the axis), has the output's
+    type (no requantization), is written by a kernel of the graph (no graph input, constant or
+    reshape view) and is a piece of no other concat. None otherwise. Records the pieces."""
+    body = n.attrs["body"] if n.op == "fused" else None
+    if body is None or len(body.nodes) != 1 or body.nodes[0].op != "concat":
+        return None
+    cat = body.nodes[0]
+    out = n.outputs[0]
+    pos = {id(v): i for i, v in enumerate(body.inputs)}
+    ins = [n.inputs[pos[id(x)]] for x in cat.inputs]
+    axis = cat.attrs["axis"]
+    if (len(n.outputs) != 1 or len(body.outputs) != 1 or body.outputs[0] is not cat.outputs[0]
+            or id(out) in graph_io
+            or math.prod(out.shape[:axis]) != 1):
+        return None
+    for x in ins:
+        p = x.producer
+        if (x.is_const or p is None or p.op != "fused" or id(x) in graph_io
+                or id(x) in pieces or x.dtype != out.dtype or x.type.quant != out.type.quant):
+            return None
+    if len({id(x) for x in ins}) != len(ins):
+        return None
+    pieces.update(id(x) for x in ins)
+    return ins
 
 
 def _reshape_copy_kernel(n: Node) -> Node:
@@ -212,12 +247,21 @@ def build_artifact(g: Graph, target: Target, out_dir: Path, meta: dict, opt_leve
         tensors[tid].update(storage="input", index=i)
     nodes_json = []
     steps: list[tuple[list[int], list[int]]] = []
-    alias: dict[int, int] = {}
+    alias: dict[int, int] = {}  # view -> the tensor whose bytes it shares
+    view_at: dict[int, int] = {}  # view -> its byte offset in that tensor, for concat pieces
     for n, info in kernels:
-        if info is None:  # reshape: a view
+        if info is None and n.op == "reshape":  # a view of its input
             src = tensor_for_value(n.inputs[0])
             dst = tensor_for_value(n.outputs[0])
             alias[dst] = src
+            continue
+        if info is None:  # a concat whose inputs were written into their places in its output
+            dst = tensor_for_value(n.outputs[0])
+            at = 0
+            for x in concat_in_place(n, set(), set()):
+                src = tensor_for_value(x)
+                alias[src], view_at[src] = dst, at
+                at += x.type.nbytes
             continue
         args = []
         for a in info.args:
@@ -239,20 +283,25 @@ def build_artifact(g: Graph, target: Target, out_dir: Path, meta: dict, opt_leve
     plan = plan_memory(steps, {t["id"]: t["nbytes"] for t in tensors}, alias, pinned)
 
     def base(k):
+        """(the tensor that owns k's bytes, k's offset in it, whether k is a concat piece)"""
+        at, piece = 0, False
         while k in alias:
+            at, piece = at + view_at.get(k, 0), piece or k in view_at
             k = alias[k]
-        return k
+        return k, at, piece
 
     for t in tensors:
         if "storage" in t:
             continue
-        r = base(t["id"])
+        r, at, piece = base(t["id"])
         rt = tensors[r]
         if rt.get("storage") in ("input", "output", "param"):
             t.update({k: rt[k] for k in ("storage", "index", "param") if k in rt})
             continue
         sid = plan.storage_of[r]
-        t.update(storage="workspace", storage_id=sid, offset=plan.offsets[sid])
+        t.update(storage="workspace", storage_id=sid, offset=plan.offsets[sid] + at)
+        if piece:  # checked mode puts it inside its base's guarded buffer
+            t["view_of"] = r
     graph_json = {
         "format": "neo-graph", "format_version": FORMAT_VERSION, "arch": target.arch,
         "triple": target.triple, "library": target.model_library, "params": "compiled.params",

@@ -906,6 +906,9 @@ typedef struct {
     void **tensor_ptr; /* by tensor id */
     char *tensor_storage; /* by id: 'i' input, 'o' output, 'p' param, 'w' workspace */
     int num_tensors;
+    int *view_of; /* by id: the workspace tensor this one is a piece of ("view_of"), else -1 */
+    int64_t *ws_offset; /* by id: a workspace tensor's offset */
+    size_t *ws_nbytes; /* and size */
 } Loader;
 
 static char *xstrdup(const char *s) {
@@ -1049,13 +1052,22 @@ static int load_tensor(Loader *L, NeoModel *m, const JVal *t, int pos, void *wor
     } else if (rc == 0 && !strcmp(kind, "workspace")) {
         JVal *off = field(L, t, "offset", J_INT, where);
         JVal *sid = off ? field(L, t, "storage_id", J_INT, where) : NULL;
+        /* optional: a piece of another workspace tensor (a concat input written in place);
+         * checked mode binds it inside that tensor's guarded buffer once all are loaded */
+        const JVal *view = jget(t, "view_of");
         int b;
+        if (off) L->ws_offset[id->i] = off->i, L->ws_nbytes[id->i] = io.nbytes;
         if (!off || !sid)
             rc = -1;
         else if (off->i < 0 || off->i > workspace_nbytes ||
                  io.nbytes > (uint64_t)(workspace_nbytes - off->i))
             rc = fail("%s: %s: offset %lld + %zu bytes exceeds workspace_nbytes %lld", L->json_path,
                       where, (long long)off->i, io.nbytes, (long long)workspace_nbytes);
+        else if (view && (view->type != J_INT || view->i < 0 || view->i >= L->num_tensors ||
+                          view->i == id->i))
+            rc = fail("%s: %s: view_of must be the id of another tensor", L->json_path, where);
+        else if (view)
+            L->view_of[id->i] = (int)view->i; /* its pointer is bound in bind_views */
         else if (!(m->flags & NEO_LOAD_CHECKED))
             ptr = (char *)workspace + off->i;
         else if (sid->i < 0 || sid->i > INT_MAX)
@@ -1072,6 +1084,28 @@ static int load_tensor(Loader *L, NeoModel *m, const JVal *t, int pos, void *wor
     if (rc) return rc;
     L->tensor_ptr[id->i] = ptr;
     L->tensor_storage[id->i] = kind[0]; /* 'i'nput, 'o'utput, 'p'aram, 'w'orkspace */
+    return 0;
+}
+
+/* Bind each view ("view_of") to its place inside the tensor it is a piece of: the same workspace
+ * bytes, and in checked mode the same guarded buffer (a view that overruns its base is caught;
+ * one that overruns into a sibling piece of the same base is not). */
+static int bind_views(Loader *L, NeoModel *m) {
+    for (int k = 0; k < L->num_tensors; k++) {
+        int r = L->view_of[k];
+        if (r < 0) continue;
+        const char *name = m->tensor_names ? m->tensor_names[k] : NULL;
+        if (L->tensor_storage[r] != 'w' || L->view_of[r] >= 0)
+            return fail("%s: tensor %d%s%s%s: view_of %d is not a workspace tensor of its own",
+                        L->json_path, k, name ? " ('" : "", name ? name : "", name ? "')" : "", r);
+        int64_t rel = L->ws_offset[k] - L->ws_offset[r];
+        if (rel < 0 || L->ws_nbytes[k] > L->ws_nbytes[r] || (uint64_t)rel > L->ws_nbytes[r] -
+            L->ws_nbytes[k])
+            return fail("%s: tensor %d: its bytes are not inside those of tensor %d (view_of)",
+                        L->json_path, k, r);
+        L->tensor_ptr[k] = (char *)L->tensor_ptr[r] + rel;
+        if (m->tensor_gbuf) m->tensor_gbuf[k] = m->tensor_gbuf[r];
+    }
     return 0;
 }
 
@@ -1196,10 +1230,16 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
     L->num_tensors = tensors->n;
     L->tensor_ptr = calloc((size_t)tensors->n + 1, sizeof(void *));
     L->tensor_storage = calloc((size_t)tensors->n + 1, 1);
+    L->view_of = malloc(((size_t)tensors->n + 1) * sizeof(int));
+    L->ws_offset = calloc((size_t)tensors->n + 1, sizeof(int64_t));
+    L->ws_nbytes = calloc((size_t)tensors->n + 1, sizeof(size_t));
     bool *written = calloc((size_t)tensors->n + 1, 1);
-    int rc = (!L->tensor_ptr || !L->tensor_storage || !written) ? fail("out of memory") : 0;
+    int rc = (!L->tensor_ptr || !L->tensor_storage || !L->view_of || !L->ws_offset ||
+              !L->ws_nbytes || !written) ? fail("out of memory") : 0;
+    for (int k = 0; rc == 0 && k < tensors->n; k++) L->view_of[k] = -1;
     for (int k = 0; rc == 0 && k < tensors->n; k++)
         rc = load_tensor(L, m, tensors->items[k], k, m->workspace, ws->i, inputs, outputs);
+    if (rc == 0) rc = bind_views(L, m);
     for (int k = 0; rc == 0 && k < m->num_inputs + m->num_outputs; k++) {
         bool is_in = k < m->num_inputs;
         NeoIO *io = is_in ? &m->inputs[k] : &m->outputs[k - m->num_inputs];
@@ -1265,6 +1305,9 @@ NEO_API int neo_model_load_ex(const char *dir, int num_threads, unsigned flags, 
     free(L.params);
     free(L.tensor_ptr);
     free(L.tensor_storage);
+    free(L.view_of);
+    free(L.ws_offset);
+    free(L.ws_nbytes);
     if (rc) {
         char saved[sizeof g_error];
         memcpy(saved, g_error, sizeof saved); /* freeing must not clobber the message */
