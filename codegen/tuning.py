@@ -9,10 +9,10 @@ between the x86 CPUs with AVX-512:
   pipes: one zmm FMA per cycle, the same FLOPs as two ymm FMAs. A zmm whose upper half is padding
   therefore costs twice the useful work, while a 256-bit vector (32 registers too, with
   AVX-512VL) costs half: narrow data (a 7-column plane) is cheaper at 256 bits.
-- Intel server cores (Skylake-SP through Sapphire Rapids: ml_c5, ml_m5) have two full-width
-  512-bit FMA ports: two zmm FMAs per cycle, twice the AVX2 FLOPs, and need twice as many
-  independent accumulators to cover the 4-cycle latency. A half-empty zmm costs the same as a full
-  ymm there, so narrow vectors gain nothing.
+- Intel server cores (Skylake-SP through Sapphire Rapids: ml_c5, ml_m5) and AMD Zen 5
+  (`znver5`) have two full-width 512-bit FMA pipes: two zmm FMAs per cycle, twice the AVX2 FLOPs,
+  and need twice as many independent accumulators to cover the 4-cycle latency. A half-empty zmm
+  costs the same as a full ymm there, so narrow vectors gain nothing.
 - Both have 32 vector registers and mask registers that make masked loads and stores as cheap as
   plain ones. AVX2 has 16 registers, and on AMD its masked stores (vmaskmovps) are slow.
 
@@ -117,6 +117,7 @@ def _vl(flags: dict) -> bool:
 
 
 _PRE_AVX512_GENERIC = frozenset(("x86-64", "x86-64-v2", "x86-64-v3"))
-# AVX-512 cores with a 48 KiB L1D (Ice Lake and later); Skylake-SP and Zen 4 have 32 KiB
+# AVX-512 cores with a 48 KiB L1D (Ice Lake and later, Zen 5); Skylake-SP and Zen 4 have 32 KiB
 _L1_48K = frozenset(("icelake-client", "icelake-server", "tigerlake", "rocketlake",
-                     "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d"))
+                     "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+                     "znver5"))
