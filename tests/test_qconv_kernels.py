@@ -3,7 +3,7 @@ equal to the numpy references bit for bit; and their machine code uses each targ
 
 | target | instruction | run |
 |---|---|---|
-| host (this Zen 4: AVX-512 VNNI) | vpdpbusd zmm | natively, skipped on a CPU without VNNI |
+| host (AVX-512 VNNI: Zen 4, Zen 5) | vpdpbusd zmm | natively, skipped on a CPU without VNNI |
 | x86_64 (x86-64-v3: AVX2) | vpmaddubsw + vpmaddwd (weights within 7 bits), vpmaddwd (any) | natively |
 | ml_c6g (Neoverse-N1: dotprod) | sdot | qemu-aarch64 |
 | rasp4b (Cortex-A72: no dotprod) | smull + sadalp | qemu-aarch64 |
