@@ -152,11 +152,12 @@ def digits(tmp_path_factory) -> Path:
     return path
 
 
-def conv_chain(path: Path, size: int, layers: int = 30, channels: int = 16) -> Path:
-    """Conv(3x3|5x5)+Relu x layers on a size x size image: about a second of compile per layer
-    for x86_64 here (half that on a quiet machine), and a different LLVM module for every size
-    (so no cache makes one test's compile instant). The tests that use it stop or kill it early,
-    so its length only bounds how slow a machine may be."""
+def conv_chain(path: Path, size: int, layers: int = 120, channels: int = 16) -> Path:
+    """Conv(3x3|5x5)+Relu x layers on a size x size image: 0.2 s of compile per layer for x86_64
+    on a quiet Zen 5, about a second on a loaded Zen 4, and a different LLVM module for every
+    size (so no cache makes one test's compile instant). The tests that use it stop or kill it
+    while it compiles, so it must outlast their steps on the fastest machine (30 layers took 6 s
+    there and finished before test_stop_and_queue stopped it); its length costs nothing else."""
     r = np.random.default_rng(size)
     nodes, inits, x, c = [], [], "input", 3
     for i in range(layers):
