@@ -111,7 +111,8 @@ SCRATCH_BYTES = 32 * 1024  # partial sums of one unit's position blocks between 
 # (the 7x7 stem) loops over its rows with one row unrolled. In one long block LLVM's AMD
 # scheduling models (znver3 to znver5) hoist the broadcasts of later taps far ahead of their
 # FMAs and spill the accumulator tile: the 7x7 stride-2 stem of resnet18 made 622 stack accesses
-# and ran at 2.0 ms on Zen 5, 1.3 ms under an Intel model.
+# and ran at 2.0 ms on Zen 5, 1.3 ms under an Intel model. A one-row window (1x256 in an audio
+# model) stays one block: wrapped in a loop of one iteration it took LLVM twice as long.
 ROW_LOOP_TAPS = 9
 
 
@@ -278,7 +279,7 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
     with for_range(b, c0, c1, 1, "c") as c:
         xc = b.mul(c, I64(plane))
         wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
-        if KHW <= ROW_LOOP_TAPS:
+        if KHW <= ROW_LOOP_TAPS or spec.KH == 1:  # one row: nothing to loop over
             taps(xc, wc, offs)
         else:  # a loop over the kernel rows, each row's taps unrolled
             with for_range(b, 0, spec.KH, 1, "kh") as kh:
