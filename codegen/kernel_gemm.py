@@ -56,8 +56,13 @@ class Blocking:
         return self.nv * self.lanes
 
 
-def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32) -> Blocking:
-    """The register tile for elements of `elem_bits` (16: fp16 arithmetic, twice the lanes)."""
+def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32,
+                    N: int = 0) -> Blocking:
+    """The register tile for elements of `elem_bits` (16: fp16 arithmetic, twice the lanes).
+    With the column count `N` (0: unknown, many), a narrow B (a classifier's 10 columns) gets
+    only the vectors it fills, and the accumulators go to more rows instead: B is packed in
+    panels of nv vectors, so 4 zmm of halves for 10 columns would compute and store 12.8x the
+    columns."""
     lanes = max(1, vector_bits // elem_bits)
     if vector_bits >= 512:
         mr, nv = 6, 4  # 24 of 32 zmm accumulators
@@ -65,6 +70,9 @@ def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32) -> Bl
         mr, nv = 6, 2  # 12 of 16 ymm
     else:
         mr, nv = 8, 3  # 24 of 32 NEON q registers (8x12)
+    if 0 < N and -(-N // lanes) < nv:
+        need = -(-N // lanes)
+        mr, nv = min(12, mr * nv // need), need  # the same accumulators, rows at most 12
     if M < mr:
         mr = max(1, M)
     nr = nv * lanes

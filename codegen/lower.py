@@ -535,7 +535,11 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
         transposed = shape.transposed
         chunk_bytes = tun.l2_bytes // 4
     else:
-        cblk = Blocking(mr=_rows_per_tile(P, blk.mr, blk.nv), nv=blk.nv, lanes=blk.lanes)
+        # the channel vectors the output channels fill (32 channels are one zmm of halves, not
+        # four), the accumulators freed going to more positions
+        nv = min(blk.nv, -(-M // blk.lanes))
+        mr = blk.mr if nv == blk.nv else min(12, blk.mr * blk.nv // nv)
+        cblk = Blocking(mr=_rows_per_tile(P, mr, nv), nv=nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g,
                           cblk.nr).astype(ext[wi].dtype)
     if transposed:  # the epilogue runs on vectors of positions, as in the GEMM kernel
@@ -643,7 +647,11 @@ def _try_matmul_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo |
     # with the batch folded into M: row blocks of one row would leave the microkernel idle.
     fold = b_batch == 1 and a_batch == batch > 1
     Mrows = M * batch if fold else M
-    blk = choose_blocking(tun.vector_bits, K, Mrows, elem_bits=16 if half else 32)
+    elem = 16 if half else 32
+    bits = tun.vector_bits  # vectors no wider than twice the columns: 10 classes of halves
+    while bits > 128 and N * elem <= bits // 2:  # fill a ymm, not a third of a zmm
+        bits //= 2
+    blk = choose_blocking(bits, K, Mrows, elem_bits=elem, N=N)
     ctx = KernelContext(len(ext))
     expr, _ = _epilogue(node, None, None, ctx, len(out.shape))
     dtypes = [v.dtype for v in ext] + [te_dtype(t) for t in ctx.tables] + [out.dtype]

@@ -3,7 +3,7 @@
 | target | fp16 arithmetic | instruction | runs here |
 |---|---|---|---|
 | ml_c6g (Neoverse-N1: fullfp16) | yes | `fmla v.8h` | under qemu-aarch64 |
-| x86_64 with mcpu sapphirerapids (AVX512-FP16) | yes | `vfmadd231ph` on zmm | no (Zen 4 and qemu lack it): compiled and disassembled only |
+| x86_64 with mcpu sapphirerapids (AVX512-FP16) | yes | `vfmadd231ph` on zmm | natively where the CPU has AVX512-FP16 (`host`: a Xeon with it ran them), else compiled and disassembled only |
 | arm64 (generic ARMv8.0), x86_64 znver4 | no: fp32 on fp16 weights | `fmla v.4s`, `vfmadd...ps` | |
 
 The kernels (GEMM: 1x1 contiguous, im2col with padding and strides, grouped, matmul with a
@@ -104,10 +104,19 @@ def test_fp16_kernels_on_this_machine(fp16_model):
 
     h, feeds, ks, ref = fp16_model
     target = host_target()
-    _, kernels = generate_kernels(h, target)
+    module, kernels = generate_kernels(h, target)
     families = {info.op: info.kernel for _, info in kernels if info is not None}
     anchors = [k for op, k in families.items() if op.startswith(("conv", "matmul"))]
     assert anchors and "te" not in anchors, families  # every conv and matmul on a half kernel
+    # the arithmetic that runs is the one the target has: half FMAs (vfmadd231ph) with
+    # AVX512-FP16 (Sapphire Rapids and later), fp32 FMAs on fp16 storage elsewhere
+    asm = emit_assembly(module, target)
+    half = len(HALF_FMA["x86_64"].findall(asm))
+    single = len(FLOAT_FMA["x86_64"].findall(asm))
+    if native_fp16(tuning_for(target)):
+        assert half > 0 and single == 0, (target.cpu, half, single)
+    else:
+        assert half == 0 and single > 0, (target.cpu, half, single)
     with tempfile.TemporaryDirectory() as tmp:
         build_artifact(h, target, Path(tmp) / "a", _meta(h))
         with Model(Path(tmp) / "a", check=True) as m:
