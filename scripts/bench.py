@@ -489,17 +489,33 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench_{key}:begin -->", f"<!-- bench_{key}:end -->"
 
 
+def _cpuid_features() -> dict[str, bool]:
+    import llvmlite.binding as llvm
+
+    try:
+        return dict(llvm.get_host_cpu_features())
+    except RuntimeError:
+        return {}
+
+
 def cpu_info() -> dict:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
     flags_m = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
     flags = set(flags_m.group(1).split()) if flags_m else set()
-    isa = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
+    # what the processes see (CPUID, through LLVM): scripts/hide-avx512 hides AVX-512 and AMX
+    # from onnxruntime and neo alike while /proc/cpuinfo still lists them
+    seen = _cpuid_features()
+    isa = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags and seen.get(
+        f.replace("_", "-"), True)]
+    hidden = [f for f in ("avx512f", "amx_tile") if f in flags and f not in isa]
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
     name = model.group(1).strip() if model else platform.processor() or "unknown"
+    if hidden:
+        name += " with " + "/".join(("amx" if f == "amx_tile" else f) for f in hidden) + " hidden"
     return {"model": f"{name} ({host_cpu()})", "uarch": host_cpu(),
             "isa": [("amx" if f == "amx_tile" else f) for f in isa], "cores": os.cpu_count(),
             "usable_cores": usable, "machine": platform.machine()}
