@@ -283,6 +283,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
         timings["frontend"] = time.perf_counter() - t
     say(f"frontend: {len(graph.nodes)} nodes, {timings['frontend']:.2f}s")
     row_batch = graph.row_batch  # the passes build new graphs; the artifact needs to know
+    from neo.codegen.tuning import tuning_for
     from neo.ir.graph import IRError
     from neo.passes import run_pipeline
 
@@ -294,7 +295,7 @@ def compile_model(opts: CompileOptions, log: Callable[[str], None] | None = None
     precision, _ = _precision_pass(opts, graph, target, say)
     try:
         graph = run_pipeline(graph, opts.opt_level, debug=opts.debug, dump_dir=opts.dump_ir,
-                             log=pass_log, precision=precision)
+                             log=pass_log, precision=precision, tuning=tuning_for(target))
     except IRError as e:
         raise CompileError(f"{model_path.name}: optimization produced an invalid graph: {e}") from e
     timings["passes"] = time.perf_counter() - t

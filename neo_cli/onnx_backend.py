@@ -54,6 +54,7 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     """Compile `model` into the artifact directory `out_dir`, for `target` (a Target that runs
     here; the host's by default)."""
     from neo.codegen.build import build_artifact
+    from neo.codegen.tuning import tuning_for
     from neo.frontends.onnx import import_onnx
     from neo.passes import run_pipeline
 
@@ -63,8 +64,8 @@ def compile_onnx(model: onnx.ModelProto, out_dir: Path, *, opt_level: int = 3,
     shapes = dict(_static_shapes(model))
     shapes.update({k: tuple(v) for k, v in (input_shapes or {}).items()})
     graph = import_onnx(model, shapes, model_name=model.graph.name)
-    graph = run_pipeline(graph, opt_level)
     target = target or get_target("host")
+    graph = run_pipeline(graph, opt_level, tuning=tuning_for(target))
     meta = artifact_meta(graph, "onnx", model.graph.name or "model.onnx", opt_level)
     build_artifact(graph, target, out_dir, meta, opt_level)
 

@@ -20,10 +20,11 @@ from .winograd import winograd_convs
 Pass = Callable[[Graph], Graph]
 
 
-def pipeline(opt_level: int, precision: Pass | None = None) -> list[Pass]:
+def pipeline(opt_level: int, precision: Pass | None = None, tuning=None) -> list[Pass]:
     """The passes `neo compile --opt-level N` runs, in order. `precision` (--quantize int8,
     --precision fp16: passes/calibrate.py, passes/precision.py) runs on the optimized float
-    graph, before the kernel-shaping passes."""
+    graph, before the kernel-shaping passes. `tuning` (the target's `codegen.tuning.Tuning`;
+    None: any CPU) is for the kernel-shaping choices that depend on the CPU (Winograd)."""
     extra = [precision] if precision is not None else []
     if opt_level <= 0:
         # No optimization: only what codegen requires (channels-first convs and pools, no
@@ -37,12 +38,24 @@ def pipeline(opt_level: int, precision: Pass | None = None) -> list[Pass]:
                    decompose_softmax, fold_constants, simplify, eliminate_dead_code]
     passes += extra
     if opt_level >= 3:
-        passes += [winograd_convs]
+        passes += [_winograd_for(tuning)]
     if opt_level >= 2:
         passes += [make_conv_padding_explicit, fuse_operators]
     else:
         passes += [fuse_nothing]
     return passes
+
+
+def _winograd_for(tuning) -> Pass:
+    from .winograd import min_tiles
+
+    tiles = min_tiles(tuning)
+
+    def winograd_convs_for_target(g: Graph) -> Graph:
+        return winograd_convs(g, tiles)
+
+    winograd_convs_for_target.__name__ = "winograd_convs"  # the pass log and --dump-ir names
+    return winograd_convs_for_target
 
 
 def fuse_nothing(g: Graph) -> Graph:
@@ -58,13 +71,13 @@ def fuse_nothing(g: Graph) -> Graph:
 def run_pipeline(g: Graph, opt_level: int = 3, *, debug: bool = False,
                  dump_dir: Path | None = None,
                  log: Callable[[str, float, Graph], None] | None = None,
-                 precision: Pass | None = None) -> Graph:
+                 precision: Pass | None = None, tuning=None) -> Graph:
     if debug:
         verify(g)
     if dump_dir is not None:
         dump_dir.mkdir(parents=True, exist_ok=True)
         (dump_dir / "00_input.txt").write_text(str(g) + "\n")
-    for i, p in enumerate(pipeline(opt_level, precision), 1):
+    for i, p in enumerate(pipeline(opt_level, precision, tuning), 1):
         t = time.perf_counter()
         g = p(g)
         dt = time.perf_counter() - t

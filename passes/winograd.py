@@ -2,8 +2,9 @@
 weights transformed at compile time, output transform (ir/ops_nn.py has the ops and matrices).
 
 2.25x fewer multiplies; the output transform takes the conv's epilogue (bias, residual add,
-activation) when fusion runs. Only where it pays: at least 16 tiles of 2x2 (a 7x7 output, where
-it measured 1.4x faster although the transformed weights are 16/9 the size) and 16 channels.
+activation) when fusion runs. Only where it pays: 16 channels, and enough 2x2 tiles that the
+multiplies saved outweigh the transformed weights, which are 16/9 the size of the direct ones and
+must stream through the cache once per image (`min_tiles`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,24 @@ MIN_CHANNELS = 16
 MAX_PLANE = 64 * 1024  # floats: the input transform pads one plane at a time on the stack
 
 
-def winograd_applies(n: Node) -> bool:
+def min_tiles(tun=None) -> int:
+    """The fewest 2x2 tiles a Winograd conv needs on a CPU (a `codegen.tuning.Tuning`; None:
+    any CPU).
+
+    At 16 tiles (a 7x7 or 8x8 output: resnet's last stage, 512 channels) the GEMM does 4 MACs per
+    byte of transformed weights (16.8 MB), the direct conv 12 per byte of its 9.4 MB. Where the
+    FMAs do at most 16 floats per cycle (AVX2, Zen 4's half-rate zmm, NEON) the multiplies
+    dominate and Winograd measured 1.4x faster (an AVX2 EPYC). Two full-width 512-bit pipes
+    (Intel Xeon server cores, Zen 5) do 32: the weight stream dominates and the direct conv won
+    (a Xeon with AVX-512 and AMX: 1.55 ms against 1.95 ms for the Winograd GEMM alone). There
+    the next tile count up, 25 (a 9x9 or 10x10 output), is the least; 14x14 outputs (49 tiles)
+    gain on every CPU."""
+    if tun is not None and tun.fma_per_cycle * tun.lanes > 16:
+        return 25
+    return MIN_TILES
+
+
+def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES) -> bool:
     if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
         return False
     w = n.inputs[1]
@@ -30,15 +48,15 @@ def winograd_applies(n: Node) -> bool:
     oc, c = w.shape[:2]
     oh, ow = n.outputs[0].shape[2:]
     th, tw = winograd_tiles(oh, ow)
-    return (oc >= MIN_CHANNELS and c >= MIN_CHANNELS and th * tw >= MIN_TILES
+    return (oc >= MIN_CHANNELS and c >= MIN_CHANNELS and th * tw >= tiles_at_least
             and (2 * th + 2) * (2 * tw + 2) <= MAX_PLANE)
 
 
-def winograd_convs(g: Graph) -> Graph:
+def winograd_convs(g: Graph, tiles_at_least: int = MIN_TILES) -> Graph:
     """conv3x3(x, w, b) -> winograd_output(conv1x1_g16(winograd_input(x), U)) + b."""
 
     def emit(rw: Rewriter, n: Node):
-        if not winograd_applies(n):
+        if not winograd_applies(n, tiles_at_least):
             return None
         x = rw.get(n.inputs[0])
         w = n.inputs[1].data

@@ -322,3 +322,33 @@ def test_memory_plan_shares_storage_between_non_overlapping_lifetimes():
     assert len(plan.sizes) == 2
     assert plan.storage_of[1] == plan.storage_of[3] != plan.storage_of[2]
     assert plan.workspace_nbytes == 2 * 1024  # 64-byte aligned
+
+
+def test_winograd_needs_more_tiles_where_512_bit_fmas_are_full_rate():
+    """A 7x7 output (16 tiles) pays on AVX2, NEON and Zen 4's half-rate zmm; with two full-width
+    512-bit FMA pipes (Intel Xeon, Zen 5) its larger transformed weights cost more than the
+    multiplies saved, so it stays a direct conv there; 14x14 (49 tiles) pays everywhere."""
+    from neo.codegen.tuning import tuning_for
+    from neo.passes.winograd import min_tiles
+    from neo.targets import resolve_target
+
+    def tun(name, mcpu=None):
+        return tuning_for(resolve_target(name, None, f'{{"mcpu": "{mcpu}"}}' if mcpu else None)[0])
+
+    full_rate = [tun("ml_c5"), tun("x86_64", "sapphirerapids"), tun("x86_64", "znver5")]
+    others = [tun("x86_64"), tun("x86_64", "znver4"), tun("arm64"), tun("ml_c6g"), None]
+    assert [min_tiles(t) for t in full_rate] == [25, 25, 25]
+    assert [min_tiles(t) for t in others] == [16] * 5
+    rng = np.random.default_rng(6)
+    g = parse(HEADER + """
+      g (float[1,32,7,7] x, float[1,32,14,14] u) => (float[1,32,7,7] y, float[1,32,14,14] v) {
+        y = Conv <pads = [1, 1, 1, 1]> (x, w)
+        v = Conv <pads = [1, 1, 1, 1]> (u, w)
+      }""", w=rng.normal(size=(32, 32, 3, 3)).astype(np.float32))
+
+    def winograds(t):
+        return sum(n.op == "fused" and n.attrs["anchor"] == "winograd_output"
+                   for n in run_pipeline(g, 3, tuning=t).nodes)
+
+    assert [winograds(t) for t in full_rate] == [1, 1, 1]
+    assert [winograds(t) for t in others] == [2] * 5
