@@ -195,7 +195,9 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
         full = M / (-(-M // tun.lanes) * tun.lanes)
         # The model misses the weights' cache traffic, which favours channel tiles (a Winograd
         # GEMM's 1 MiB per group): the GEMM takes a 1x1 conv only by a margin.
-        pays = not any(pads) and full > 0.5 and (
+        # ... nor the stalls of broadcasts a plane apart where the CPU does not prefetch them
+        far = KH * KW == 1 and K >= 128 and H * W >= 784 and tun.far_strides_slow
+        pays = not any(pads) and full > 0.5 and not far and (
             KH * KW > 1 or 0.97 * channel_shape(tun, M, P, K).cycles <= gs.cycles)
     else:
         blk = choose_blocking(tun.vector_bits, K, M)

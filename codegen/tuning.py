@@ -76,6 +76,15 @@ class Tuning:
         """Independent FMA chains that keep the FMA pipes busy (throughput x latency)."""
         return max(1, math.ceil(self.fma_per_cycle * self.fma_latency))
 
+    @property
+    def far_strides_slow(self) -> bool:
+        """Whether loads that walk a large plane a channel at a time (one cache line per 12 KiB
+        stride: a 1x1 channel-vector conv on 56x56) stall here. Measured on an Intel Xeon
+        (resnet50's 1x1 convs over 28x28 and 56x56 planes with 128-512 input channels: 1.5-1.7x
+        slower than the GEMM's contiguous rows); on Zen 4 and Zen 5 the cycle model's choice of
+        those channel tiles measured best."""
+        return self.arch == "x86_64" and not self.cpu.startswith("znver")
+
     def narrowed(self, bits: int) -> Tuning:
         """The same CPU with vectors of `bits` (at most the current width). With AVX-512VL a ymm
         keeps the 32 registers and the masks."""

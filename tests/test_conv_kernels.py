@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_artifact_checked
+from conftest import run_artifact_checked, width_target
 
 from neo import ir
 from neo.codegen.build import build_artifact, generate_kernels
@@ -157,3 +157,61 @@ def test_conv_kernel_on_riscv64(case, target_name, tmp_path, require_qemu):
     _, outs, info = run_artifact(tmp_path, feeds, check=True)
     assert info["emulated"] and info["arch"] == "riscv64"
     assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+# Channel-vector convs whose weights fit in L2 split the output positions between threads
+# (ChannelConvSpec.positions_outer: panels innermost); larger ones split the panels. Both
+# partitions, with position chunks that end mid-row and a channel tail, at 1 to 4 threads.
+@pytest.mark.parametrize("shape,outer", [
+    ((12, 72, 14, 14, 3, 1, 1, 1, 1), True),  # 6 panels of 12
+    ((80, 40, 7, 7, 1, 1, 0, 1, 1), True),  # 1x1, a partial last panel
+    ((512, 160, 7, 7, 3, 1, 2, 2, 1), False),  # 2.9 MB of weights: panels outermost
+], ids=["3x3", "1x1-tail", "big-weights"])
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeypatch):
+    from neo.codegen import kernel_convc
+    from neo.runtime import Model
+
+    rng = np.random.default_rng(sum(shape))
+    gr, feeds = _graph(*shape, rng)
+    ref = interpret(gr, feeds)[0]
+    graph = run_pipeline(gr, 3)
+    seen = []
+    emit = kernel_convc.emit_channel_conv_kernel
+
+    def spy(module, name, spec, nbufs):
+        seen.append(spec.positions_outer)
+        return emit(module, name, spec, nbufs)
+
+    monkeypatch.setattr(kernel_convc, "emit_channel_conv_kernel", spy)
+    # 4 lanes: several panels for every shape
+    build_artifact(graph, width_target("w128"), tmp_path, {"inputs": []}, 3)
+    assert seen == [outer]
+    with Model(str(tmp_path), num_threads=threads, check=True) as m:
+        out = m.run(feeds)[0]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_intel_runs_wide_plane_1x1_convs_on_the_gemm():
+    """On Intel AVX-512 CPUs (`Tuning.far_strides_slow`) a 1x1 conv with 128+ input channels on
+    a 28x28 or larger plane goes to the GEMM, whatever the cycle model says; smaller planes and
+    short reductions keep the model's choice, and AMD CPUs keep it everywhere."""
+    from neo.codegen.tuning import tuning_for
+    from neo.targets import resolve_target
+
+    def family(target, c, h):
+        rng = np.random.default_rng(c + h)
+        gr, _ = _graph(c, 64, h, h, 1, 1, 0, 1, 1, rng)
+        _, kernels = generate_kernels(run_pipeline(gr, 3), target)
+        return {i.kernel for _, i in kernels if i is not None and "conv" in i.op}
+
+    intel = [get_target("ml_c5"), resolve_target("x86_64", None, '{"mcpu": "sapphirerapids"}')[0]]
+    amd = resolve_target("x86_64", None, '{"mcpu": "znver5"}')[0]
+    assert all(tuning_for(t).far_strides_slow for t in intel)
+    assert not tuning_for(amd).far_strides_slow
+    for t in intel:
+        assert family(t, 256, 28) == {"gemm"}, t.name
+    # what the rule leaves to the model (channel tiles here): the same conv on AMD, and on
+    # Intel a 14x14 plane
+    assert family(amd, 256, 28) == {"channel"}
+    assert family(intel[0], 256, 14) == {"channel"}

@@ -43,7 +43,7 @@ def test_batched_rows_times_a_constant_fold_into_one_gemm(shape, vtarget, tmp_pa
 # (M, K, N): N around multiples of 4, 8, 16, 32 and 64 lanes; M around the 6 and 8 row tiles;
 # K short, odd and longer than one K block
 MATMULS = [(1, 3, 1), (5, 7, 5), (7, 24, 15), (6, 16, 16), (13, 9, 17), (2, 33, 31),
-           (9, 20, 33), (3, 300, 47), (8, 5, 64), (11, 12, 65), (4, 600, 129)]
+           (9, 20, 33), (3, 300, 47), (8, 5, 64), (11, 12, 65), (4, 600, 129), (100, 64, 10)]
 
 
 @pytest.mark.parametrize("const_b", [True, False], ids=["packed-b", "activation-b"])
@@ -65,7 +65,12 @@ def test_matmul_tails(mkn, const_b, vtarget, tmp_path):
     ref = interpret(g, feeds)[0]
     graph = run_pipeline(g, 3)
     _, kernels = generate_kernels(graph, vtarget)
-    assert "gemm" in [i.kernel for _, i in kernels if i is not None]
+    gemms = [i for _, i in kernels if i is not None and i.kernel == "gemm"]
+    assert len(gemms) == 1
+    if const_b:  # B is packed in panels of only the vectors its columns fill (10 -> 16, not 64)
+        packed = next(a[2] for a in gemms[0].args if isinstance(a, tuple) and
+                      a[1].endswith("b_packed"))
+        assert packed.shape[-1] < N + 16, (packed.shape, gemms[0].tile)
     build_artifact(graph, vtarget, tmp_path, {"inputs": []})
     out = run_artifact_checked(tmp_path, feeds)[0]
     assert np.abs(out - ref).max() <= 2e-5 * np.abs(ref).max()
