@@ -441,10 +441,12 @@ struct NeoPool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_uint gen;        /* bumped once per job; workers wait for it to change */
-    /* (job << 32) | next unclaimed task: a thread claims a task with one compare-and-swap, so
-     * every task is run once, by whichever thread gets to it first; a claim naming an earlier
-     * job fails (the job was over: all its tasks had been claimed) */
-    _Atomic unsigned long long claim;
+    /* the last job each task was claimed for: a thread claims task t of job j by moving it from
+     * j - 1 to j with one compare-and-swap, so every task runs once, by whichever thread gets to
+     * it first; a claim for an earlier job fails (that job was over: all its tasks had been
+     * claimed). Thread i tries task i first: the same thread then runs the same share of every
+     * kernel, the share of the data the kernel before it wrote into that core's cache. */
+    atomic_uint task_job[POOL_MAX_THREADS];
     atomic_uint finished;   /* tasks of the current job that have returned */
     atomic_int stop;
     atomic_int failed_code; /* first non-zero kernel return of the job */
@@ -629,20 +631,24 @@ static bool spin_until(atomic_uint *v, unsigned want, bool equal) {
     return (atomic_load(v) == want) == equal;
 }
 
-/* the next task of job `job` for this thread, or -1 when the job has none left (or is over) */
-static int pool_claim(NeoPool *p, unsigned job) {
-    unsigned long long cur = atomic_load(&p->claim);
-    for (;;) {
-        if ((unsigned)(cur >> 32) != job || (int)(cur & 0xFFFFFFFFu) >= p->n) return -1;
-        if (atomic_compare_exchange_weak(&p->claim, &cur, cur + 1)) return (int)(cur & 0xFFFFFFFFu);
+/* the next task of job `job` for thread `self` (0: the caller), its own first and then the
+ * others' in turn from *next on; -1 when none is left unclaimed (or the job is over) */
+static int pool_claim(NeoPool *p, unsigned job, int self, int *next) {
+    while (*next < p->n) {
+        int t = (self + (*next)++) % p->n;
+        unsigned before = job - 1u;
+        if (atomic_load_explicit(&p->task_job[t], memory_order_relaxed) == before &&
+            atomic_compare_exchange_strong(&p->task_job[t], &before, job))
+            return t;
     }
+    return -1;
 }
 
-/* run the tasks of job `job` this thread can claim; true if it finished the job's last task */
-static bool pool_work(NeoPool *p, unsigned job) {
+/* run the tasks of job `job` thread `self` can claim; true if it finished the job's last task */
+static bool pool_work(NeoPool *p, unsigned job, int self) {
     bool last = false;
-    int task;
-    while ((task = pool_claim(p, job)) >= 0) {
+    int task, next = 0;
+    while ((task = pool_claim(p, job, self, &next)) >= 0) {
         int32_t rc = p->fn(p->args, task, p->n);
         if (rc != 0) {
             int expected = 0;
@@ -673,7 +679,7 @@ static void *pool_worker(void *arg) {
         if (atomic_load(&p->stop)) break;
         /* the one that finishes the job's last task wakes the caller; taking the mutex orders
          * this against its wait */
-        if (pool_work(p, g)) {
+        if (pool_work(p, g, w->task)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
@@ -749,12 +755,11 @@ static int32_t pool_run(NeoPool *p, NeoKernelFn fn, void **args, int *task) {
     atomic_store(&p->finished, 0u);
     pthread_mutex_lock(&p->mu);
     unsigned job = atomic_load(&p->gen) + 1u;
-    atomic_store(&p->claim, (unsigned long long)job << 32);
     atomic_store(&p->gen, job);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
-    pool_work(p, job);
+    pool_work(p, job, 0);
 
     if (!spin_until(&p->finished, (unsigned)p->n, true)) {
         pthread_mutex_lock(&p->mu);
