@@ -196,7 +196,7 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
         # The model misses the weights' cache traffic, which favours channel tiles (a Winograd
         # GEMM's 1 MiB per group): the GEMM takes a 1x1 conv only by a margin.
         # ... nor the stalls of broadcasts a plane apart where the CPU does not prefetch them
-        far = KH * KW == 1 and K >= 128 and H * W >= 784 and tun.far_strides_slow
+        far = KH * KW == 1 and K >= 128 and H * W >= 784 and tun.core_bandwidth_low
         pays = not any(pads) and full > 0.5 and not far and (
             KH * KW > 1 or 0.97 * channel_shape(tun, M, P, K).cycles <= gs.cycles)
     else:

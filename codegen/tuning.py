@@ -77,13 +77,18 @@ class Tuning:
         return max(1, math.ceil(self.fma_per_cycle * self.fma_latency))
 
     @property
-    def far_strides_slow(self) -> bool:
-        """Whether loads that walk a large plane a channel at a time (one cache line per 12 KiB
-        stride: a 1x1 channel-vector conv on 56x56) stall here. Measured on an Intel Xeon
-        (resnet50's 1x1 convs over 28x28 and 56x56 planes with 128-512 input channels: 1.5-1.7x
-        slower than the GEMM's contiguous rows); on Zen 4 and Zen 5 the cycle model's choice of
-        those channel tiles measured best."""
-        return self.arch == "x86_64" and not self.cpu.startswith("znver")
+    def core_bandwidth_low(self) -> bool:
+        """Whether one core streams from L3 and memory at a small fraction of what its FMAs
+        consume: Intel's named x86 CPUs (their server mesh), not Zen and not the generic x86-64
+        levels (no vendor). Measured on a Xeon (AVX-512 and, with it hidden, AVX2 alike):
+        - loads that walk a large plane a channel at a time (a 1x1 channel-vector conv on 28x28
+          or 56x56 with 128-512 input channels, a cache line per 3-12 KiB stride) stall: those
+          convs ran 1.5-1.7x faster on the GEMM's packed rows;
+        - a 7x7 output's Winograd weights (16/9 of the direct ones) cost more to stream than
+          the multiplies they save: resnet50's last stage 5.24 -> 4.67 ms per block at AVX2.
+        On Zen 4 and Zen 5 the cycle model's channel tiles and 7x7 Winograd measured best."""
+        return (self.arch == "x86_64" and not self.cpu.startswith("znver")
+                and self.cpu not in _GENERIC_X86)
 
     def narrowed(self, bits: int) -> Tuning:
         """The same CPU with vectors of `bits` (at most the current width). With AVX-512VL a ymm
@@ -126,6 +131,7 @@ def _vl(flags: dict) -> bool:
 
 
 _PRE_AVX512_GENERIC = frozenset(("x86-64", "x86-64-v2", "x86-64-v3"))
+_GENERIC_X86 = _PRE_AVX512_GENERIC | {"x86-64-v4", "generic"}
 # AVX-512 cores with a 48 KiB L1D (Ice Lake and later, Zen 5); Skylake-SP and Zen 4 have 32 KiB
 _L1_48K = frozenset(("icelake-client", "icelake-server", "tigerlake", "rocketlake",
                      "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",

@@ -23,13 +23,14 @@ def min_tiles(tun=None) -> int:
 
     At 16 tiles (a 7x7 or 8x8 output: resnet's last stage, 512 channels) the GEMM does 4 MACs per
     byte of transformed weights (16.8 MB), the direct conv 12 per byte of its 9.4 MB. Where the
-    FMAs do at most 16 floats per cycle (AVX2, Zen 4's half-rate zmm, NEON) the multiplies
-    dominate and Winograd measured 1.4x faster (an AVX2 EPYC). Two full-width 512-bit pipes
-    (Intel Xeon server cores, Zen 5) do 32: the weight stream dominates and the direct conv won
-    (a Xeon with AVX-512 and AMX: 1.55 ms against 1.95 ms for the Winograd GEMM alone). There
-    the next tile count up, 25 (a 9x9 or 10x10 output), is the least; 14x14 outputs (49 tiles)
-    gain on every CPU."""
-    if tun is not None and tun.fma_per_cycle * tun.lanes > 16:
+    FMAs do at most 16 floats per cycle (AVX2, Zen 4's half-rate zmm, NEON) and the core streams
+    fast, the multiplies dominate and Winograd measured 1.4x faster (an AVX2 EPYC). Two
+    full-width 512-bit pipes (Intel Xeon server cores, Zen 5) do 32, and Intel cores stream
+    slowly (`Tuning.core_bandwidth_low`): there the weight stream dominates and the direct conv
+    won (a Xeon: 1.55 ms against 1.95 ms for the Winograd GEMM alone with AVX-512; 5.24 -> 4.67
+    ms per resnet50 last-stage block with AVX-512 hidden). There the next tile count up, 25 (a
+    9x9 or 10x10 output), is the least; 14x14 outputs (49 tiles) gain on every CPU."""
+    if tun is not None and (tun.fma_per_cycle * tun.lanes > 16 or tun.core_bandwidth_low):
         return 25
     return MIN_TILES
 

@@ -193,7 +193,7 @@ def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeyp
 
 
 def test_intel_runs_wide_plane_1x1_convs_on_the_gemm():
-    """On Intel AVX-512 CPUs (`Tuning.far_strides_slow`) a 1x1 conv with 128+ input channels on
+    """On Intel AVX-512 CPUs (`Tuning.core_bandwidth_low`) a 1x1 conv with 128+ input channels on
     a 28x28 or larger plane goes to the GEMM, whatever the cycle model says; smaller planes and
     short reductions keep the model's choice, and AMD CPUs keep it everywhere."""
     from neo.codegen.tuning import tuning_for
@@ -207,8 +207,8 @@ def test_intel_runs_wide_plane_1x1_convs_on_the_gemm():
 
     intel = [get_target("ml_c5"), resolve_target("x86_64", None, '{"mcpu": "sapphirerapids"}')[0]]
     amd = resolve_target("x86_64", None, '{"mcpu": "znver5"}')[0]
-    assert all(tuning_for(t).far_strides_slow for t in intel)
-    assert not tuning_for(amd).far_strides_slow
+    assert all(tuning_for(t).core_bandwidth_low for t in intel)
+    assert not tuning_for(amd).core_bandwidth_low
     for t in intel:
         assert family(t, 256, 28) == {"gemm"}, t.name
     # what the rule leaves to the model (channel tiles here): the same conv on AMD, and on
