@@ -9,6 +9,9 @@ bench:  ## neo against onnxruntime, PyTorch, TensorFlow and LiteRT: six models, 
 	python3 scripts/bench_keras.py
 	python3 scripts/bench_quant.py
 	python3 scripts/bench_tflite.py
+.PHONY: bench-avx2
+bench-avx2:  ## scripts/bench.py with AVX-512, AVX-VNNI and AMX hidden from every engine (an AVX-512 host with CPUID faulting as an AVX2 machine); its own section of docs/BENCHMARKS.md (~3 min)
+	scripts/hide-avx512 python3 scripts/bench.py
 .PHONY: zoo
 zoo:  ## compile every torchvision model with the PyTorch frontend; writes docs/ZOO.md (~1 h)
 	python3 scripts/zoo.py

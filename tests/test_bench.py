@@ -179,3 +179,25 @@ def test_bench_sections_tell_zen4_from_zen5(monkeypatch):
         assert bench.cpu_info()["model"].endswith(f"({cpu})")
         seen.add(begin)
     assert len(seen) == 2
+
+
+def test_hide_avx512_shows_a_command_an_avx2_cpu():
+    """scripts/hide-avx512 runs a command with AVX-512, AVX-VNNI and AMX hidden from CPUID (as
+    LLVM, onnxruntime and bench.py's cpu_info read it), or refuses with a one-line reason and exit
+    2 where the CPU or hypervisor has no CPUID faulting."""
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("flags")), "").split()
+    probe = ("import json, sys; sys.path.insert(0, 'scripts'); import bench, llvmlite.binding as b;"
+             "f = b.get_host_cpu_features();"
+             "print(json.dumps([f.get('avx2', False), f.get('avx512f', False),"
+             " f.get('avxvnni', False), f.get('amx-tile', False), bench.cpu_info()['isa']]))")
+    r = subprocess.run([str(REPO_ROOT / "scripts" / "hide-avx512"), sys.executable, "-c", probe],
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False)
+    if "cpuid_fault" not in flags:
+        assert r.returncode == 2 and "no CPUID faulting" in r.stderr, (r.returncode, r.stderr)
+        return
+    assert r.returncode == 0, r.stderr
+    avx2, avx512f, avxvnni, amx, isa = json.loads(r.stdout)
+    assert avx2 == ("avx2" in flags)
+    assert not (avx512f or avxvnni or amx), r.stdout
+    assert "avx512f" not in isa and "amx" not in isa
