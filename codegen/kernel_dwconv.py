@@ -1,9 +1,10 @@
 """Depthwise convolution (one input channel per group) and max pooling, one output channel plane
-per task unit.
+(float planes: one band of its rows, `DepthwiseSpec.bands`) per task unit.
 
-The unit copies its input plane into a scratch buffer on the stack whose padding border is
-filled once per task (the padding is done here, in cache, instead of by a separate pad node
-writing the whole tensor; tail vectors may read past a row, never past the scratch), then
+The unit copies its input plane (or the rows its band's windows cover) into a scratch buffer on
+the stack whose padding border is filled once per task (the padding is done here, in cache,
+instead of by a separate pad node writing the whole tensor; tail vectors may read past a row,
+never past the scratch; a band refills the padding rows it covers), then
 computes blocks of output rows in vectors of output columns: KH*KW FMAs per vector with the
 weights held as splatted scalars, each input row of the block loaded once per window column for
 all the output rows that read it. Stride 2 reads rows stored as their even then odd columns:
@@ -89,6 +90,9 @@ class DepthwiseSpec:
     x_zero_point: int = 0
     out_dtype: str = "float32"  # what the epilogue returns (int8 after a requantize)
     madd_bits: int = 128  # pairs: the widest vpmaddwd the target has (128, 256, 512)
+    # bands of output rows per plane (float only: lower.plane_bands): a unit is one band of one
+    # plane, the units ordered (image, band, channel) so that the threads split the rows
+    bands: int = 1
 
     @property
     def slot(self) -> ir.Type:
@@ -115,8 +119,26 @@ class DepthwiseSpec:
         wp = self.padded[1]
         return 2 * (-(-wp // 2)) if self.split else wp
 
+    @property
+    def band_rows(self) -> int:
+        """Output rows per band (the last may have fewer): a multiple of the row block."""
+        r = min(self.rows, self.OH)
+        return -(-(-(-self.OH // self.bands)) // r) * r
+
+    @property
+    def nbands(self) -> int:
+        return -(-self.OH // self.band_rows)
+
+    @property
+    def scratch_rows(self) -> int:
+        """Padded rows in scratch: the plane's, or those one band's windows cover."""
+        if self.nbands == 1:
+            return self.padded[0]
+        return min(self.padded[0],
+                   (self.band_rows - 1) * self.strides[0] + (self.KH - 1) * self.dilations[0] + 1)
+
     def scratch_floats(self) -> int:
-        return self.padded[0] * self.pitch + (self.strides[1] + 1) * self.lanes
+        return self.scratch_rows * self.pitch + (self.strides[1] + 1) * self.lanes
 
 
 def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
@@ -133,23 +155,31 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     C = bufs[spec.c_buf]
     pool = spec.mode == "max"
     fill = float("-inf") if pool else 0.0
-    units = spec.images * spec.channels
+    nb = spec.nbands
+    assert nb == 1 or spec.arith == "float", "bands of rows: float planes only"
+    units = spec.images * nb * spec.channels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
     # The padding (and the slack past the plane, which tail vectors read into discarded lanes)
     # is the same for every plane: filled once per task; each plane writes only its data.
     _fill_run(b, scratch, I64(0), spec.scratch_floats(), _fill_vector(vt, fill))
     with for_range(b, lo, hi, 1, "unit") as unit:
         oc = b.srem(unit, I64(spec.channels))
-        img = b.sdiv(unit, I64(spec.channels))
+        rest = b.sdiv(unit, I64(spec.channels))
+        band = b.srem(rest, I64(nb))
+        img = b.sdiv(rest, I64(nb))
         ic = b.sdiv(oc, I64(spec.multiplier))
         xin, src = _source_plane(b, spec, bufs, img, ic)
         rows = _plane_source(spec, xin, src)
-        if spec.split:
-            fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, rows=rows)
-        else:
-            fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill, borders=False,
-                       rows=rows)
         plane, base = scratch, I64(0)
+        if nb == 1:
+            if spec.split:
+                fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill,
+                                 rows=rows)
+            else:
+                fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill,
+                           borders=False, rows=rows)
+        else:
+            base = _fill_band(b, spec, xin, src, scratch, band, rows, vt, fill)
         wv = None
         if not pool:
             Wt = bufs[spec.w_buf]
@@ -166,14 +196,64 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         out0 = b.add(b.mul(img, I64(spec.channels * spec.OH * spec.OW)),
                      b.mul(oc, I64(spec.OH * spec.OW)))
         R = min(spec.rows, spec.OH)
-        nblocks, rem = divmod(spec.OH, R)
-        if nblocks:
-            with for_range(b, 0, nblocks * R, R, "oh0") as oh0:
-                _row_block(b, spec, plane, base, C, out0, oc, img, wv, oh0, R)
-        if rem:
-            _row_block(b, spec, plane, base, C, out0, oc, img, wv, I64(nblocks * R), rem)
+
+        def rows_from(first, count: int):
+            nblocks, rem = divmod(count, R)
+            end = None if nb == 1 else b.add(first, I64(count))
+            if nblocks:
+                with for_range(b, first, b.add(first, I64(nblocks * R)), R, "oh0") as oh0:
+                    _row_block(b, spec, plane, base, C, out0, oc, img, wv, oh0, R, end)
+            if rem:
+                _row_block(b, spec, plane, base, C, out0, oc, img, wv,
+                           b.add(first, I64(nblocks * R)), rem, end)
+
+        if nb == 1:
+            rows_from(I64(0), spec.OH)
+        else:
+            BR = spec.band_rows
+            first = b.mul(band, I64(BR))
+            with b.if_else(b.icmp_signed("<", band, I64(nb - 1))) as (full, last):
+                with full:
+                    rows_from(first, BR)
+                with last:
+                    rows_from(first, spec.OH - (nb - 1) * BR)
     b.ret(I32(0))
     return fn
+
+
+def _fill_band(b, spec: DepthwiseSpec, xin, src, scratch, band, rows, vt, fill: float):
+    """Scratch for one band of output rows: padded rows pr0 = band * BR * stride on, as many as
+    `spec.scratch_rows`, at scratch row pr - pr0 (the plane's last band may need fewer). Rows of
+    padding in that range are refilled (another band may have put data there); the border
+    columns and the slack hold `fill` from the task's first fill, which data rows never touch.
+    Returns the `base` offset for _row_block (minus pr0 rows: its rows index the padded plane)."""
+    top = spec.pads[0]
+    H, pitch, SR = spec.H, spec.pitch, spec.scratch_rows
+    pr0 = b.mul(band, I64(spec.band_rows * spec.strides[0]))
+    end = b.add(pr0, I64(SR))
+    hp = I64(spec.padded[0])
+    end = b.select(b.icmp_signed("<", end, hp), end, hp)
+
+    def clamp(v, lo_, hi_):
+        v = b.select(b.icmp_signed("<", v, lo_), lo_, v)
+        return b.select(b.icmp_signed(">", v, hi_), hi_, v)
+
+    pad_vec = _fill_vector(vt, fill)
+    # padding rows above and below the plane inside [pr0, end): scratch rows pr - pr0
+    for p_lo, p_hi in ((pr0, clamp(I64(top), pr0, end)),
+                       (clamp(I64(top + H), pr0, end), end)):
+        with for_range(b, b.sub(p_lo, pr0), b.sub(p_hi, pr0), 1, "padrow") as k:
+            _fill_run(b, scratch, b.mul(k, I64(pitch)), pitch, pad_vec)
+    # data rows r = pr - top
+    r_lo = clamp(b.sub(pr0, I64(top)), I64(0), I64(H))
+    r_hi = clamp(b.sub(end, I64(top)), I64(0), I64(H))
+    if spec.split:
+        fill_plane_split(b, xin, src, scratch, H, spec.W, spec.pads, spec.lanes, fill, rows=rows,
+                         span=(r_lo, r_hi, pr0))
+    else:
+        fill_plane(b, xin, src, scratch, H, spec.W, spec.pads, spec.lanes, fill, borders=False,
+                   rows=rows, span=(r_lo, r_hi, pr0))
+    return b.sub(I64(0), b.mul(pr0, I64(pitch)))
 
 
 def _fill_vector(vt: ir.VectorType, fill: float) -> ir.Constant:
@@ -185,11 +265,15 @@ def _fill_vector(vt: ir.VectorType, fill: float) -> ir.Constant:
     return ir.Constant(vt, [fill] * vt.count)
 
 
-def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, nrows: int):
+def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, nrows: int,
+               band_end=None):
     """Output rows oh0 .. oh0 + nrows - 1, one column vector at a time: each input row the block
     reads is loaded once per window column and feeds every output row whose window holds it
     (a 3x3 stride-1 block of 4 rows: 18 loads for 36 FMAs instead of 36). With "pairs" a
-    scratch row holds two input rows, so only even kh read one (the odd ones ride along)."""
+    scratch row holds two input rows, so only even kh read one (the odd ones ride along).
+    `band_end` (i64, banded planes): the unit's rows end there, so the row before it stores its
+    tail masked (a whole one would land on the next band's first row, which another unit, maybe
+    on another thread, writes)."""
     L = spec.lanes
     slot = spec.slot
     vt = ir.VectorType(slot, L)
@@ -267,12 +351,15 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
         ow0 = I64(nfull * L)
         accs = compute(ow0)
         whole_rows = (spec.OH * spec.OW - nfull * L - L) // spec.OW + 1
-        whole_rows = max(0, min(whole_rows, spec.OH - 1))
+        whole_rows = I64(max(0, min(whole_rows, spec.OH - 1)))
+        if band_end is not None:
+            last_row = b.sub(band_end, I64(1))
+            whole_rows = b.select(b.icmp_signed("<", last_row, whole_rows), last_row, whole_rows)
         for r in range(nrows):
             if spec.masked_stores_fast:
                 store(accs[r], r, ow0, mask)
                 continue
-            with b.if_else(b.icmp_signed("<", b.add(oh0, I64(r)), I64(whole_rows))) as (
+            with b.if_else(b.icmp_signed("<", b.add(oh0, I64(r)), whole_rows)) as (
                     inner, last):
                 with inner:
                     store(accs[r], r, ow0, None)
@@ -466,13 +553,15 @@ def _plane_source(spec: DepthwiseSpec, X, src) -> PlaneRows:
 
 
 def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,
-               spill: bool = True, borders: bool = True, rows: PlaneRows | None = None):
+               spill: bool = True, borders: bool = True, rows: PlaneRows | None = None,
+               span=None):
     """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
     border (the scratch rows are left + W + right wide, top + H + bottom of them; without
     `borders` the caller has filled them already). With `spill` a row's tail is one whole
     vector store whose extra lanes (`fill`) may run up to L floats past the plane (the scratch
     buffers have that slack); without, a masked store. `rows` gives other slots than X's
-    floats (integer convs)."""
+    floats (integer convs). `span` (r_lo, r_hi, pr0: i64 values) copies only data rows r_lo ..
+    r_hi - 1, padded row pr at scratch row pr - pr0 (a band of the plane: _fill_band)."""
     rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
@@ -480,10 +569,11 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
     elem = zero.type.element
     # border rows: whole rows of zeros
     for r0, r1 in ((0, top), (top + H, hp)):
-        if r1 > r0 and borders:
+        if r1 > r0 and borders and span is None:
             _fill_run(b, scratch, I64(r0 * wp), (r1 - r0) * wp, zero)
-    with for_range(b, rows.first, H, 1, "r") as r:
-        drow = b.add(I64(top * wp + left), b.mul(r, I64(wp)))
+    r_lo, r_hi, origin = span if span is not None else (rows.first, H, I64(0))
+    with for_range(b, r_lo, r_hi, 1, "r") as r:
+        drow = b.add(I64(top * wp + left), b.mul(b.sub(r, origin), I64(wp)))
         for c in range(left if borders else 0):
             b.store(ir.Constant(elem, fill), gep(b, scratch, b.sub(drow, I64(left - c)), elem))
         for c in range(right if borders else 0):
@@ -505,10 +595,10 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
 
 
 def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float,
-                     rows: PlaneRows | None = None):
+                     rows: PlaneRows | None = None, span=None):
     """fill_plane for stride-2 kernels: each padded row of width wp is stored as its even
     columns (half = ceil(wp / 2) of them) followed by its odd columns. Only the data: the
-    caller fills the padding once (it is the same for every plane)."""
+    caller fills the padding once (it is the same for every plane). `span` as in fill_plane."""
     rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, _, right = pads
     wp = left + W + right
@@ -531,8 +621,9 @@ def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: flo
             at = b.add(drow, b.add(I64(region + idx), k))
             b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, elem), align=4)
 
-    with for_range(b, rows.first, H, 1, "r") as r:
-        drow = b.mul(b.add(r, I64(top)), I64(pitch))
+    r_lo, r_hi, origin = span if span is not None else (rows.first, H, I64(0))
+    with for_range(b, r_lo, r_hi, 1, "r") as r:
+        drow = b.mul(b.sub(b.add(r, I64(top)), origin), I64(pitch))
         srow = rows.row_of(b, r)
         if tail:
             # First, whole vectors: the even region's extra lanes (`fill`) run into the odd

@@ -215,3 +215,51 @@ def test_intel_runs_wide_plane_1x1_convs_on_the_gemm():
     # Intel a 14x14 plane
     assert family(amd, 256, 28) == {"channel"}
     assert family(intel[0], 256, 14) == {"channel"}
+
+
+# Float depthwise convs and max pools on planes whose scratch exceeds 32 KB split each plane
+# into bands of output rows (DepthwiseSpec.bands, lower.plane_bands): a band copies only the
+# padded rows its windows cover, refilling the padding rows among them, and stores the tail of
+# its last row masked (the next band's first row may be another thread's). Bands that start in
+# the top padding, end in the bottom padding, stride 2 (even/odd column scratch rows), dilation,
+# a last band shorter than the others, at 1 to 4 threads in checked mode.
+@pytest.mark.parametrize("case", [
+    ("dw", (8, 8, 95, 93, 3, 1, 1, 1, 8)),
+    ("dw-s2", (8, 8, 125, 131, 3, 2, 1, 1, 8)),
+    ("dw-5x5-dil2", (4, 4, 96, 90, 5, 1, 4, 2, 4)),
+    ("dw-x2", (4, 8, 92, 92, 3, 1, 1, 1, 4)),  # channel multiplier 2
+    ("pool-ceil", (6, 111, 111, 3, 2)),  # squeezenet's 55x55 max pool
+    ("pool-pad", (6, 99, 101, 3, 1)),
+], ids=lambda c: c[0])
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_plane_kernel_bands(case, threads, tmp_path, monkeypatch):
+    from neo.codegen import kernel_dwconv
+    from neo.runtime import Model
+
+    kind, shape = case
+    rng = np.random.default_rng(sum(shape))
+    if kind.startswith("dw"):
+        gr, feeds = _graph(*shape, rng)
+    else:
+        c, h, w, k, s = shape
+        gr = ir.Graph()
+        x = gr.input("x", (2, c, h, w))
+        pads = (0, 0, 0, 0) if kind == "pool-ceil" else (1, 1, 1, 1)
+        gr.outputs = [gr.op("max_pool", x, kernel=(k, k), strides=(s, s), pads=pads,
+                            ceil_mode=kind == "pool-ceil")]
+        feeds = {"x": rng.normal(size=(2, c, h, w)).astype("float32")}
+    ref = interpret(gr, feeds)[0]
+    graph = run_pipeline(gr, 3)
+    bands = []
+    emit = kernel_dwconv.emit_depthwise_kernel
+
+    def spy(module, name, spec, nbufs):
+        bands.append(spec.nbands)
+        return emit(module, name, spec, nbufs)
+
+    monkeypatch.setattr(kernel_dwconv, "emit_depthwise_kernel", spy)
+    build_artifact(graph, width_target("w256"), tmp_path, {"inputs": []}, 3)
+    assert len(bands) == 1 and bands[0] > 1, bands
+    with Model(str(tmp_path), num_threads=threads, check=True) as m:
+        out = m.run(feeds)[0]
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
