@@ -170,23 +170,34 @@ def test_conv_kernel_on_riscv64(case, target_name, tmp_path, require_qemu):
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeypatch):
     from neo.codegen import kernel_convc
-    from neo.runtime import Model
 
     rng = np.random.default_rng(sum(shape))
     gr, feeds = _graph(*shape, rng)
-    ref = interpret(gr, feeds)[0]
-    graph = run_pipeline(gr, 3)
-    seen = []
-    emit = kernel_convc.emit_channel_conv_kernel
-
-    def spy(module, name, spec, nbufs):
-        seen.append(spec.positions_outer)
-        return emit(module, name, spec, nbufs)
-
-    monkeypatch.setattr(kernel_convc, "emit_channel_conv_kernel", spy)
+    seen = _record_specs(monkeypatch, kernel_convc, "emit_channel_conv_kernel",
+                         lambda spec: spec.positions_outer)
     # 4 lanes: several panels for every shape
-    build_artifact(graph, width_target("w128"), tmp_path, {"inputs": []}, 3)
+    _check_at_threads(gr, feeds, width_target("w128"), threads, tmp_path)
     assert seen == [outer]
+
+
+def _record_specs(monkeypatch, module, emitter: str, what) -> list:
+    """what(spec) of every kernel `module.emitter` emits from now on in this test."""
+    seen, emit = [], getattr(module, emitter)
+
+    def spy(mod, name, spec, nbufs):
+        seen.append(what(spec))
+        return emit(mod, name, spec, nbufs)
+
+    monkeypatch.setattr(module, emitter, spy)
+    return seen
+
+
+def _check_at_threads(gr, feeds, target, threads: int, tmp_path) -> None:
+    """Compile at opt-level 3 for `target`, run on `threads` threads in checked mode, compare."""
+    from neo.runtime import Model
+
+    ref = interpret(gr, feeds)[0]
+    build_artifact(run_pipeline(gr, 3), target, tmp_path, {"inputs": []}, 3)
     with Model(str(tmp_path), num_threads=threads, check=True) as m:
         out = m.run(feeds)[0]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
@@ -234,7 +245,6 @@ def test_intel_runs_wide_plane_1x1_convs_on_the_gemm():
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_plane_kernel_bands(case, threads, tmp_path, monkeypatch):
     from neo.codegen import kernel_dwconv
-    from neo.runtime import Model
 
     kind, shape = case
     rng = np.random.default_rng(sum(shape))
@@ -248,18 +258,7 @@ def test_plane_kernel_bands(case, threads, tmp_path, monkeypatch):
         gr.outputs = [gr.op("max_pool", x, kernel=(k, k), strides=(s, s), pads=pads,
                             ceil_mode=kind == "pool-ceil")]
         feeds = {"x": rng.normal(size=(2, c, h, w)).astype("float32")}
-    ref = interpret(gr, feeds)[0]
-    graph = run_pipeline(gr, 3)
-    bands = []
-    emit = kernel_dwconv.emit_depthwise_kernel
-
-    def spy(module, name, spec, nbufs):
-        bands.append(spec.nbands)
-        return emit(module, name, spec, nbufs)
-
-    monkeypatch.setattr(kernel_dwconv, "emit_depthwise_kernel", spy)
-    build_artifact(graph, width_target("w256"), tmp_path, {"inputs": []}, 3)
+    bands = _record_specs(monkeypatch, kernel_dwconv, "emit_depthwise_kernel",
+                          lambda spec: spec.nbands)
+    _check_at_threads(gr, feeds, width_target("w256"), threads, tmp_path)
     assert len(bands) == 1 and bands[0] > 1, bands
-    with Model(str(tmp_path), num_threads=threads, check=True) as m:
-        out = m.run(feeds)[0]
-    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
