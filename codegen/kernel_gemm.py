@@ -56,6 +56,15 @@ class Blocking:
         return self.nv * self.lanes
 
 
+def fit_columns(mr: int, nv: int, lanes: int, n: int) -> tuple[int, int]:
+    """A tile of mr rows by nv vectors narrowed to the vectors `n` columns (or channels) fill,
+    the accumulators freed going to more rows (at most 12)."""
+    need = -(-n // lanes)
+    if need >= nv:
+        return mr, nv
+    return min(12, mr * nv // need), need
+
+
 def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32,
                     N: int = 0) -> Blocking:
     """The register tile for elements of `elem_bits` (16: fp16 arithmetic, twice the lanes).
@@ -70,9 +79,8 @@ def choose_blocking(vector_bits: int, K: int, M: int, elem_bits: int = 32,
         mr, nv = 6, 2  # 12 of 16 ymm
     else:
         mr, nv = 8, 3  # 24 of 32 NEON q registers (8x12)
-    if 0 < N and -(-N // lanes) < nv:
-        need = -(-N // lanes)
-        mr, nv = min(12, mr * nv // need), need  # the same accumulators, rows at most 12
+    if N > 0:
+        mr, nv = fit_columns(mr, nv, lanes, N)
     if M < mr:
         mr = max(1, M)
     nr = nv * lanes

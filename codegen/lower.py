@@ -525,7 +525,7 @@ def _rows_per_tile(P: int, mr: int, nv: int) -> int:
 def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
                   tun: Tuning, half: bool = False) -> KernelInfo:
     from .kernel_convc import ChannelConvSpec, emit_channel_conv_kernel, pack_weights
-    from .kernel_gemm import Blocking
+    from .kernel_gemm import Blocking, fit_columns
 
     N_img, C, H, W = xs
     OC, Cg, KH, KW = ws
@@ -541,8 +541,7 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
     else:
         # the channel vectors the output channels fill (32 channels are one zmm of halves, not
         # four), the accumulators freed going to more positions
-        nv = min(blk.nv, -(-M // blk.lanes))
-        mr = blk.mr if nv == blk.nv else min(12, blk.mr * blk.nv // nv)
+        mr, nv = fit_columns(blk.mr, blk.nv, blk.lanes, M)
         cblk = Blocking(mr=_rows_per_tile(P, mr, nv), nv=nv, lanes=blk.lanes)
     packed = pack_weights(ext[wi].data.astype(np.float32).reshape(OC, Cg, KH, KW), g,
                           cblk.nr).astype(ext[wi].dtype)
