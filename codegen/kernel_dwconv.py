@@ -22,6 +22,7 @@ The int32 accumulator leaves through the integer epilogue (bias, requantize, cla
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -174,10 +175,10 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
         if nb == 1:
             if spec.split:
                 fill_plane_split(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill,
-                                 rows=rows)
+                                 rows=rows, keep=_read_rows(spec))
             else:
                 fill_plane(b, xin, src, scratch, spec.H, spec.W, spec.pads, L, fill,
-                           borders=False, rows=rows)
+                           borders=False, rows=rows, keep=_read_rows(spec))
         else:
             base = _fill_band(b, spec, xin, src, scratch, band, rows, vt, fill)
         wv = None
@@ -554,14 +555,15 @@ def _plane_source(spec: DepthwiseSpec, X, src) -> PlaneRows:
 
 def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0.0,
                spill: bool = True, borders: bool = True, rows: PlaneRows | None = None,
-               span=None):
+               span=None, keep=None):
     """scratch[r][c] = X[src + (r - top) * W + (c - left)] inside the H x W plane, `fill` on the
     border (the scratch rows are left + W + right wide, top + H + bottom of them; without
     `borders` the caller has filled them already). With `spill` a row's tail is one whole
     vector store whose extra lanes (`fill`) may run up to L floats past the plane (the scratch
     buffers have that slack); without, a masked store. `rows` gives other slots than X's
     floats (integer convs). `span` (r_lo, r_hi, pr0: i64 values) copies only data rows r_lo ..
-    r_hi - 1, padded row pr at scratch row pr - pr0 (a band of the plane: _fill_band)."""
+    r_hi - 1, padded row pr at scratch row pr - pr0 (a band of the plane: _fill_band). `keep`
+    (b, r) -> i1 copies only the rows the kernel reads (strided pairs: _read_rows)."""
     rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, bottom, right = pads
     hp, wp = top + H + bottom, left + W + right
@@ -572,7 +574,7 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
         if r1 > r0 and borders and span is None:
             _fill_run(b, scratch, I64(r0 * wp), (r1 - r0) * wp, zero)
     r_lo, r_hi, origin = span if span is not None else (rows.first, H, I64(0))
-    with for_range(b, r_lo, r_hi, 1, "r") as r:
+    with for_range(b, r_lo, r_hi, 1, "r") as r, _only(b, keep, r):
         drow = b.add(I64(top * wp + left), b.mul(b.sub(r, origin), I64(wp)))
         for c in range(left if borders else 0):
             b.store(ir.Constant(elem, fill), gep(b, scratch, b.sub(drow, I64(left - c)), elem))
@@ -595,10 +597,11 @@ def fill_plane(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float = 0
 
 
 def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: float,
-                     rows: PlaneRows | None = None, span=None):
+                     rows: PlaneRows | None = None, span=None, keep=None):
     """fill_plane for stride-2 kernels: each padded row of width wp is stored as its even
     columns (half = ceil(wp / 2) of them) followed by its odd columns. Only the data: the
-    caller fills the padding once (it is the same for every plane). `span` as in fill_plane."""
+    caller fills the padding once (it is the same for every plane). `span` and `keep` as in
+    fill_plane."""
     rows = rows or PlaneRows(X, src, H, W, L, fill)
     top, left, _, right = pads
     wp = left + W + right
@@ -622,7 +625,7 @@ def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: flo
             b.store(b.shuffle_vector(lo, hi, sel), gep(b, scratch, at, elem), align=4)
 
     r_lo, r_hi, origin = span if span is not None else (rows.first, H, I64(0))
-    with for_range(b, r_lo, r_hi, 1, "r") as r:
+    with for_range(b, r_lo, r_hi, 1, "r") as r, _only(b, keep, r):
         drow = b.mul(b.sub(b.add(r, I64(top)), origin), I64(pitch))
         srow = rows.row_of(b, r)
         if tail:
@@ -640,6 +643,41 @@ def fill_plane_split(b, X, src, scratch, H: int, W: int, pads, L: int, fill: flo
                 lo = rows.load(b, srow, c0, L)
                 hi = rows.load(b, srow, b.add(c0, I64(L)), L)
                 chunk(drow, c0, lo, hi)
+
+
+@contextlib.contextmanager
+def _only(b, keep, r):
+    """The body for row r only where keep(b, r) holds (always without `keep`)."""
+    if keep is None:
+        yield
+        return
+    with b.if_then(keep(b, r)):
+        yield
+
+
+def _read_rows(spec: DepthwiseSpec):
+    """keep(b, r) for the data rows a strided "pairs" kernel reads, or None (all of them): a
+    scratch row r holds input rows r and r + dh, and the kernel reads it for the pairs of taps
+    (kh, kh + 1) with kh even, at padded rows oh * sh + kh * dh, so only rows whose padded
+    index is congruent to some kh * dh modulo sh (a 3x3 stride-2 window: every other row; the
+    other half of the int16 pair rows was converted and never read)."""
+    sh = spec.strides[0]
+    if spec.arith != "pairs" or sh == 1:
+        return None
+    residues = sorted({kh * spec.dilations[0] % sh for kh in range(0, spec.KH, 2)})
+    if len(residues) == sh:
+        return None
+    top = spec.pads[0]
+
+    def keep(b, r):
+        phase = b.srem(b.add(r, I64(top + sh * (spec.dilations[0] + 1))), I64(sh))
+        conds = [b.icmp_signed("==", phase, I64(k)) for k in residues]
+        out = conds[0]
+        for c in conds[1:]:
+            out = b.or_(out, c)
+        return out
+
+    return keep
 
 
 def _fill_run(b, ptr, start, n: int, value):

@@ -157,6 +157,77 @@ def round_even_int(b: ir.IRBuilder, x: ir.Value, offset: int) -> ir.Value:
     return b.sub(bits, _ci(bits, 0x4B400000 - offset))
 
 
+def _arch(b: ir.IRBuilder) -> str:
+    triple = b.module.triple or ""
+    return triple.split("-")[0]
+
+
+def _halves(b: ir.IRBuilder, x: ir.Value, odd: bool) -> ir.Value:
+    """The even (or odd) int32 lanes of x sign-extended into int64 lanes, in place: the operand
+    form x86's vpmuldq multiplies (the odd ones need a shift, no shuffle)."""
+    n = x.type.count // 2
+    q = b.bitcast(x, ir.VectorType(ir.IntType(64), n))
+    c32 = ir.Constant(q.type, [32] * n)
+    return b.ashr(q if odd else b.shl(q, c32), c32)
+
+
+def _is_splat(v: ir.Value) -> bool:
+    if isinstance(v, ir.Constant):
+        c = v.constant
+        return not isinstance(c, list) or all(str(e) == str(c[0]) for e in c)
+    if not isinstance(v, ir.instructions.ShuffleVector):
+        return False
+    picks = [c.constant for c in v.operands[2].constant]
+    return all(p == picks[0] for p in picks)
+
+
+def mul_q31(b: ir.IRBuilder, x: ir.Value, m: ir.Value) -> ir.Value:
+    """floor((x m + 2^30) / 2^31) of int32 lanes: gemmlowp's saturating rounding doubling high
+    multiply (TFLite's SaturatingRoundingDoublingHighMul) for m >= 0, where it never saturates
+    and its nudge-then-truncate equals this floor. AArch64 `sqrdmulh`, ARMv7 `vqrdmulh`: one
+    instruction. x86: vpmuldq on the even and the odd lanes in their 64-bit slots, the rounding
+    added there, and the two halves' bits 31..62 shifted into place and blended: no shuffles
+    through the one vector-shuffle port, which a sign-extension to <N x i64> and a truncation
+    back cost (two vpmovzxdq, two vpmovqd, an extract and an insert per 16 lanes)."""
+    arch = _arch(b)
+    vec = isinstance(x.type, ir.VectorType)
+    if vec and x.type.count == 4 and arch in ("aarch64", "armv7"):
+        name = "llvm.aarch64.neon.sqrdmulh" if arch == "aarch64" else "llvm.arm.neon.vqrdmulh"
+        return intrinsic(b, name, [x, m])
+    if not vec or x.type.count % 2 or not arch.startswith("x86"):
+        wide = ir.VectorType(ir.IntType(64), x.type.count) if vec else ir.IntType(64)
+        p = b.mul(b.sext(x, wide), b.sext(m, wide))
+        r = b.ashr(b.add(p, _ci(p, 1 << 30)), _ci(p, 31))
+        return b.trunc(r, x.type)
+    n = x.type.count
+    halves = []
+    for odd in (False, True):
+        # a splat's even lanes serve the odd products too (vpmuldq reads the low halves)
+        p = b.mul(_halves(b, x, odd), _halves(b, m, odd and not _is_splat(m)))
+        p = b.add(p, _ci(p, 1 << 30))
+        # bits 31..62 go to the low int32 of the slot (even lanes) or the high one (odd lanes)
+        halves.append(b.bitcast(b.shl(p, _ci(p, 1)) if odd else b.lshr(p, _ci(p, 31)), x.type))
+    pick = ir.Constant(ir.VectorType(I32, n), [i + (n if i % 2 else 0) for i in range(n)])
+    return b.shuffle_vector(halves[0], halves[1], pick)
+
+
+def rshift_away(b: ir.IRBuilder, x: ir.Value, e: ir.Value) -> ir.Value:
+    """x / 2^e rounded half away from zero, for int32 lanes, 1 <= e <= 31 and x > INT_MIN
+    (gemmlowp's RoundingDivideByPOT of a doubling high multiply's result, which is never
+    INT_MIN), without overflow: the negative x less one, so that rounding half up rounds their
+    halves toward zero. AArch64/ARMv7: the rounding shift `srshl` by -e. Elsewhere: shifted by
+    e - 1, one added and the last bit shifted out: floor((x' / 2^(e-1) + 1) / 2)."""
+    arch = _arch(b)
+    vec = isinstance(x.type, ir.VectorType)
+    minus1 = b.ashr(x, _ci(x, 31))  # -1 where x < 0
+    fixed = b.add(x, minus1)
+    if vec and x.type.count == 4 and arch in ("aarch64", "armv7"):
+        srshl = "llvm.aarch64.neon.srshl" if arch == "aarch64" else "llvm.arm.neon.vrshifts"
+        return intrinsic(b, srshl, [fixed, b.sub(_ci(x, 0), e)])
+    one = _ci(x, 1)
+    return b.ashr(b.add(b.ashr(fixed, b.sub(e, one)), one), one)
+
+
 def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.Value:
     if op == "round_even_int":  # float32 in, int32 out (codegen/te_quant.py)
         return round_even_int(b, x, int(attrs.get("offset", 0)))
@@ -296,6 +367,10 @@ def binary(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, dtype: str) -> ir
         return getattr(b, BITWISE[op])(x, y)
     if op == "shift_left":
         return b.shl(x, y)
+    if op == "mul_q31":  # int32 only (codegen/te_quant.py)
+        return mul_q31(b, x, y)
+    if op == "rshift_away":
+        return rshift_away(b, x, y)
     if op == "shift_right":
         return b.ashr(x, y) if signed else b.lshr(x, y)
     if op == "floordiv":  # index math only: operands are non-negative by construction

@@ -136,7 +136,6 @@ def requantizer(attrs, ctx):
             lefts = per_axis(np.maximum(shift, 0), attrs["axis"], ctx, "int32")
             right = np.maximum(-shift, 0)
             rights = per_axis(right, attrs["axis"], ctx, "int32")
-            halves = per_axis(((1 << right) - 1) >> 1, attrs["axis"], ctx, "int32")
         else:
             qms = per_axis(qm, attrs["axis"], ctx, "int64")
             shifts = per_axis(shift, attrs["axis"], ctx, "int64")
@@ -155,7 +154,8 @@ def requantizer(attrs, ctx):
             y = te.Bin("shift_right", te.Bin("mul", te.cast(x, "int64"), qms(idx), "int64")
                        + half, total, "int64")
         elif i32_lanes:
-            y = fixed_point_multiply_i32(x, qm32(idx), lefts(idx), rights(idx), halves(idx))
+            y = fixed_point_multiply_i32(x, qm32(idx), lefts(idx), rights(idx),
+                                         bool(right.min() >= 1))
             # clamped before the zero point is added: no int32 overflow
             y = te.unary("clip", y, min=lo - zo, max=hi - zo)
             return te.cast(y + Const("int32", zo) if zo else y, dtype)
@@ -168,19 +168,25 @@ def requantizer(attrs, ctx):
 
 
 def fixed_point_multiply_i32(x: te.Expr, m: te.Expr, left: te.Expr, right: te.Expr,
-                             half: te.Expr) -> te.Expr:
-    """fixed_point_multiply of an int32 x by a multiplier 0 <= m < 2^31 with one 32 x 32 -> 64
-    bit multiply (vpmuldq, smull) and int32 lanes otherwise: gemmlowp's doubling high multiply
-    (nudge, then a division truncating toward zero) equals floor((x m + 2^30) / 2^31), whose
-    low 32 bits are the result (it fits); the rounding divide by 2^right compares the remainder
-    with half = (2^right - 1) >> 1, plus one where the value is negative."""
-    i32, i64 = "int32", "int64"
-    x = te.Bin("shift_left", x, left, i32)  # wraps, as the C++ int32 shift
-    p = te.Bin("mul", te.cast(x, i64), te.cast(m, i64), i64)
-    high = te.cast(te.Bin("shift_right", p + Const(i64, 1 << 30), Const(i64, 31), i64), i32)
+                             positive_right: bool = False) -> te.Expr:
+    """fixed_point_multiply of an int32 x by a multiplier 0 <= m < 2^31 in int32 lanes: the
+    left shift, gemmlowp's doubling high multiply (`mul_q31`: floor((x m + 2^30) / 2^31), which
+    fits) and the rounding divide by 2^right (`rshift_away`); math_table renders both with the
+    target's instructions."""
+    i32 = "int32"
+    if not (isinstance(left, Const) and left.value == 0):
+        x = te.Bin("shift_left", x, left, i32)  # wraps, as the C++ int32 shift
+    high = te.Bin("mul_q31", x, m, i32)
+    if isinstance(right, Const) and right.value == 0:
+        return high
+    if isinstance(right, Const) or positive_right:
+        return te.Bin("rshift_away", high, right, i32)
+    # some channels shift by 0 (their multiplier is at least 1/2): gemmlowp's form, the
+    # remainder against (2^right - 1) / 2, plus one where the value is negative
     mask = te.Bin("sub", te.Bin("shift_left", Const(i32, 1), right, i32), Const(i32, 1), i32)
     rem = te.Bin("bitwise_and", high, mask, i32)
-    threshold = half + te.select(te.cmp("lt", high, Const(i32, 0)), Const(i32, 1), Const(i32, 0))
+    threshold = te.Bin("shift_right", mask, Const(i32, 1), i32) + te.select(
+        te.cmp("lt", high, Const(i32, 0)), Const(i32, 1), Const(i32, 0))
     return te.Bin("shift_right", high, right, i32) + te.select(
         te.cmp("gt", rem, threshold), Const(i32, 1), Const(i32, 0))
 
@@ -238,6 +244,17 @@ def _qadd(attrs, out, ins, ctx):
                        te.Bin("mul", Const(F32, float(rb)), te.cast(y, F32), F32), F32)
             return float_to_int(s, lo, hi, zc, "half_to_even", dtype, maybe_nan=False)
         (ma, sa), (mb, sb), (mo, so), left = qadd_fixed_point(attrs)
+        if dtype in ("int8", "uint8") and all(
+                0 <= m < 1 << 31 and -31 <= s <= 30 for m, s in ((ma, sa), (mb, sb), (mo, so))):
+            # int32 lanes: |x - za| <= 255 shifted left by 20, and each scaled sum, fit
+            def fpm(v, m, s):
+                return fixed_point_multiply_i32(v, Const("int32", m), Const("int32", max(s, 0)),
+                                                Const("int32", max(-s, 0)))
+
+            shifted = [te.Bin("shift_left", v, Const("int32", left), "int32") for v in (x, y)]
+            r = fpm(fpm(shifted[0], ma, sa) + fpm(shifted[1], mb, sb), mo, so)
+            r = te.unary("clip", r, min=lo - zc, max=hi - zc)
+            return te.cast(r + Const("int32", zc) if zc else r, dtype)
         i64 = "int64"
         xs = fixed_point_multiply(te.cast(x, i64) * (1 << left), Const(i64, ma), Const(i64, sa))
         ys = fixed_point_multiply(te.cast(y, i64) * (1 << left), Const(i64, mb), Const(i64, sb))

@@ -99,6 +99,7 @@ CASES = [
     (6, 1, 21, 37, 5, 2, 2, 1),  # 5x5 stride 2 (EfficientNet)
     (6, 1, 13, 17, 5, 1, 2, 1),  # 5x5: three pairs of rows of taps, the last half empty
     (8, 1, 16, 19, 3, 1, 2, 2),  # dilation 2: pairs of rows two apart
+    (6, 1, 17, 18, 3, 2, 2, 2),  # stride 2 and dilation 2: the pairs read every other row
     (4, 2, 14, 14, 3, 1, 1, 1),  # channel multiplier 2
     (5, 1, 12, 11, 3, 3, (1, 0, 2, 1), 1),  # stride 3, asymmetric pads
     (8, 1, 9, 10, 3, 1, 0, 1),  # no padding
@@ -191,12 +192,19 @@ def test_x86_sums_pairs_of_taps_with_pmaddwd():
         assert not re.search(r"\bvpmulld\b", asm), name
 
 
-@pytest.mark.parametrize("target", ["x86_64", "host", "arm64"])
-def test_fixed_point_requantize_ties_and_extremes(target, tmp_path, require_qemu):
+@pytest.mark.parametrize("layout", ["rows", "lanes"])
+@pytest.mark.parametrize("shifts", ["mixed", "right"])
+@pytest.mark.parametrize("target", ["x86_64", "host", "arm64", "armv7"])
+def test_fixed_point_requantize_ties_and_extremes(target, shifts, layout, tmp_path,
+                                                   require_qemu):
     """TFLite's double rounding in int32 lanes (te_quant.fixed_point_multiply_i32), on the
     values where it can go wrong: every tie of both roundings (power-of-two multipliers over a
     run of consecutive accumulators), accumulators near +-2^31, and a multiplier above 1 (a
-    left shift first), each channel's outputs within int8 so no error hides in saturation."""
+    left shift first), each channel's outputs within int8 so no error hides in saturation.
+    `right`: every channel shifts right (math_table.rshift_away), one of them by 1; `mixed`:
+    the multiplier 3.0 shifts left, so its channel does not. `rows`: a channel's multiplier is
+    the same in every lane; `lanes`: the channels (18: the six, three times) are the vectors'
+    lanes, each lane its own multiplier and shift."""
     from neo.run import run_artifact
 
     t = get_target(target)
@@ -209,12 +217,20 @@ def test_fixed_point_requantize_ties_and_extremes(target, tmp_path, require_qemu
     # on the whole int32 range; 3.0 shifts left by 2 before its doubling high multiply
     rows = [(2.0**-6, ramp), (3 * 2.0**-8, ramp), (2.0**-25, big), (0.7 * 2.0**-24, big),
             (1.37e-3 / 16, ramp * 23), (3.0, ramp % 81 - 40)]
+    if shifts == "right":  # 0.4999: shift 1, where the doubling high multiply's ties matter
+        rows[-1] = (0.4999, ramp % 201 - 100)
+    acc = np.stack([v for _, v in rows]).astype(np.int32)
+    if layout == "lanes":
+        rows = rows * 3
+        acc = np.concatenate([acc, acc[:, ::-1], np.roll(acc, 7, axis=1)]).T.copy()
+    shape = (1, len(rows), 1, n) if layout == "rows" else (1, 1, n, len(rows))
     g = ir.Graph()
-    x = g.input("x", (1, len(rows), 1, n), "int32")
-    g.outputs = [g.op("requantize", x, multiplier=tuple(m for m, _ in rows), axis=1,
-                      out_zero_point=3, dtype="int8", mode="fixed_point", min=-128, max=127,
+    x = g.input("x", shape, "int32")
+    g.outputs = [g.op("requantize", x, multiplier=tuple(m for m, _ in rows),
+                      axis=1 if layout == "rows" else 3, out_zero_point=3, dtype="int8",
+                      mode="fixed_point", min=-128, max=127,
                       quant=QuantParams.per_tensor(0.1, 3))]
-    feeds = {"x": np.stack([v for _, v in rows]).astype(np.int32).reshape(1, len(rows), 1, n)}
+    feeds = {"x": acc.reshape(shape)}
     want = interpret(g, feeds)[0]
     assert (np.abs(want.astype(int)) < 127).mean() > 0.99  # not saturated
     meta = {"inputs": [{"name": "x", "dtype": "int32", "shape": list(x.shape)}],
@@ -222,3 +238,42 @@ def test_fixed_point_requantize_ties_and_extremes(target, tmp_path, require_qemu
     build_artifact(run_pipeline(g, 3), t, tmp_path, meta, 3)
     _, outs, _ = run_artifact(tmp_path, feeds, check=True)
     np.testing.assert_array_equal(outs[0], want)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("target", ["x86_64", "host", "arm64", "armv7"])
+def test_fixed_point_qadd_every_pair(target, dtype, tmp_path, require_qemu):
+    """TFLite's int8/uint8 ADD and SUB (qadd, fixed point: three doubling high multiplies and
+    rounding shifts in int32 lanes) on every pair of 8-bit inputs, for scales where a's, b's
+    or neither is the larger, against the int64 numpy reference."""
+    from neo.run import run_artifact
+
+    t = get_target(target)
+    if t.arch != "x86_64":
+        require_qemu(target)
+    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+    grid = np.arange(lo, hi + 1)
+    a_vals, b_vals = np.meshgrid(grid, grid, indexing="ij")
+    g = ir.Graph()
+    a = g.input("a", (1, 1, 256, 256), dtype)
+    b = g.input("b", (1, 1, 256, 256), dtype)
+    z = 0 if dtype == "int8" else 128
+    cases = [(0.05, 0.08, 0.1, False), (0.2, 0.013, 0.17, True), (0.0371, 0.0371, 0.0213, False)]
+    outs = []
+    for sa, sb, sc, sub in cases:
+        outs.append(g.op("qadd", a, b, a_quant=QuantParams.per_tensor(sa, z - 7),
+                         b_quant=QuantParams.per_tensor(sb, z + 5),
+                         quant=QuantParams.per_tensor(sc, z + 3), dtype=dtype,
+                         mode="fixed_point", subtract=sub))
+    g.outputs = outs
+    feeds = {"a": a_vals.astype(dtype).reshape(1, 1, 256, 256),
+             "b": b_vals.astype(dtype).reshape(1, 1, 256, 256)}
+    want = interpret(g, feeds)
+    assert all(len(np.unique(w)) > 120 for w in want), [len(np.unique(w)) for w in want]
+    meta = {"inputs": [{"name": n, "dtype": dtype, "shape": [1, 1, 256, 256]} for n in "ab"],
+            "outputs": [{"name": n, "dtype": dtype, "shape": [1, 1, 256, 256]}
+                        for n in g.out_names()]}
+    build_artifact(run_pipeline(g, 3), t, tmp_path, meta, 3)
+    _, got, _ = run_artifact(tmp_path, feeds, check=True)
+    for w, o in zip(want, got):
+        np.testing.assert_array_equal(o, w)
