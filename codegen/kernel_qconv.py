@@ -316,16 +316,23 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
                     _tile(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, mr, col0,
                           vlen)
 
-            if spec.M % MR == 0:
-                tiles(MR)
-            else:
-                with b.if_else(b.icmp_signed("<", b.sdiv(mb, I64(MR)), I64(full_mb))) as (t, e):
-                    with t:
-                        tiles(MR)
-                    with e:
-                        tiles(spec.M % MR)
+            _whole_or_tail(b, spec.M, MR, lambda: b.icmp_signed("<", b.sdiv(mb, I64(MR)),
+                                                               I64(full_mb)), tiles)
     b.ret(I32(0))
     return fn
+
+
+def _whole_or_tail(b, n: int, MR: int, is_whole, emit) -> None:
+    """emit(MR) for a whole block of MR (rows, channels) of n, emit(n % MR) for the last one
+    where MR does not divide n, branching on is_whole() (an i1 built only then)."""
+    if n % MR == 0:
+        emit(MR)
+        return
+    with b.if_else(is_whole()) as (t, e):
+        with t:
+            emit(MR)
+        with e:
+            emit(n % MR)
 
 
 def _stack(b, elem: ir.Type, n: int, name: str) -> ir.Value:
@@ -571,3 +578,169 @@ def _write_tile(b, spec: QConvSpec, C, tilebuf, img, grp, oh0, mb, mr, col0, vle
                         with e:
                             masked_store(b, spec.epilogue(b, acc, m, at, img, grp, mask), ptr,
                                          mask)
+
+
+# -- matmul ---------------------------------------------------------------------------------------
+def emit_dot_rows(b: ir.IRBuilder, d: Dot, acc: ir.Value, x: ir.Value, wv: ir.Value) -> ir.Value:
+    """emit_dot with the roles of the operands turned: x is one word of kg activations (the same
+    for every lane, as the instruction's type: unsigned for VNNI and AVX2) and wv <lanes x word>
+    holds each lane's kg weights."""
+    L = d.lanes
+
+    def bytes_(v, n):
+        return b.bitcast(v, ir.VectorType(I8, n))
+
+    if d.kind == "vnni":
+        name = "llvm.x86.avx512.vpdpbusd.512" if L == 16 else "llvm.x86.avx512.vpdpbusd.256"
+        return intrinsic(b, name, [acc, splat(b, x, L), wv], overload=[])
+    if d.kind == "avx2":
+        p = intrinsic(b, "llvm.x86.avx2.pmadd.ub.sw", [bytes_(splat(b, x, 8), 32), bytes_(wv, 32)],
+                      ret=ir.VectorType(I16, 16), overload=[])
+        ones = ir.Constant(ir.VectorType(I16, 16), [1] * 16)
+        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [p, ones], ret=d.vec,
+                                    overload=[]))
+    if d.kind == "avx2-exact":
+        xpair = b.zext(b.bitcast(x, ir.VectorType(I8, 2)), ir.VectorType(I16, 2))
+        xw = b.bitcast(splat(b, b.bitcast(xpair, I32), 8), ir.VectorType(I16, 16))
+        ww = b.sext(bytes_(wv, 16), ir.VectorType(I16, 16))
+        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [xw, ww], ret=d.vec,
+                                    overload=[]))
+    return emit_dot(b, d, acc, wv, x)  # sdot, smull: signed x signed, the same either way
+
+
+@dataclass
+class QMatmulSpec:
+    """C[rows, N] = epilogue(A[rows, K] x B[K, N]) with B constant, packed [N/NR][Kg][NR][kg]
+    (Kg = ceil(K / kg), zeros past K and N). A task unit is a panel of NR = nv * lanes columns
+    and a block of mr rows; units run row blocks innermost, so a thread's rows reuse the panel
+    it holds in cache."""
+
+    rows: int
+    N: int
+    K: int
+    a_buf: int
+    w_buf: int
+    c_buf: int
+    dot: Dot
+    mr: int
+    nv: int
+    xor: int  # 0 or 0x80: stored activation bytes -> the instruction's
+    out_dtype: str
+    # epilogue(b, acc <L x i32>, row, col0, mask|None) -> the output vector in its storage type
+    epilogue: Callable | None = None
+    bufs_holder: list | None = None
+
+    @property
+    def nr(self) -> int:
+        return self.nv * self.dot.lanes
+
+    @property
+    def kgroups(self) -> int:
+        return -(-self.K // self.dot.kg)
+
+    @property
+    def panels(self) -> int:
+        return -(-self.N // self.nr)
+
+    @property
+    def row_blocks(self) -> int:
+        return -(-self.rows // self.mr)
+
+
+def pack_matmul_weights(w: np.ndarray, kg: int, nr: int) -> np.ndarray:
+    """[K, N] int8 -> [N/NR][K/kg][NR][kg], zeros past K and N."""
+    k, n = w.shape
+    nb, kgs = -(-n // nr), -(-k // kg)
+    out = np.zeros((nb * nr, kgs * kg), np.int8)
+    out[:n, :k] = w.T
+    return np.ascontiguousarray(out.reshape(nb, nr, kgs, kg).transpose(0, 2, 1, 3))
+
+
+def matmul_weight_groups(w: np.ndarray, kg: int) -> np.ndarray:
+    """The kg-row groups of B's columns, as the kernel multiplies them (for exactness)."""
+    k, n = w.shape
+    padded = np.zeros((-(-k // kg) * kg, n), np.int8)
+    padded[:k] = w
+    return padded.reshape(-1, kg, n).transpose(0, 2, 1).reshape(-1, kg)
+
+
+def emit_qmatmul_kernel(module: ir.Module, name: str, spec: QMatmulSpec, nbufs: int) -> ir.Function:
+    fn, b, bufs = kernel_function(module, name, nbufs)
+    if spec.bufs_holder is not None:
+        spec.bufs_holder[0] = bufs
+    d = spec.dot
+    L, MR, NV, NR, kg = d.lanes, spec.mr, spec.nv, spec.nr, d.kg
+    word = d.word
+    accs = [[b.alloca(d.vec, name=f"acc{r}_{v}") for v in range(NV)] for r in range(MR)]
+    body = b.append_basic_block("body")
+    b.branch(body)
+    b.position_at_end(body)
+    A, Wt, C = bufs[spec.a_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    flipw = ir.Constant(word, int.from_bytes(bytes([spec.xor]) * kg, "little"))
+    full_k = spec.K // kg
+    wvt = ir.VectorType(word, L)
+    nunits = spec.panels * spec.row_blocks
+    lo, hi = weighted_task_range(b, [1] * nunits, fn.args[1], fn.args[2], name)
+    with for_range(b, lo, hi, 1, "unit") as unit:
+        panel = b.sdiv(unit, I64(spec.row_blocks))
+        r0 = b.mul(b.srem(unit, I64(spec.row_blocks)), I64(MR))
+        wbase = b.mul(panel, I64(spec.kgroups * NR))
+        col0 = b.mul(panel, I64(NR))
+
+        def block(mr: int):
+            zero = ir.Constant(d.vec, [0] * L)
+            for r in range(mr):
+                for v in range(NV):
+                    b.store(zero, accs[r][v])
+            arow = [b.mul(b.add(r0, I64(r)), I64(spec.K)) for r in range(mr)]
+
+            def step(kc, xwords):
+                wk = b.add(wbase, b.mul(kc, I64(NR)))
+                ws = [b.load(gep(b, Wt, b.add(wk, I64(v * L)), word), typ=wvt, align=1)
+                      for v in range(NV)]
+                for r in range(mr):
+                    for v in range(NV):
+                        acc = b.load(accs[r][v], typ=d.vec)
+                        b.store(emit_dot_rows(b, d, acc, xwords[r], ws[v]), accs[r][v])
+
+            if full_k:
+                with for_range(b, 0, full_k, 1, "kc") as kc:
+                    at = b.mul(kc, I64(kg))
+                    step(kc, [b.xor(b.load(gep(b, A, b.add(a, at), I8), typ=word, align=1),
+                                    flipw) for a in arow])
+            if spec.K % kg:  # the last group byte by byte: nothing read past the row
+                words = []
+                for a in arow:
+                    wv = flipw
+                    for t in range(spec.K % kg):
+                        byte = b.load(gep(b, A, b.add(a, I64(full_k * kg + t)), I8), typ=I8)
+                        wv = b.xor(wv, b.shl(b.zext(byte, word), ir.Constant(word, 8 * t)))
+                    words.append(wv)
+                step(I64(full_k), words)
+            for v in range(NV):
+                c = b.add(col0, I64(v * L))
+                left = b.sub(I64(spec.N), c)
+                with b.if_then(b.icmp_signed(">", left, I64(0))):
+                    whole = b.icmp_signed(">=", left, I64(L))
+                    mask = _lane_mask(b, left, L)
+                    for r in range(mr):
+                        row = b.add(r0, I64(r))
+                        acc = b.load(accs[r][v], typ=d.vec)
+                        ptr = gep(b, C, b.add(b.mul(row, I64(spec.N)), c),
+                                  _storage(spec.out_dtype))
+                        with b.if_else(whole) as (t, e):
+                            with t:
+                                b.store(spec.epilogue(b, acc, row, c, None), ptr, align=1)
+                            with e:
+                                masked_store(b, spec.epilogue(b, acc, row, c, mask), ptr, mask)
+
+        _whole_or_tail(b, spec.rows, MR,
+                       lambda: b.icmp_signed("<=", b.add(r0, I64(MR)), I64(spec.rows)), block)
+    b.ret(I32(0))
+    return fn
+
+
+def _storage(dtype: str) -> ir.Type:
+    from .llvm_util import STORAGE
+
+    return STORAGE[dtype]

@@ -719,4 +719,5 @@ KERNELS = {
     "linear_booster": kernel_trees.lower_linear_booster,
     # integer anchors: dot-product kernels (codegen/lower_quant.py, kernel_qconv.py)
     "conv_integer": lower_quant.lower_conv_integer,
+    "matmul_integer": lower_quant.lower_matmul_integer,
 }

@@ -15,12 +15,16 @@ from neo.ir.ops_nn import _spatial
 from . import te
 from .kernel_qconv import (
     QConvSpec,
+    QMatmulSpec,
     conv_weight_groups,
     dot_for,
     emit_qconv_kernel,
+    emit_qmatmul_kernel,
     flip,
+    matmul_weight_groups,
     offset,
     pack_conv_weights,
+    pack_matmul_weights,
     unit_costs,
 )
 from .kernel_te import KernelContext, _mask_loads
@@ -312,3 +316,101 @@ def lower_depthwise_integer(module, node: Node, func: str, tun: Tuning, slots) -
     args += [("param", f"{node.name}.bias", bias)]
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, _describe(node), args + [node.outputs[0]], kernel="int8-depthwise")
+
+
+def lower_matmul_integer(module, node: Node, func: str, tun: Tuning):
+    """A matmul_integer of activations A [..., M, K] by constant int8 weights B [K, N] (zero
+    point 0) and its fused epilogue on kernel_qconv's matmul kernel: vectors over N, A's rows
+    (the batch folded in) in blocks of mr, the kg activations of a step broadcast as one word.
+    The activations' flip and zero point are a per-column constant in the bias, as for conv."""
+    from .lower import KernelInfo
+
+    body = node.attrs["body"]
+    mm = body.nodes[0]
+    if mm.op != "matmul_integer":
+        return None
+    ext = list(node.inputs)
+    pos = {id(v): i for i, v in enumerate(body.inputs)}
+    a_b, b_b = mm.inputs
+    ai, wi = pos[id(a_b)], pos[id(b_b)]
+    w = ext[wi]
+    if (not w.is_const or w.dtype != "int8" or w.type.rank != 2 or a_b.type.rank < 2
+            or np.any(np.atleast_1d(np.asarray(mm.attrs["b_zero_point"])) != 0)):
+        return None
+    K, N = w.shape
+    rows = int(np.prod(a_b.shape[:-1]))
+    wdata = np.asarray(w.data, np.int8)
+    dot = dot_for(tun, matmul_weight_groups(wdata, 4))
+    if dot is None:
+        return None
+    L = dot.lanes
+    stored_signed = a_b.dtype == "int8"
+    za = int(np.atleast_1d(mm.attrs["a_zero_point"])[0])
+    colsum = wdata.astype(np.int64).sum(axis=0)
+    total = (offset(dot, stored_signed) - za) * colsum
+    if np.abs(total).max(initial=0) >= 1 << 31:
+        return None
+    bias = total.astype(np.int32)
+    nvec = -(-N // L)
+    regs = tun.registers if tun.vector_bits // 32 == L else (32 if tun.arch == "aarch64" else 16)
+    if rows == 1:  # one row: as many independent accumulator chains as the registers allow
+        nv, mr = min(nvec, max(1, min(8, (regs - 2) // 2))), 1
+    else:
+        nv = min(nvec, 4)
+        mr = min(rows, max(1, (regs - 2 - nv) // nv), 8)
+    out = node.outputs[0]
+    holder: list = [None]
+    epi, tables, dtypes = _matmul_int_epilogue(node, ext, N, L, holder, bias)
+    spec = QMatmulSpec(rows=rows, N=N, K=K, a_buf=ai, w_buf=wi, c_buf=len(dtypes) - 1,
+                       dot=dot, mr=mr, nv=nv, xor=flip(dot, stored_signed),
+                       out_dtype=out.dtype, epilogue=epi, bufs_holder=holder)
+    emit_qmatmul_kernel(module, func, spec, len(dtypes))
+    args: list = list(ext)
+    args[wi] = ("param", f"{node.name}.w_packed", pack_matmul_weights(wdata, dot.kg, spec.nr))
+    args += [("param", f"{node.name}.bias", bias)]
+    args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
+    return KernelInfo(func, _describe(node), args + [out], kernel=f"int8-{dot.kind}",
+                      tile=(mr, nv))
+
+
+def _matmul_int_epilogue(node: Node, ext: list, N: int, lanes: int, holder: list,
+                         bias: np.ndarray):
+    """The fused epilogue of an integer matmul as a callback (b, acc, row, col0, mask) on the
+    int32 accumulator plus the per-column bias (the buffer after the inputs): vectors along
+    the last axis, `row` the flat row of the output (its batch indices derived from it);
+    returns (callback, the epilogue's own tables, the kernel's buffer dtypes)."""
+    body = node.attrs["body"]
+    anchor = body.nodes[0]
+    bias_buf = len(ext)
+    ctx = KernelContext(len(ext) + 1)
+    tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
+    env = {id(v): t for v, t in zip(body.inputs, tensors)}
+    acc = te.Var("acc", "int32")
+    out = anchor.outputs[0]
+    env[id(out)] = te.Tensor(out.shape, "int32",
+                             lambda idx: acc + te.Load(bias_buf, idx[-1], "int32"))
+    for n in body.nodes[1:]:
+        ins = [env[id(v)] for v in n.inputs]
+        fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
+        env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
+    final = env[id(body.outputs[0])]
+    shape = node.outputs[0].shape
+    rank = len(shape)
+    expr = final(tuple(te.Var(f"e{d}") for d in range(rank)))
+    tables = list(ctx.tables)
+    out_dtype = node.outputs[0].dtype
+    dtypes = ([v.dtype for v in ext] + ["int32"] + [_te_dtype(t) for t in tables] + [out_dtype])
+    col = f"e{rank - 1}"
+    masked = _mask_loads(expr, col)
+
+    def cb(b, accv, row, col0, mask):
+        env_ = {"acc": accv, col + "#base": col0, col: col0, col + "#end": I64(N)}
+        rem = row
+        for d in reversed(range(rank - 1)):
+            env_[f"e{d}"] = b.srem(rem, I64(shape[d])) if d > 0 else rem
+            rem = b.sdiv(rem, I64(shape[d]))
+        r = Renderer(b, holder[0], dtypes, lanes, col, b.function.entry_basic_block)
+        return r.to_storage(r.vec(r.render(masked if mask is not None else expr, env_)),
+                            out_dtype)
+
+    return cb, tables, dtypes

@@ -85,7 +85,7 @@ def fuse_operators(g: Graph) -> Graph:
                 others = [u for u in c.inputs if u is not v]
                 ok = all(u.is_const or u.producer is None or group[id(u.producer)] != gx
                          for u in others)
-                if a.op != "matmul":  # conv, winograd_output: epilogues indexed over the plane
+                if a.op not in ("matmul", "matmul_integer"):  # conv, winograd_output: over the plane
                     ok = ok and len(out.shape) >= 3 and all(_coalescable(u, out.shape) for u in others)
                 else:
                     ok = ok and all(_matmul_epilogue_ok(u, out.shape) for u in others)

@@ -169,3 +169,85 @@ def test_avx2_uses_pmaddubsw_only_where_exact():
     for g, expect in ((safe, True), (full, False)):
         module, _ = generate_kernels(run_pipeline(g, 3), t)
         assert bool(re.search(r"\bvpmaddubsw\b", emit_assembly(module, t))) == expect
+
+
+# -- matmul ---------------------------------------------------------------------------------------
+# (A's shape without K, K, N): one row (a classifier), a few rows, a batch folded into rows,
+# K and N off every word and vector multiple
+MM_CASES = [((1,), 130, 37), ((3,), 64, 100), ((2, 37), 5, 17), ((1,), 1, 1), ((5,), 259, 16)]
+
+
+def _mm_id(c):
+    return "x".join(map(str, c[0])) + f"k{c[1]}n{c[2]}"
+
+
+def matmul_graph(lead, K, N, *, xdt="int8", small_weights=False, epilogue="single", seed=0):
+    """A [lead..., K] x B [K, N] int8 (zero point 0), then per-column requantize (TFLite's
+    FULLY_CONNECTED single rounding, or the double rounding) with a clamp, or nothing (int32)."""
+    rng = np.random.default_rng(seed)
+    gr = ir.Graph()
+    xz = 131 if xdt == "uint8" else -3
+    a = gr.input("a", (*lead, K), xdt)
+    lim = 64 if small_weights else 128
+    w = gr.const(rng.integers(-lim + 1, lim, (K, N)).astype(np.int8), "w")
+    y = gr.op("matmul_integer", a, w, a_zero_point=xz, b_zero_point=0)
+    if epilogue != "none":
+        m = tuple(rng.uniform(0.5, 1.5, N) / (max(K, 4) * 20 * lim / 64))
+        y = gr.op("requantize", y, multiplier=m, axis=len(lead), out_zero_point=5, dtype="int8",
+                  min=-20, mode="fixed_point", single_rounding=epilogue == "single",
+                  quant=QuantParams.per_tensor(0.1, 5))
+    gr.outputs = [y]
+    lo, hi = (0, 256) if xdt == "uint8" else (-128, 128)
+    return gr, {"a": rng.integers(lo, hi, (*lead, K)).astype(xdt)}
+
+
+def _check_matmul(g, feeds, target, tmp_path, expect_kernel, threads=None):
+    from neo.run import run_artifact
+
+    assert kernels_of(g, target) == [expect_kernel]
+    want = interpret(g, feeds)[0]
+    assert want.size < 8 or len(np.unique(want)) > min(8, want.size // 2)  # not saturated
+    meta = {"inputs": [{"name": "a", "dtype": g.inputs[0].dtype,
+                        "shape": list(g.inputs[0].shape)}],
+            "outputs": [{"name": g.out_names()[0], "dtype": want.dtype.name,
+                         "shape": list(want.shape)}]}
+    build_artifact(run_pipeline(g, 3), target, tmp_path, meta, 3)
+    _, outs, _ = run_artifact(tmp_path, feeds, threads=threads, check=True)
+    np.testing.assert_array_equal(outs[0], want)
+
+
+@pytest.mark.parametrize("bits", [256, 512])
+@pytest.mark.parametrize("epilogue", ["single", "double", "none"])
+@pytest.mark.parametrize("case", MM_CASES, ids=_mm_id)
+def test_vnni_matmul_matches_reference(case, epilogue, bits, tmp_path):
+    import dataclasses
+
+    if not _has_vnni():
+        pytest.skip("vpdpbusd needs an AVX-512 VNNI CPU (the x86 AVX2 forms run everywhere)")
+    g, feeds = matmul_graph(*case, epilogue=epilogue, xdt="uint8" if bits == 256 else "int8")
+    t = dataclasses.replace(get_target("host"), vector_bits=bits)
+    _check_matmul(g, feeds, t, tmp_path, "int8-vnni", threads=2)
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["exact", "pmaddubsw"])
+@pytest.mark.parametrize("case", MM_CASES, ids=_mm_id)
+def test_avx2_matmul_matches_reference(case, small, tmp_path):
+    from neo.codegen.kernel_qconv import matmul_weight_groups, pmaddubsw_exact
+
+    g, feeds = matmul_graph(*case, small_weights=small, xdt="int8" if small else "uint8")
+    w = next(n for n in g.nodes if n.op == "matmul_integer").inputs[1].data
+    exact = pmaddubsw_exact(matmul_weight_groups(w, 4))
+    assert exact == small or w.size < 8  # the full-range weights saturate vpmaddubsw
+    _check_matmul(g, feeds, get_target("x86_64"), tmp_path,
+                  "int8-avx2" if exact else "int8-avx2-exact", threads=2)
+
+
+@pytest.mark.parametrize("target,kernel", [("ml_c6g", "int8-sdot"), ("rasp4b", "int8-smull"),
+                                           ("armv7", "int8-smull")])
+def test_arm_matmul_matches_reference(target, kernel, tmp_path, require_qemu):
+    t = get_target(target)
+    require_qemu(t.arch)
+    for i, case in enumerate(MM_CASES[:3]):
+        g, feeds = matmul_graph(*case, xdt="int8" if i % 2 else "uint8", seed=i,
+                                epilogue=("single", "double", "none")[i])
+        _check_matmul(g, feeds, t, tmp_path / f"a{i}", kernel, threads=2)
