@@ -29,6 +29,13 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+# triton (the GPU compiler torch installs beside itself) segfaults when it is imported into a
+# process that has loaded TensorFlow (`import tensorflow; import triton`: SIGSEGV in its
+# extension's module init), and torch imports it lazily (torch._dynamo, under torch.onnx.export)
+# in whichever xdist worker ran a TensorFlow/TFLite test before. Nothing here runs on a GPU:
+# torch sees it as not installed.
+sys.modules.setdefault("triton", None)
+
 from neo.codegen.toolchain import missing_emulator_hint, qemu_command
 from neo.ir.target import ARCHES
 
