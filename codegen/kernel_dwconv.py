@@ -91,6 +91,7 @@ class DepthwiseSpec:
     x_zero_point: int = 0
     out_dtype: str = "float32"  # what the epilogue returns (int8 after a requantize)
     madd_bits: int = 128  # pairs: the widest vpmaddwd the target has (128, 256, 512)
+    dpwssd: bool = False  # pairs: VNNI's vpdpwssd (multiply-add-accumulate) at madd_bits
     # bands of output rows per plane (float only: lower.plane_bands): a unit is one band of one
     # plane, the units ordered (image, band, channel) so that the threads split the rows
     bands: int = 1
@@ -322,8 +323,8 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
                     elif spec.arith == "int32":
                         accs[r] = b.add(accs[r], b.mul(wv[kh * spec.KW + kw], x))
                     else:
-                        accs[r] = b.add(accs[r], madd_pairs(b, x, wv[kh // 2 * spec.KW + kw],
-                                                            spec.madd_bits))
+                        accs[r] = madd_pairs_acc(b, accs[r], x, wv[kh // 2 * spec.KW + kw],
+                                                 spec.madd_bits, spec.dpwssd)
         if pool and spec.ordered_max:
             nan = ir.Constant(vt, [float("nan")] * L)
             accs = [b.select(n, nan, a) if n is not None else a for a, n in zip(accs, nans)]
@@ -375,6 +376,15 @@ def _row_block(b, spec: DepthwiseSpec, plane, base, C, out0, oc, img, wv, oh0, n
 
 _PMADDWD = {128: "llvm.x86.sse2.pmadd.wd", 256: "llvm.x86.avx2.pmadd.wd",
             512: "llvm.x86.avx512.pmaddw.d.512"}
+
+
+def madd_pairs_acc(b, acc: ir.Value, x: ir.Value, w: ir.Value, native_bits: int,
+                   dpwssd: bool) -> ir.Value:
+    """acc + madd_pairs(x, w): one vpdpwssd where the target has VNNI at the vector's width
+    (LLVM 22 keeps vpmaddwd + vpaddd apart), else the two."""
+    if dpwssd and 32 * x.type.count == native_bits:
+        return intrinsic(b, f"llvm.x86.avx512.vpdpwssd.{native_bits}", [acc, x, w], overload=[])
+    return b.add(acc, madd_pairs(b, x, w, native_bits))
 
 
 def madd_pairs(b, x: ir.Value, w: ir.Value, native_bits: int) -> ir.Value:

@@ -7,12 +7,14 @@ computes the same integers.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from neo.ir import Node
 from neo.ir.ops_nn import _spatial
 
-from . import te
+from . import isa, te
 from .kernel_qconv import (
     QConvSpec,
     QMatmulSpec,
@@ -167,8 +169,6 @@ def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
     """Rows per unit, tile shape and channel chunks: the cheapest estimate among the shapes
     whose packed input fits the stack budget; units split further by output channels where
     there are fewer than `min_units` (the threads need some each)."""
-    from dataclasses import replace
-
     L = spec.dot.lanes
     regs = tun.registers if tun.vector_bits // 32 == L else (32 if tun.arch == "aarch64" else 16)
     best = None
@@ -302,7 +302,9 @@ def lower_depthwise_integer(module, node: Node, func: str, tun: Tuning, slots) -
                          rows=_plane_rows(tun, words.shape[1]),
                          masked_stores_fast=tun.masked_stores_fast, arith=arith,
                          x_dtype=x_b.dtype, x_zero_point=xz, out_dtype=node.outputs[0].dtype,
-                         madd_bits=madd_bits)
+                         madd_bits=madd_bits,
+                         dpwssd=pairs and isa.int8_dot(
+                             replace(tun, vector_bits=madd_bits)) == "vnni")
     if spec.scratch_floats() > SCRATCH_LIMIT or strides[1] > 4:
         return None
     bias = (np.zeros(OC, np.int32) if bi is None
