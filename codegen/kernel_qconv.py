@@ -178,6 +178,7 @@ class QConvSpec:
     # -> the output vector in its storage type
     epilogue: Callable | None = None
     bufs_holder: list | None = None
+    bias_buf: int | None = None  # the accumulators start from this per-channel int32 table
 
     @property
     def groups_k(self) -> int:
@@ -278,6 +279,7 @@ def unit_costs(spec: QConvSpec) -> list[int]:
 
 def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int) -> ir.Function:
     fn, b, bufs = kernel_function(module, name, nbufs)
+    fn.neo_bufs = bufs
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     d = spec.dot
@@ -476,10 +478,14 @@ def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, m
     L, NV, MR = d.lanes, spec.nv, spec.mr
     word = d.word
     NR = NV * L
-    zero = ir.Constant(d.vec, [0] * L)
     for r in range(mr):
+        init = ir.Constant(d.vec, [0] * L)
+        if spec.bias_buf is not None:  # the bias in the accumulators from the start
+            m = b.add(b.mul(grp, I64(spec.M)), b.add(mb, I64(r)))
+            bias = b.load(gep(b, b.block.function.neo_bufs[spec.bias_buf], m, I32), typ=I32)
+            init = splat(b, bias, L)
         for v in range(NV):
-            b.store(zero, accs[r][v])
+            b.store(init, accs[r][v])
     khw = spec.KH * spec.KW
     taps = [spec.tap_offset(j // spec.KW, j % spec.KW) for j in range(khw)]
     mblocks = -(-spec.M // MR)
@@ -524,16 +530,19 @@ def _write_direct(b, spec: QConvSpec, C, accs, img, grp, oh0, mb, mr, col0, vlen
     NR = NV * L
     out0 = b.add(b.mul(oh0, I64(spec.OW)), col0)
     whole = b.icmp_signed("<=", b.add(col0, I64(NR)), vlen)
-    with b.if_else(whole) as (then, other):
-        for masked, blk in ((False, then), (True, other)):
-            with blk:
-                for v in range(NV):
-                    at = b.add(out0, I64(v * L))
-                    mask = None
-                    if masked:
-                        mask = _lane_mask(b, b.sub(vlen, b.add(col0, I64(v * L))), L)
-                    for r in range(mr):
-                        m = b.add(mb, I64(r))
+    prepare = getattr(spec.epilogue, "prepare", None)
+    for r in range(mr):  # a channel's per-channel values rendered once for its vectors
+        m = b.add(mb, I64(r))
+        if prepare is not None:
+            prepare(b, m, img, grp)
+        with b.if_else(whole) as (then, other):
+            for masked, blk in ((False, then), (True, other)):
+                with blk:
+                    for v in range(NV):
+                        at = b.add(out0, I64(v * L))
+                        mask = None
+                        if masked:
+                            mask = _lane_mask(b, b.sub(vlen, b.add(col0, I64(v * L))), L)
                         y = spec.epilogue(b, b.load(accs[r][v], typ=d.vec), m, at, img, grp, mask)
                         ptr = _out_ptr(b, spec, C, img, grp, m, at)
                         if mask is None:

@@ -50,11 +50,11 @@ def _te_dtype(arr: np.ndarray) -> str:
 
 
 def int_epilogue(node: Node, ext: list, M: int, plane: int, lanes: int, holder: list,
-                 extra_tables: list):
+                 extra_tables: list, bias_in_acc: bool = False):
     """The fused epilogue of an integer conv as a callback (b, acc, m, col0, img, grp, mask):
     the body after the anchor, on the int32 accumulator plus the per-channel int32 table
-    extra_tables[0] (the buffer after the inputs), indexed (n, oc, 0, col) over the flat output
-    plane; returns (callback, the epilogue's own tables, the kernel's buffer dtypes: inputs,
+    extra_tables[0] (the buffer after the inputs; `bias_in_acc`: the kernel starts its
+    accumulators from it instead), indexed (n, oc, 0, col) over the flat output plane; returns (callback, the epilogue's own tables, the kernel's buffer dtypes: inputs,
     extra tables, own tables, output)."""
     body = node.attrs["body"]
     anchor = body.nodes[0]
@@ -64,8 +64,8 @@ def int_epilogue(node: Node, ext: list, M: int, plane: int, lanes: int, holder: 
     env = {id(v): t for v, t in zip(body.inputs, tensors)}
     acc = te.Var("acc", "int32")
     out = anchor.outputs[0]
-    env[id(out)] = te.Tensor(out.shape, "int32",
-                             lambda idx: acc + te.Load(bias_buf, idx[1], "int32"))
+    env[id(out)] = te.Tensor(out.shape, "int32", (lambda idx: acc) if bias_in_acc else (
+        lambda idx: acc + te.Load(bias_buf, idx[1], "int32")))
     for n in body.nodes[1:]:
         ins = [env[id(v)] for v in n.inputs]
         fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
@@ -147,9 +147,20 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
     per_dot = max(1.0, (nv * -(-geom.dot.lanes * 32 // tun.pipe_bits) + mr / 2 + 1) / (mr * nv))
     mtiles = -(-geom.M // mr)
     dots = computed / L * mtiles * mr * steps * per_dot
+    # a tile written straight out (no dropped positions: _write_direct) renders a channel's
+    # epilogue values (multiplier, shifts) once for its vectors: with few dot products per
+    # output (1x1 convs of 16-32 channels) one vector per channel and tile spends a third of
+    # its time on them
+    epilogue = 0.0
+    if geom.wp_p == geom.OW:
+        epilogue = computed / nr * mtiles * mr * EPILOGUE_PER_CHANNEL
     units = -(-geom.OH // geom.rows) * -(-geom.M // geom.mchunk)
     pack = units * geom.packed_words() / L * (4 + 2 * geom.dot.kg)
-    return (dots + pack + units * 200) * geom.images * geom.groups
+    return (dots + epilogue + pack + units * 200) * geom.images * geom.groups
+
+
+# instructions (as dot products) per channel and tile to set up the epilogue
+EPILOGUE_PER_CHANNEL = 5
 
 
 # thread counts a plan is weighed at (the runtime's thread count is known only when it runs)
@@ -248,8 +259,10 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
         return None
     packed = pack_conv_weights(wdata, g, kg, spec.mr)
     holder: list = [None]
-    epi, tables, dtypes = int_epilogue(node, ext, M, OH * OW, L, holder, [bias_table])
+    epi, tables, dtypes = int_epilogue(node, ext, M, OH * OW, L, holder, [bias_table],
+                                       bias_in_acc=True)
     spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
+    spec.bias_buf = len(ext)
     emit_qconv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
