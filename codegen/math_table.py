@@ -211,21 +211,24 @@ def mul_q31(b: ir.IRBuilder, x: ir.Value, m: ir.Value) -> ir.Value:
     return b.shuffle_vector(halves[0], halves[1], pick)
 
 
-def rshift_away(b: ir.IRBuilder, x: ir.Value, e: ir.Value) -> ir.Value:
+def rshift_away(b: ir.IRBuilder, x: ir.Value, e: ir.Value, addend: int = 0) -> ir.Value:
     """x / 2^e rounded half away from zero, for int32 lanes, 1 <= e <= 31 and x > INT_MIN
     (gemmlowp's RoundingDivideByPOT of a doubling high multiply's result, which is never
     INT_MIN), without overflow: the negative x less one, so that rounding half up rounds their
     halves toward zero. AArch64/ARMv7: the rounding shift `srshl` by -e. Elsewhere: shifted by
-    e - 1, one added and the last bit shifted out: floor((x' / 2^(e-1) + 1) / 2)."""
+    e - 1, one added and the last bit shifted out: floor((x' / 2^(e-1) + 1) / 2). `addend`
+    (a requantize's zero point) is added to the result; on x86 as 2 * addend with the one,
+    before the last shift (exact: floor((v + 2a) / 2) = floor(v / 2) + a)."""
     arch = _arch(b)
     vec = isinstance(x.type, ir.VectorType)
     minus1 = b.ashr(x, _ci(x, 31))  # -1 where x < 0
     fixed = b.add(x, minus1)
     if vec and x.type.count == 4 and arch in ("aarch64", "armv7"):
         srshl = "llvm.aarch64.neon.srshl" if arch == "aarch64" else "llvm.arm.neon.vrshifts"
-        return intrinsic(b, srshl, [fixed, b.sub(_ci(x, 0), e)])
+        out = intrinsic(b, srshl, [fixed, b.sub(_ci(x, 0), e)])
+        return b.add(out, _ci(x, addend)) if addend else out
     one = _ci(x, 1)
-    return b.ashr(b.add(b.ashr(fixed, b.sub(e, one)), one), one)
+    return b.ashr(b.add(b.ashr(fixed, b.sub(e, one)), _ci(x, 1 + 2 * addend)), one)
 
 
 def unary(b: ir.IRBuilder, op: str, x: ir.Value, dtype: str, attrs: dict) -> ir.Value:

@@ -25,6 +25,7 @@ from .llvm_util import (
     for_range,
     gather,
     gep,
+    intrinsic,
     iota,
     load_strided,
     masked_load,
@@ -145,6 +146,12 @@ class Renderer:
                 return b.add(splat(b, base, self.lanes), iota(self.lanes)), True
             return base, False
         if isinstance(e, te.Bin):
+            if (e.op == "add" and isinstance(e.a, te.Bin) and e.a.op == "rshift_away"
+                    and isinstance(e.b, te.Const)):  # a requantize's zero point: folded in
+                (x, vx), (y, vy) = self.render(e.a.a, env), self.render(e.a.b, env)
+                if vx != vy:
+                    x, y = self.vec((x, vx)), self.vec((y, vy))
+                return mt.rshift_away(b, x, y, int(e.b.value)), vx or vy
             (x, vx), (y, vy) = self.render(e.a, env), self.render(e.b, env)
             if vx != vy:
                 x, y = self.vec((x, vx)), self.vec((y, vy))
@@ -165,6 +172,9 @@ class Renderer:
                 c, x, y = self.vec((c, vc)), self.vec((x, vx)), self.vec((y, vy))
             return b.select(c, x, y), vc or vx or vy
         if isinstance(e, te.Cast):
+            narrowed = self._narrow_saturating(e, env)
+            if narrowed is not None:
+                return narrowed, True
             x, vx = self.render(e.a, env)
             return self.cast(x, e.a.dtype, e.dtype), vx
         if isinstance(e, te.Load):
@@ -172,6 +182,26 @@ class Renderer:
         if isinstance(e, te.Reduce):
             return self.reduce(e, env)
         raise TypeError(f"cannot render {type(e).__name__}")
+
+    def _narrow_saturating(self, e: te.Cast, env) -> ir.Value | None:
+        """int8 of an int32 clipped to [-128, 127], 16 lanes on AVX-512: one saturating
+        vpmovsdb (LLVM 22 clamps with vpmaxsd, narrows with vpmovusdb and flips the sign bit:
+        four instructions for a requantize's last step). None where it does not apply."""
+        a = e.a
+        if not (e.dtype == "int8" and a.dtype == "int32" and isinstance(a, te.Un)
+                and a.op == "clip" and self.lanes == 16
+                and getattr(self.b.module, "neo_avx512", False)):
+            return None
+        bounds = dict(a.attrs)
+        if bounds.get("min") != -128 or bounds.get("max") != 127:
+            return None
+        x, vx = self.render(a.a, env)
+        if not vx:
+            return None
+        i8x16 = ir.VectorType(ir.IntType(8), 16)
+        return intrinsic(self.b, "llvm.x86.avx512.mask.pmovs.db.512",
+                         [x, ir.Constant(i8x16, None), ir.Constant(I16, -1)], ret=i8x16,
+                         overload=[])
 
     def cast(self, x: ir.Value, src: str, dst: str) -> ir.Value:
         b = self.b

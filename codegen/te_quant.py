@@ -156,6 +156,12 @@ def requantizer(attrs, ctx):
         elif i32_lanes:
             y = fixed_point_multiply_i32(x, qm32(idx), lefts(idx), rights(idx),
                                          bool(right.min() >= 1))
+            if right.min() >= 1 and shift.max() <= 0:
+                # below 2^30 in magnitude (a right shift of a product below 2^62, over 2^31):
+                # the zero point added first, then the clamp in the output type's terms, which
+                # x86 narrows with one saturating vpmovsdb where it is the type's whole range
+                return te.cast(te.unary("clip", y + Const("int32", zo) if zo else y,
+                                        min=lo, max=hi), dtype)
             # clamped before the zero point is added: no int32 overflow
             y = te.unary("clip", y, min=lo - zo, max=hi - zo)
             return te.cast(y + Const("int32", zo) if zo else y, dtype)
