@@ -139,11 +139,15 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
     L, mr, nv = geom.dot.lanes, geom.mr, geom.nv
     nr = nv * L
     computed = 0
+    steps = geom.groups_k * geom.KH * geom.KW
+    block_weights = steps * mr * geom.dot.kg  # bytes a channel block's tiles broadcast from
+    rereads = 0  # its weight bytes read again from L2 by a band's later tiles
     for oh0 in range(0, geom.OH, geom.rows):
         nrows = min(geom.rows, geom.OH - oh0)
         vlen = (nrows - 1) * geom.wp_p + geom.OW
         computed += -(-vlen // nr) * nr
-    steps = geom.groups_k * geom.KH * geom.KW
+        if block_weights > tun.l1_bytes // 2 and len(geom.phases_h) * len(geom.phases_w) > 1:
+            rereads += (-(-vlen // nr) - 1) * block_weights
     per_dot = max(1.0, (nv * -(-geom.dot.lanes * 32 // tun.pipe_bits) + mr / 2 + 1) / (mr * nv))
     mtiles = -(-geom.M // mr)
     dots = computed / L * mtiles * mr * steps * per_dot
@@ -154,13 +158,32 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
     epilogue = 0.0
     if geom.wp_p == geom.OW:
         epilogue = computed / nr * mtiles * mr * EPILOGUE_PER_CHANNEL
-    units = -(-geom.OH // geom.rows) * -(-geom.M // geom.mchunk)
+    row_units = -(-geom.OH // geom.rows)
+    units = row_units * -(-geom.M // geom.mchunk)
     pack = units * geom.packed_words() / L * (4 + 2 * geom.dot.kg)
-    return (dots + epilogue + pack + units * 200) * geom.images * geom.groups
+    # every band of rows reads all of its group's weights: where they do not stay in L2
+    # between bands (resnet50's last stage: 1-2.4 MB per conv), each band streams them from
+    # L3 again (2 MB four times over took a 1x1 stride-2 conv to 150 GMAC/s)
+    weights = geom.M * geom.groups_k * geom.dot.kg * geom.KH * geom.KW
+    stream = 0.0
+    if weights * geom.groups > tun.l2_bytes // 2:
+        stream = row_units * weights * WEIGHT_STREAM_COST
+    # a channel block's weights past L1 come from L2 again for each further tile of a band
+    # (32 bytes per cycle), which costs where the taps read several phase planes (strided
+    # convs): resnet50's 3x3 stride-2 conv on 512 channels (74 KB of weights per block of 16)
+    # ran 0.63 ms with four tiles of 16 positions per block, 0.53 ms with one of 4 vectors of 6
+    # channels; its stride-1 3x3 convs ran the other way round (0.49 ms and 0.56-0.60 ms), so
+    # they are left to the dot-product count (Xeon, in the network: isolated, with cold caches,
+    # both took 0.50-0.55 ms either way)
+    l2 = rereads * -(-geom.M // mr) / 16
+    return (dots + epilogue + pack + stream + l2 + units * 200) * geom.images * geom.groups
 
 
 # instructions (as dot products) per channel and tile to set up the epilogue
 EPILOGUE_PER_CHANNEL = 5
+# dot products' time per weight byte streamed from L3 (about 8 bytes per cycle, two dot
+# products per cycle)
+WEIGHT_STREAM_COST = 0.25
 
 
 # thread counts a plan is weighed at (the runtime's thread count is known only when it runs)
