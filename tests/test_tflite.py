@@ -84,6 +84,11 @@ def tflite_model(fixture_dir):
                   [tm.nhwc_images(2300, 12, 24), tm.noise_images(2301, 4, 24)]))},
               "refused_int8": lambda: {"int8": tm.convert(tm.refused_int8_model(), "int8",
                                                           tm.nhwc_images(2200, 8, 16))},
+              "prod": lambda: {"int8": tm.convert(tm.prod_model(), "int8",
+                                                  tm.positive_values(2400, 16))},
+              "log_softmax_u8": lambda: {"uint8": tm.as_uint8(tm.convert(
+                  tm.log_softmax_model(), "int8",
+                  np.random.default_rng(2500).normal(0, 2, (16, 6, 40)).astype(np.float32)))},
               "while": lambda: {"float": tm.while_model()}}
 
     def get(name: str, variant: str = "float") -> Path:
@@ -310,6 +315,48 @@ def test_int8_ops_compiled_is_litert_reference_bit_for_bit(target, tflite_model,
     feeds = int8_feeds(path, 23)
     assert_close(run(compile_cached, path, feeds, target), int8_ops_reference(path, feeds),
                  f"int8 ops on {target}")
+
+
+# REDUCE_PROD (int8: every term rescales the running product) and uint8 LOG_SOFTMAX (the int8
+# arithmetic 128 higher), against LiteRT's reference kernels: through the IR interpreter and
+# compiled, natively and on ARMv7 under qemu
+PROD_CASES = [("prod", "int8"), ("log_softmax_u8", "uint8")]
+
+
+def _prod_feeds(path: Path, name: str, seed: int) -> dict[str, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = (tm.positive_values(seed, 1) if name == "prod" else
+         np.random.default_rng(seed).normal(0, 2, (1, 6, 40)).astype(np.float32))
+    (d,) = Interpreter(model_path=str(path)).get_input_details()
+    return {d["name"]: tm.quantize_input(path, x)}
+
+
+@pytest.mark.parametrize(("name", "variant"), PROD_CASES, ids=[c[0] for c in PROD_CASES])
+def test_prod_and_uint8_log_softmax_are_litert_reference(name, variant, tflite_model,
+                                                        compile_cached, require_qemu):
+    from neo.frontends.tflite import import_tflite, inspect_tflite
+    from neo.ir.interpreter import interpret
+
+    path = tflite_model(name, variant)
+    ops = inspect_tflite(path)["ops"]
+    assert ops.get("REDUCE_PROD" if name == "prod" else "LOG_SOFTMAX"), ops
+    feeds = _prod_feeds(path, name, 30)
+    (x,) = feeds.values()
+    assert x.dtype == np.dtype(variant)
+    g = import_tflite(path, {k: v.shape for k, v in feeds.items()})
+    assert not [n.op for n in g.nodes if "dequantize" in n.op or n.op == "reduce_prod"]
+    for seed in (30, 31):
+        feeds = _prod_feeds(path, name, seed)
+        ref = tm.litert(path, feeds, kernels="reference")
+        for k, r in ref.items():
+            assert np.unique(r).size >= min(r.size, 5), f"{k}: the reference is not informative"
+        assert_close(dict(zip(ref, interpret(g, feeds))), ref, f"{name} (IR, seed {seed})")
+    for target in ("x86_64", "rasp3b"):
+        require_qemu(target)
+        feeds = _prod_feeds(path, name, 32)
+        assert_close(run(compile_cached, path, feeds, target),
+                     tm.litert(path, feeds, kernels="reference"), f"{name} on {target}")
 
 
 INT8_CASES = [("MobileNetV2", "x86_64"), ("small_cnn", "x86_64"), ("small_cnn", "rasp4b"),

@@ -216,6 +216,51 @@ def int8_ops_model():
     return model
 
 
+def prod_model():
+    """int8 REDUCE_PROD (over one axis and over two with keep_dims: 4 and 20 terms, each
+    rescaled) beside a LOG_SOFTMAX, on positive values near 1 so the products stay in range."""
+    import tensorflow as tf
+
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((4, 5, 6), batch_size=1, name="x")
+    p1 = L.Lambda(lambda t: tf.reduce_prod(t, axis=[1]), name="prod1")(inp)
+    p2 = L.Lambda(lambda t: tf.reduce_prod(t, axis=[1, 2], keepdims=True), name="prod2")(inp)
+    ls = L.Lambda(lambda t: tf.nn.log_softmax(t * 3.0, -1), name="log_softmax")(inp)
+    return keras.Model(inp, [p1, p2, ls])
+
+
+def positive_values(seed: int, n: int) -> np.ndarray:
+    """prod_model's inputs: [n, 4, 5, 6] in [0.5, 1.6)."""
+    return np.random.default_rng(seed).uniform(0.5, 1.6, (n, 4, 5, 6)).astype(np.float32)
+
+
+def log_softmax_model():
+    """A LOG_SOFTMAX over rows of 40 (for the uint8 copy: as_uint8)."""
+    import tensorflow as tf
+
+    keras = _keras()
+    inp = keras.Input((6, 40), batch_size=1, name="x")
+    out = keras.layers.Lambda(lambda t: tf.nn.log_softmax(t, -1), name="log_softmax")(inp)
+    return keras.Model(inp, out)
+
+
+def as_uint8(model: bytes) -> bytes:
+    """An int8 model whose ops all have uint8 kernels (LOG_SOFTMAX) as the uint8 model an older
+    converter made: every int8 tensor uint8, its zero points 128 higher (LiteRT runs uint8
+    LOG_SOFTMAX with output zero point 255)."""
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            if t.type == fb.TensorType.INT8:
+                t.type = fb.TensorType.UINT8
+                t.quantization.zeroPoint = [int(z) + 128 for z in t.quantization.zeroPoint]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
 def refused_int8_model():
     """An int8 model with an op that has no integer form in Neo (SQUARED_DIFFERENCE of
     activations) beside ones that have (CONV_2D, SOFTMAX)."""

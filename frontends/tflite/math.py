@@ -217,6 +217,8 @@ def REDUCE_MIN(cx: TfliteContext, input: Value, axis: Value, *, keep_dims) -> Va
 
 @converter("REDUCE_PROD")
 def REDUCE_PROD(cx: TfliteContext, input: Value, axis: Value, *, keep_dims) -> Value:
+    if q.is_quantized(input):
+        return q.reduce_prod(cx, input, cx.axes(axis, input.type.rank), bool(keep_dims))
     return _reduce(cx, "reduce_prod", input, axis, keep_dims)
 
 

@@ -33,6 +33,7 @@ from neo.ir.quant import (
     round_half_away,
 )
 
+from . import fixed_point as fp
 from .context import TfliteContext
 from .reader import TensorInfo
 
@@ -293,6 +294,57 @@ def _sum(cx: TfliteContext, total: Value, sx: float, zx: int, n: int, out_q: Qua
     lo, hi = int_range(dtype)
     return cx.op("requantize", q, multiplier=(1.0,), in_zero_point=zo, out_zero_point=zo,
                  dtype=dtype, mode="fixed_point", min=lo, max=hi, quant=out_q)
+
+
+PROD_MAX_TERMS = 64  # REDUCE_PROD unrolls its sequential rescaling: one chain of ops per term
+
+
+def reduce_prod(cx: TfliteContext, x: Value, axes: list[int], keep_dims: bool) -> Value:
+    """int8 REDUCE_PROD as LiteRT's kernels (reduce.cc: QuantizedReduceProd, the same in its
+    reference and optimized kernels): over each output's terms in input order, acc = x_0 - zp,
+    then acc = MultiplyByQuantizedMultiplier(int64(acc) * (x_k - zp)) for each later term, once
+    more at the end, plus the output's zero point, clamped. The multiplier is s_x / s_y^(1/n)
+    (GetQuantProdScaling, double), applied n times in all; MultiplyByQuantizedMultiplier's int64
+    form rounds once, half up, with the multiplier reduced to 16 bits."""
+    sx, zx = _per_tensor(cx, cx.tensor(0), "input")
+    yq, ydtype = output_params(cx)
+    if x.dtype != "int8" or ydtype != "int8":
+        cx.unsupported(f"a {x.dtype} -> {ydtype} quantized REDUCE_PROD; LiteRT's is int8 (or "
+                       "int16, not implemented here)")
+    rank = x.type.rank
+    axes = sorted(a % rank for a in axes)
+    n = math.prod(x.shape[a] for a in axes)
+    if n > PROD_MAX_TERMS:
+        cx.unsupported(f"a quantized REDUCE_PROD of {n} terms per output; up to "
+                       f"{PROD_MAX_TERMS} are implemented (each rescales the running product)")
+    qm, shift = quantize_multiplier(float(sx) / float(yq.scale[0]) ** (1.0 / n))
+    reduced = (qm + (1 << 15)) >> 16 if qm < 0x7FFF0000 else 0x7FFF
+    total = 15 - shift
+    if not 1 <= total <= 62:
+        cx.unsupported(f"a quantized REDUCE_PROD whose rescaling shifts by {total}")
+    xp = fp.IrInts(cx)
+    others = [a for a in range(rank) if a not in axes]
+    rest = tuple(x.shape[a] for a in others)
+    terms = cx.reshape(cx.op("transpose", x, perm=tuple(axes + others)), (n,) + rest)
+
+    def term(k: int):
+        r = len(rest)
+        t = cx.op("slice", terms, starts=(k,) + (0,) * r, ends=(k + 1,) + rest,
+                  steps=(1,) * (r + 1))
+        return xp.lift(cx.op("sub", cx.cast(t, "int32"), cx.const(np.int32(zx))))
+
+    def rescale(v):  # the int64 overload, then its truncating cast to int32
+        r = (v * reduced + (1 << (total - 1))) >> total
+        return xp.lift(cx.cast(r.v, "int32"))
+
+    acc = term(0)
+    for k in range(1, n):
+        acc = rescale(acc * term(k))
+    out = rescale(acc) + int(yq.zero_point[0])
+    lo, hi = int_range(ydtype)
+    y = label(cx, cx.cast(xp.minimum(xp.maximum(out, lo), hi).v, "int32"), yq, ydtype, lo, hi)
+    shape = tuple(1 if a in axes else x.shape[a] for a in range(rank)) if keep_dims else rest
+    return cx.reshape(y, shape)
 
 
 # -- functions of one value: tables --------------------------------------------------------------

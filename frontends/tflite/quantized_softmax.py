@@ -1,5 +1,6 @@
-"""int8/uint8 SOFTMAX and int8 LOG_SOFTMAX as TFLite's reference kernels compute them
-(reference_ops::Softmax, reference_integer_ops::LogSoftmax), in integers:
+"""int8/uint8 SOFTMAX and LOG_SOFTMAX as TFLite's reference kernels compute them
+(reference_ops::Softmax, reference_integer_ops::LogSoftmax, reference_ops::LogSoftmax), in
+integers:
 
 - over the last axis, each input minus the row's maximum is an integer d in [-255, 0]; what the
   kernels compute from d alone (the input rescaled to Q5.26 by the beta * s_x multiplier,
@@ -93,13 +94,17 @@ def softmax(cx: TfliteContext, x: Value, beta: float) -> Value:
 
 
 def log_softmax(cx: TfliteContext, x: Value) -> Value:
+    """int8 (reference_integer_ops::LogSoftmax) and uint8 (reference_ops::LogSoftmax): the same
+    fixed-point arithmetic, the uint8 output 128 higher (zero point 255, clamp [0, 255])."""
     sx, _ = _per_tensor(cx, cx.tensor(0), "input")
     yq, ydtype = output_params(cx)
-    if ydtype != "int8" or x.dtype != "int8":
-        cx.unsupported(f"a {x.dtype} -> {ydtype} quantized LOG_SOFTMAX; int8 is implemented")
-    if yq.scale[0] != 16 / 256 or yq.zero_point[0] != 127:
+    if ydtype != x.dtype:
+        cx.unsupported(f"a {x.dtype} -> {ydtype} quantized LOG_SOFTMAX; TFLite's kernels keep "
+                       "the input's type")
+    lo, hi = int_range(ydtype)
+    if yq.scale[0] != 16 / 256 or yq.zero_point[0] != hi:
         cx.unsupported(f"a quantized log-softmax output of scale {yq.scale[0]:g} and zero point "
-                       f"{yq.zero_point[0]}; TFLite's kernel writes scale 1/16, zero point 127")
+                       f"{yq.zero_point[0]}; TFLite's kernel writes scale 1/16, zero point {hi}")
     qm, shift, diff_min = _scaling(cx, 1.0, sx)
     # PreprocessLogSoftmaxScalingExp: the inverse of the input rescaling, below one
     rev_m, rev_shift = quantize_multiplier(float(1 << (31 - shift)) / float(qm))
@@ -113,7 +118,7 @@ def log_softmax(cx: TfliteContext, x: Value) -> Value:
     reach = fp.multiply_by_quantized_multiplier(xp, log_sum + fp.INT32_MIN, rev_m, rev_shift)
     adjusted_diff_min = xp.maximum(reach, diff_min - 1)
     q5 = xp.lift(cx.op("gather", cx.const(rescaled), idx, axis=0))
-    out = fp.rdbpot(xp, q5 - log_sum, 31 - SCALED_DIFF_BITS - 4) + 127
-    out = xp.minimum(xp.maximum(out, -128), 127)
-    y = xp.where(xp.lift(d) > adjusted_diff_min, out, -128)
-    return label(cx, cx.cast(y.v, "int32"), yq, "int8", -128, 127)
+    out = fp.rdbpot(xp, q5 - log_sum, 31 - SCALED_DIFF_BITS - 4) + hi
+    out = xp.minimum(xp.maximum(out, lo), hi)
+    y = xp.where(xp.lift(d) > adjusted_diff_min, out, lo)
+    return label(cx, cx.cast(y.v, "int32"), yq, ydtype, lo, hi)
