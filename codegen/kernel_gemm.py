@@ -129,11 +129,25 @@ class GemmSpec:
     x_dtype: str = "float32"  # the activations: B when packed at run time, A when not packed
     c_dtype: str = "float32"  # the output, which also holds partial sums between K blocks
     arith: str = "float32"  # "float16": half accumulators and FMAs (fp16 arithmetic)
+    mchunk: int = 0  # rows of A per task unit, a multiple of MR (0: all M): row_chunk
 
     @property
     def elem(self) -> ir.Type:
         """The element type of registers, panel and accumulators."""
         return F16 if self.arith == "float16" else F32
+
+
+def row_chunk(M: int, K: int, N: int, blk: Blocking, elem_bytes: int, l2_bytes: int) -> int:
+    """GemmSpec.mchunk for packed weights A [M, K]: all rows in a unit (0) unless the weights
+    exceed half of L2 and the columns make few panels; then each panel would stream all of
+    them from L3 again, and a thread with one panel all of them (a 1x1 stride-2 conv of 1024
+    to 2048 channels on a 7x7 plane: 8 MB per panel): chunks of rows whose weights fit in half
+    of L2, a thread's units running a chunk's panels one after another."""
+    weights = M * K * elem_bytes
+    if weights <= l2_bytes // 2 or -(-N // blk.nr) > 4:
+        return 0
+    rows = max(1, (l2_bytes // 2) // (K * elem_bytes) // blk.mr) * blk.mr
+    return rows if rows < M else 0
 
 
 def pack_a(w: np.ndarray, groups: int, M: int, K: int, mr: int) -> np.ndarray:
@@ -178,15 +192,23 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     b.position_at_end(body)
 
     n_panels = -(-spec.N // NR)
-    units = spec.images * spec.groups * n_panels
+    mchunk = spec.mchunk or -(-spec.M // MR) * MR
+    n_chunks = -(-spec.M // mchunk)
+    # units (image, group, row chunk, panel): a thread's units share their rows' weights
+    units = spec.images * spec.groups * n_chunks * n_panels
     lo, hi = task_range(b, units, fn.args[1], fn.args[2])
     A, B, C = bufs[spec.a_buf], bufs[spec.b_buf], bufs[spec.c_buf]
-    mblocks_full = spec.M // MR
     m_rem = spec.M % MR
 
     with for_range(b, lo, hi, 1, "unit") as unit:
         p = b.srem(unit, I64(n_panels))
-        bg = b.sdiv(unit, I64(n_panels))
+        rest = b.sdiv(unit, I64(n_panels))
+        mc = b.srem(rest, I64(n_chunks))
+        bg = b.sdiv(rest, I64(n_chunks))
+        m_lo = b.mul(mc, I64(mchunk))
+        m_hi = b.add(m_lo, I64(mchunk))
+        m_hi = b.select(b.icmp_signed("<", m_hi, I64(spec.M - m_rem)), m_hi,
+                        I64(spec.M - m_rem))  # whole MR blocks; the rows past them below
         grp = b.srem(bg, I64(spec.groups))
         img = b.sdiv(bg, I64(spec.groups))
         n0 = b.mul(p, I64(NR))
@@ -210,11 +232,12 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
                 _tile(b, spec, A, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first, last,
                       vt)
 
-            if mblocks_full:
-                with for_range(b, 0, mblocks_full * MR, MR, "mb") as mb:
+            if spec.M >= MR:
+                with for_range(b, m_lo, m_hi, MR, "mb") as mb:
                     tile(mb, MR)
             if m_rem:
-                tile(I64(mblocks_full * MR), m_rem)
+                with b.if_then(b.icmp_signed("==", mc, I64(n_chunks - 1))):
+                    tile(I64(spec.M - m_rem), m_rem)
     b.ret(I32(0))
     return fn
 

@@ -20,6 +20,7 @@ from .kernel_gemm import (
     emit_gemm_kernel,
     pack_a,
     pack_b,
+    row_chunk,
 )
 from .kernel_te import KernelContext, _mask_loads, build_body_expr, emit_te_kernel
 from .llvm_util import I64
@@ -211,11 +212,12 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
         return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
     return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, (N_img, C, H, W),
-                      (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, a_dtype=w.dtype)
+                      (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun.l2_bytes,
+                      a_dtype=w.dtype)
 
 
 def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, strides, dil, pads,
-               g, **dtypes) -> KernelInfo:
+               g, l2_bytes: int = 1 << 20, **dtypes) -> KernelInfo:
     """A conv on the GEMM kernel: weights packed as A, the input read directly (1x1, stride 1,
     unpadded) or through im2col as B; `dtypes` are GemmSpec's element types (fp16 arithmetic)."""
     N_img, C, H, W = xs
@@ -226,11 +228,12 @@ def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, st
     im2col = None if direct else Im2col(Cg, H, W, KH, KW, strides[0], strides[1], dil[0], dil[1],
                                          pads[0], pads[1], OW)
     epi, tables, buf_dtypes, bufs_holder = _conv_epilogue(node, ext, bi, M, P, blk.lanes)
+    elem = 2 if dtypes.get("a_dtype") == "float16" else 4
     spec = GemmSpec(M=M, N=P, K=K, images=N_img, groups=g, a_buf=wi, a_packed=True,
                     a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(buf_dtypes) - 1,
                     c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
-                    **dtypes)
+                    mchunk=row_chunk(M, K, P, blk, elem, l2_bytes), **dtypes)
     _emit_with_bufs(module, func, spec, len(buf_dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
@@ -263,7 +266,7 @@ def _half_conv(module, node, func, ext, xi, wi, bi, xs, ws, os_, strides, dil, p
     packed = pack_a(ext[wi].data.astype(np.float32).reshape(OC, K), g, M, K,
                     blk.mr).astype(np.float16)
     return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, strides, dil,
-                      pads, g, a_dtype="float16", x_dtype="float16",
+                      pads, g, tun.l2_bytes, a_dtype="float16", x_dtype="float16",
                       c_dtype=node.outputs[0].dtype, arith="float16")
 
 

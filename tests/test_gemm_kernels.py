@@ -93,3 +93,39 @@ def test_pointwise_conv_as_gemm(chw, vtarget, tmp_path):
     build_artifact(graph, vtarget, tmp_path, {"inputs": []})
     out = run_artifact_checked(tmp_path, feeds)[0]
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_gemm_conv_row_chunks(stride, vtarget, tmp_path, monkeypatch):
+    """Weights past half of L2 on a plane of few column panels: the GEMM's units take chunks of
+    rows (kernel_gemm.row_chunk), the last one with the rows past the whole MR blocks; equal
+    to the reference at 1, 2 and 3 threads in checked mode, on both images of a batch."""
+    from neo.codegen import lower
+    from neo.runtime import Model
+
+    M, C, H = 203, 700, 5 * stride
+    rng = np.random.default_rng(M + stride)
+    g = ir.Graph()
+    x = g.input("x", (2, C, H, H))
+    w = g.const(rng.normal(size=(M, C, 1, 1)).astype(np.float32) / 20, "w")
+    bias = g.const(rng.normal(size=M).astype(np.float32), "bias")
+    g.outputs = [g.op("relu", g.op("conv", x, w, bias, strides=(stride, stride),
+                                   pads=(0, 0, 0, 0), dilations=(1, 1), groups=1))]
+    feeds = {"x": rng.normal(size=(2, C, H, H)).astype(np.float32)}
+    ref = interpret(g, feeds)[0]
+    chunks, choose = [], lower.row_chunk
+
+    def spy(*args):
+        chunks.append(choose(*args))
+        return chunks[-1]
+
+    monkeypatch.setattr(lower, "row_chunk", spy)
+    # the GEMM, whatever the family model prefers for this shape
+    monkeypatch.setattr(lower, "_channel_kernel_pays", lambda *a, **k: False)
+    monkeypatch.setattr(lower, "_modelled", lambda tun: False)
+    build_artifact(run_pipeline(g, 3), vtarget, tmp_path, {"inputs": []})
+    assert chunks and 0 < chunks[0] < M and M % (chunks[0] // 1) != 0, chunks
+    for threads in (1, 2, 3):
+        with Model(str(tmp_path), num_threads=threads, check=True) as m:
+            out = m.run(feeds)[0]
+        assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
