@@ -174,7 +174,9 @@ def test_dask_backend(cluster, jobs_env, digits):
         "digits-ml_c5.tar.gz")
 
     # -- 2. stop cancels the task ------------------------------------------------------------
-    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=6)
+    # long enough to be stopped while it compiles: six layers compiled in 0.8 s on a Xeon and
+    # finished before the stop reached the supervisor (no task left to cancel)
+    chain = tj.conv_chain(root / "chain2.onnx", 18, layers=60)
     p = jobs_env.neo("jobs", "create", "--name", "cancel-me", "--model", chain, "--framework",
                      "onnx", "--target", "x86_64", "--output", "out-cancel", "--backend", "dask",
                      "--scheduler", scheduler, "--no-cache")
