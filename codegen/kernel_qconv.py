@@ -40,6 +40,7 @@ from .llvm_util import (
     I32,
     I64,
     PTR,
+    STORAGE,
     for_range,
     gep,
     intrinsic,
@@ -48,6 +49,7 @@ from .llvm_util import (
     masked_load,
     masked_store,
     splat,
+    task_range,
     weighted_task_range,
 )
 from .tuning import Tuning
@@ -106,15 +108,8 @@ def emit_dot(b: ir.IRBuilder, d: Dot, acc: ir.Value, xv: ir.Value, w: ir.Value) 
     def bytes_(v, n):
         return b.bitcast(v, ir.VectorType(I8, n))
 
-    if d.kind == "vnni":
-        name = "llvm.x86.avx512.vpdpbusd.512" if L == 16 else "llvm.x86.avx512.vpdpbusd.256"
-        return intrinsic(b, name, [acc, xv, splat(b, w, L)], overload=[])
-    if d.kind == "avx2":
-        p = intrinsic(b, "llvm.x86.avx2.pmadd.ub.sw", [bytes_(xv, 32), bytes_(splat(b, w, 8), 32)],
-                      ret=ir.VectorType(I16, 16), overload=[])
-        ones = ir.Constant(ir.VectorType(I16, 16), [1] * 16)
-        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [p, ones], ret=d.vec,
-                                    overload=[]))
+    if d.kind in ("vnni", "avx2"):
+        return _dot_u8s8(b, d, acc, xv, splat(b, w, L))
     if d.kind == "avx2-exact":
         xw = b.zext(bytes_(xv, 16), ir.VectorType(I16, 16))
         wpair = b.sext(b.bitcast(w, ir.VectorType(I8, 2)), ir.VectorType(I16, 2))
@@ -133,6 +128,19 @@ def emit_dot(b: ir.IRBuilder, d: Dot, acc: ir.Value, xv: ir.Value, w: ir.Value) 
                                         overload=[d.vec, v8]))
         return intrinsic(b, "llvm.arm.neon.vpadals", [acc, prod], overload=[d.vec, v8])
     raise ValueError(f"unknown dot kind {d.kind}")
+
+
+def _dot_u8s8(b: ir.IRBuilder, d: Dot, acc: ir.Value, u: ir.Value, s: ir.Value) -> ir.Value:
+    """acc + per lane the sum of its 4 unsigned bytes of u times its 4 signed bytes of s (both
+    <lanes x i32>): vpdpbusd, or AVX2's vpmaddubsw + vpmaddwd by ones."""
+    if d.kind == "vnni":
+        name = "llvm.x86.avx512.vpdpbusd.512" if d.lanes == 16 else "llvm.x86.avx512.vpdpbusd.256"
+        return intrinsic(b, name, [acc, u, s], overload=[])
+    b32 = ir.VectorType(I8, 32)
+    p = intrinsic(b, "llvm.x86.avx2.pmadd.ub.sw", [b.bitcast(u, b32), b.bitcast(s, b32)],
+                  ret=ir.VectorType(I16, 16), overload=[])
+    ones = ir.Constant(ir.VectorType(I16, 16), [1] * 16)
+    return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [p, ones], ret=d.vec, overload=[]))
 
 
 def flip(d: Dot, stored_signed: bool) -> int:
@@ -279,7 +287,6 @@ def unit_costs(spec: QConvSpec) -> list[int]:
 
 def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int) -> ir.Function:
     fn, b, bufs = kernel_function(module, name, nbufs)
-    fn.neo_bufs = bufs
     if spec.bufs_holder is not None:
         spec.bufs_holder[0] = bufs
     d = spec.dot
@@ -292,6 +299,7 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
     b.branch(body)
     b.position_at_end(body)
     X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    Bias = bufs[spec.bias_buf] if spec.bias_buf is not None else None
     row_units = -(-spec.OH // spec.rows)
     mchunks = -(-spec.M // spec.mchunk)
     lo, hi = weighted_task_range(b, unit_costs(spec), fn.args[1], fn.args[2], name)
@@ -315,8 +323,8 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
         with for_range(b, m_lo, m_hi, MR, "mb") as mb:
             def tiles(mr: int):
                 with for_range(b, 0, vlen, NR, "tc") as col0:
-                    _tile(b, spec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, mr, col0,
-                          vlen)
+                    _tile(b, spec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0, mb, mr,
+                          col0, vlen)
 
             _whole_or_tail(b, spec.M, MR, lambda: b.icmp_signed("<", b.sdiv(mb, I64(MR)),
                                                                I64(full_mb)), tiles)
@@ -472,17 +480,17 @@ def _interleave(b, parts: list, L: int) -> ir.Value:
         ir.VectorType(I32, 4 * L), [(i % 4) * L + i // 4 for i in range(4 * L)]))
 
 
-def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, mr: int, col0,
-          vlen):
+def _tile(b, spec: QConvSpec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0, mb, mr: int,
+          col0, vlen):
     d = spec.dot
     L, NV, MR = d.lanes, spec.nv, spec.mr
     word = d.word
     NR = NV * L
     for r in range(mr):
         init = ir.Constant(d.vec, [0] * L)
-        if spec.bias_buf is not None:  # the bias in the accumulators from the start
+        if Bias is not None:  # the bias in the accumulators from the start
             m = b.add(b.mul(grp, I64(spec.M)), b.add(mb, I64(r)))
-            bias = b.load(gep(b, b.block.function.neo_bufs[spec.bias_buf], m, I32), typ=I32)
+            bias = b.load(gep(b, Bias, m, I32), typ=I32)
             init = splat(b, bias, L)
         for v in range(NV):
             b.store(init, accs[r][v])
@@ -515,8 +523,6 @@ def _tile(b, spec: QConvSpec, Wt, C, packed, tilebuf, accs, img, grp, oh0, mb, m
 
 
 def _out_ptr(b, spec: QConvSpec, C, img, grp, m, at):
-    from .llvm_util import STORAGE
-
     P = spec.OH * spec.OW
     cbase = b.add(b.mul(img, I64(spec.groups * spec.M * P)), b.mul(grp, I64(spec.M * P)))
     return gep(b, C, b.add(cbase, b.add(b.mul(m, I64(P)), at)), STORAGE[spec.out_dtype])
@@ -594,24 +600,12 @@ def emit_dot_rows(b: ir.IRBuilder, d: Dot, acc: ir.Value, x: ir.Value, wv: ir.Va
     """emit_dot with the roles of the operands turned: x is one word of kg activations (the same
     for every lane, as the instruction's type: unsigned for VNNI and AVX2) and wv <lanes x word>
     holds each lane's kg weights."""
-    L = d.lanes
-
-    def bytes_(v, n):
-        return b.bitcast(v, ir.VectorType(I8, n))
-
-    if d.kind == "vnni":
-        name = "llvm.x86.avx512.vpdpbusd.512" if L == 16 else "llvm.x86.avx512.vpdpbusd.256"
-        return intrinsic(b, name, [acc, splat(b, x, L), wv], overload=[])
-    if d.kind == "avx2":
-        p = intrinsic(b, "llvm.x86.avx2.pmadd.ub.sw", [bytes_(splat(b, x, 8), 32), bytes_(wv, 32)],
-                      ret=ir.VectorType(I16, 16), overload=[])
-        ones = ir.Constant(ir.VectorType(I16, 16), [1] * 16)
-        return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [p, ones], ret=d.vec,
-                                    overload=[]))
+    if d.kind in ("vnni", "avx2"):
+        return _dot_u8s8(b, d, acc, splat(b, x, d.lanes), wv)
     if d.kind == "avx2-exact":
         xpair = b.zext(b.bitcast(x, ir.VectorType(I8, 2)), ir.VectorType(I16, 2))
         xw = b.bitcast(splat(b, b.bitcast(xpair, I32), 8), ir.VectorType(I16, 16))
-        ww = b.sext(bytes_(wv, 16), ir.VectorType(I16, 16))
+        ww = b.sext(b.bitcast(wv, ir.VectorType(I8, 16)), ir.VectorType(I16, 16))
         return b.add(acc, intrinsic(b, "llvm.x86.avx2.pmadd.wd", [xw, ww], ret=d.vec,
                                     overload=[]))
     return emit_dot(b, d, acc, wv, x)  # sdot, smull: signed x signed, the same either way
@@ -629,6 +623,7 @@ class QMatmulSpec:
     K: int
     a_buf: int
     w_buf: int
+    bias_buf: int  # per-column int32, zeros past N to whole panels: the accumulators' start
     c_buf: int
     dot: Dot
     mr: int
@@ -685,11 +680,11 @@ def emit_qmatmul_kernel(module: ir.Module, name: str, spec: QMatmulSpec, nbufs: 
     b.branch(body)
     b.position_at_end(body)
     A, Wt, C = bufs[spec.a_buf], bufs[spec.w_buf], bufs[spec.c_buf]
+    Bias = bufs[spec.bias_buf]
     flipw = ir.Constant(word, int.from_bytes(bytes([spec.xor]) * kg, "little"))
     full_k = spec.K // kg
     wvt = ir.VectorType(word, L)
-    nunits = spec.panels * spec.row_blocks
-    lo, hi = weighted_task_range(b, [1] * nunits, fn.args[1], fn.args[2], name)
+    lo, hi = task_range(b, spec.panels * spec.row_blocks, fn.args[1], fn.args[2])
     with for_range(b, lo, hi, 1, "unit") as unit:
         panel = b.sdiv(unit, I64(spec.row_blocks))
         r0 = b.mul(b.srem(unit, I64(spec.row_blocks)), I64(MR))
@@ -697,10 +692,10 @@ def emit_qmatmul_kernel(module: ir.Module, name: str, spec: QMatmulSpec, nbufs: 
         col0 = b.mul(panel, I64(NR))
 
         def block(mr: int):
-            zero = ir.Constant(d.vec, [0] * L)
-            for r in range(mr):
-                for v in range(NV):
-                    b.store(zero, accs[r][v])
+            for v in range(NV):  # from the bias (padded with zeros to whole panels)
+                bias = b.load(gep(b, Bias, b.add(col0, I64(v * L)), I32), typ=d.vec, align=4)
+                for r in range(mr):
+                    b.store(bias, accs[r][v])
             arow = [b.mul(b.add(r0, I64(r)), I64(spec.K)) for r in range(mr)]
 
             def step(kc, xwords):
@@ -736,7 +731,7 @@ def emit_qmatmul_kernel(module: ir.Module, name: str, spec: QMatmulSpec, nbufs: 
                         row = b.add(r0, I64(r))
                         acc = b.load(accs[r][v], typ=d.vec)
                         ptr = gep(b, C, b.add(b.mul(row, I64(spec.N)), c),
-                                  _storage(spec.out_dtype))
+                                  STORAGE[spec.out_dtype])
                         with b.if_else(whole) as (t, e):
                             with t:
                                 b.store(spec.epilogue(b, acc, row, c, None), ptr, align=1)
@@ -747,9 +742,3 @@ def emit_qmatmul_kernel(module: ir.Module, name: str, spec: QMatmulSpec, nbufs: 
                        lambda: b.icmp_signed("<=", b.add(r0, I64(MR)), I64(spec.rows)), block)
     b.ret(I32(0))
     return fn
-
-
-def _storage(dtype: str) -> ir.Type:
-    from .llvm_util import STORAGE
-
-    return STORAGE[dtype]

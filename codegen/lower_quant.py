@@ -49,32 +49,39 @@ def _te_dtype(arr: np.ndarray) -> str:
     return dtype_name(arr.dtype)
 
 
+def _body_expr(node: Node, ext: list, anchor_value, ntables: int):
+    """The fused body after its anchor as one expression over the output index (e0, e1, ...),
+    the anchor's value given by anchor_value(idx) (the accumulator Var "acc", plus a bias or
+    not); ntables buffers follow the inputs before the body's own tables. Returns (expr, the
+    body's tables)."""
+    body = node.attrs["body"]
+    ctx = KernelContext(len(ext) + ntables)
+    tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
+    env = {id(v): t for v, t in zip(body.inputs, tensors)}
+    out = body.nodes[0].outputs[0]
+    env[id(out)] = te.Tensor(out.shape, "int32", anchor_value)
+    for n in body.nodes[1:]:
+        ins = [env[id(v)] for v in n.inputs]
+        fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
+        env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
+    rank = len(node.outputs[0].shape)
+    expr = env[id(body.outputs[0])](tuple(te.Var(f"e{d}") for d in range(rank)))
+    return expr, list(ctx.tables)
+
+
 def int_epilogue(node: Node, ext: list, M: int, plane: int, lanes: int, holder: list,
                  extra_tables: list, bias_in_acc: bool = False):
     """The fused epilogue of an integer conv as a callback (b, acc, m, col0, img, grp, mask):
     the body after the anchor, on the int32 accumulator plus the per-channel int32 table
     extra_tables[0] (the buffer after the inputs; `bias_in_acc`: the kernel starts its
-    accumulators from it instead), indexed (n, oc, 0, col) over the flat output plane; returns (callback, the epilogue's own tables, the kernel's buffer dtypes: inputs,
-    extra tables, own tables, output)."""
-    body = node.attrs["body"]
-    anchor = body.nodes[0]
+    accumulators from it instead), indexed (n, oc, 0, col) over the flat output plane;
+    returns (callback, the epilogue's own tables, the kernel's buffer dtypes: inputs, extra
+    tables, own tables, output)."""
     bias_buf = len(ext)
-    ctx = KernelContext(len(ext) + len(extra_tables))
-    tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
-    env = {id(v): t for v, t in zip(body.inputs, tensors)}
     acc = te.Var("acc", "int32")
-    out = anchor.outputs[0]
-    env[id(out)] = te.Tensor(out.shape, "int32", (lambda idx: acc) if bias_in_acc else (
-        lambda idx: acc + te.Load(bias_buf, idx[1], "int32")))
-    for n in body.nodes[1:]:
-        ins = [env[id(v)] for v in n.inputs]
-        fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
-        env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
-    final = env[id(body.outputs[0])]
+    expr, tables = _body_expr(node, ext, (lambda idx: acc) if bias_in_acc else (
+        lambda idx: acc + te.Load(bias_buf, idx[1], "int32")), len(extra_tables))
     rank = len(node.outputs[0].shape)
-    vars_ = tuple(te.Var(f"e{d}") for d in range(rank))
-    expr = final(vars_)
-    tables = list(ctx.tables)
     dtypes = ([v.dtype for v in ext] + [_te_dtype(t) for t in extra_tables]
               + [_te_dtype(t) for t in tables] + [node.outputs[0].dtype])
     pinned, col = {"e2": I64(0)}, "e3"
@@ -199,12 +206,20 @@ def _idle_factor(geom: QConvSpec) -> float:
     return sum(n * makespan(costs, n) for n in PLAN_THREADS) / (len(PLAN_THREADS) * total)
 
 
+def _registers(tun: Tuning, lanes: int) -> int:
+    """Vector registers for int32 vectors of `lanes`: the tuning's where that is its width,
+    else 32 on AArch64 and, conservatively, 16 elsewhere."""
+    if tun.vector_bits // 32 == lanes:
+        return tun.registers
+    return 32 if tun.arch == "aarch64" else 16
+
+
 def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
     """Rows per unit, tile shape and channel chunks: the cheapest estimate among the shapes
     whose packed input fits the stack budget; units split further by output channels where
     there are fewer than `min_units` (the threads need some each)."""
     L = spec.dot.lanes
-    regs = tun.registers if tun.vector_bits // 32 == L else (32 if tun.arch == "aarch64" else 16)
+    regs = _registers(tun, L)
     best = None
     for rows in range(1, spec.OH + 1):
         for nv in (4, 3, 2, 1):
@@ -390,7 +405,7 @@ def lower_matmul_integer(module, node: Node, func: str, tun: Tuning):
         return None
     bias = total.astype(np.int32)
     nvec = -(-N // L)
-    regs = tun.registers if tun.vector_bits // 32 == L else (32 if tun.arch == "aarch64" else 16)
+    regs = _registers(tun, L)
     if rows == 1:  # one row: as many independent accumulator chains as the registers allow
         nv, mr = min(nvec, max(1, min(8, (regs - 2) // 2))), 1
     else:
@@ -398,44 +413,32 @@ def lower_matmul_integer(module, node: Node, func: str, tun: Tuning):
         mr = min(rows, max(1, (regs - 2 - nv) // nv), 8)
     out = node.outputs[0]
     holder: list = [None]
-    epi, tables, dtypes = _matmul_int_epilogue(node, ext, N, L, holder, bias)
-    spec = QMatmulSpec(rows=rows, N=N, K=K, a_buf=ai, w_buf=wi, c_buf=len(dtypes) - 1,
+    epi, tables, dtypes = _matmul_int_epilogue(node, ext, N, L, holder)
+    spec = QMatmulSpec(rows=rows, N=N, K=K, a_buf=ai, w_buf=wi, bias_buf=len(ext),
+                       c_buf=len(dtypes) - 1,
                        dot=dot, mr=mr, nv=nv, xor=flip(dot, stored_signed),
                        out_dtype=out.dtype, epilogue=epi, bufs_holder=holder)
     emit_qmatmul_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", pack_matmul_weights(wdata, dot.kg, spec.nr))
-    args += [("param", f"{node.name}.bias", bias)]
+    padded = np.zeros(spec.panels * spec.nr, np.int32)  # whole vectors for every panel
+    padded[:N] = bias
+    args += [("param", f"{node.name}.bias", padded)]
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
     return KernelInfo(func, _describe(node), args + [out], kernel=f"int8-{dot.kind}",
                       tile=(mr, nv))
 
 
-def _matmul_int_epilogue(node: Node, ext: list, N: int, lanes: int, holder: list,
-                         bias: np.ndarray):
+def _matmul_int_epilogue(node: Node, ext: list, N: int, lanes: int, holder: list):
     """The fused epilogue of an integer matmul as a callback (b, acc, row, col0, mask) on the
-    int32 accumulator plus the per-column bias (the buffer after the inputs): vectors along
-    the last axis, `row` the flat row of the output (its batch indices derived from it);
-    returns (callback, the epilogue's own tables, the kernel's buffer dtypes)."""
-    body = node.attrs["body"]
-    anchor = body.nodes[0]
-    bias_buf = len(ext)
-    ctx = KernelContext(len(ext) + 1)
-    tensors = [te.buffer_tensor(i, v.shape, v.dtype) for i, v in enumerate(ext)]
-    env = {id(v): t for v, t in zip(body.inputs, tensors)}
+    int32 accumulator, which the kernel starts from the per-column bias (the buffer after the
+    inputs): vectors along the last axis, `row` the flat row of the output (its batch indices
+    derived from it); returns (callback, the epilogue's own tables, the kernel's buffer
+    dtypes)."""
     acc = te.Var("acc", "int32")
-    out = anchor.outputs[0]
-    env[id(out)] = te.Tensor(out.shape, "int32",
-                             lambda idx: acc + te.Load(bias_buf, idx[-1], "int32"))
-    for n in body.nodes[1:]:
-        ins = [env[id(v)] for v in n.inputs]
-        fn = COMPUTES[n.op](n.attrs, n.outputs[0].type, ins, ctx)
-        env[id(n.outputs[0])] = te.Tensor(n.outputs[0].shape, n.outputs[0].dtype, fn)
-    final = env[id(body.outputs[0])]
+    expr, tables = _body_expr(node, ext, lambda idx: acc, 1)
     shape = node.outputs[0].shape
     rank = len(shape)
-    expr = final(tuple(te.Var(f"e{d}") for d in range(rank)))
-    tables = list(ctx.tables)
     out_dtype = node.outputs[0].dtype
     dtypes = ([v.dtype for v in ext] + ["int32"] + [_te_dtype(t) for t in tables] + [out_dtype])
     col = f"e{rank - 1}"
