@@ -64,6 +64,16 @@ def int8_dot(tun: Tuning) -> str:
     return "generic"
 
 
+_AMX_CPUS = frozenset(("sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d",
+                       "diamondrapids"))
+
+
+def has_amx_int8(tun: Tuning) -> bool:
+    """x86 AMX-INT8 tiles (TDPBSUD and kin), used by the int8 conv kernel beside AVX-512 VNNI."""
+    return (tun.arch == "x86_64" and tun.vector_bits >= 512 and int8_dot(tun) == "vnni"
+            and has_feature(tun, "amx-int8", _AMX_CPUS) and has_feature(tun, "amx-tile", _AMX_CPUS))
+
+
 def native_fp16(tun: Tuning) -> bool:
     """fp16 arithmetic in registers: AArch64 fullfp16, x86 AVX512-FP16."""
     if tun.arch == "aarch64":

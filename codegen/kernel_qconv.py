@@ -20,6 +20,13 @@ constant offset. Weights are packed at compile time as [G][M/MR][C/kg][KH*KW][MR
 the whole reduction the tile's accumulators go to a small stack buffer and leave through the
 epilogue one output-row segment at a time (vectors of output columns, a masked tail).
 
+With AMX-INT8 (x86 AMX: Sapphire Rapids and later) the same packed plane feeds TDPBSUD: a tile
+of 16 output channels x kq quads of signed weights (packed [G][M/MR][chunks][KH*KW][MR][kq][4])
+times a tile of kq quads x 16 positions, the plane's words as they lie (one row per channel
+group, its pitch a group's plane), into 16 x 16 int32 accumulators; four of them make a 32 x 32
+tile, stored to the tile buffer the vector path's epilogue reads. The kernel asks the OS for the
+tile state once per process (arch_prctl) and fails with AMX_DENIED where it is refused.
+
 Matmul (A [.., M, K] activations x B [K, N] constant weights): vectors over N, the weights packed
 [N/NR][K/kg][NR][kg], each row's kg activations broadcast as one word; K is padded to a multiple
 of kg with zeros in the packed weights, and the activations' tail read masked.
@@ -41,6 +48,7 @@ from .llvm_util import (
     I64,
     PTR,
     STORAGE,
+    declare,
     for_range,
     gep,
     intrinsic,
@@ -53,6 +61,11 @@ from .llvm_util import (
     weighted_task_range,
 )
 from .tuning import Tuning
+
+# AMX: rows of a tile; int32 columns of an accumulator tile; at most this many K quads per tile
+AMX_TILE = 16
+# what an AMX kernel returns where the OS refuses the process the tile state ("AMX")
+AMX_DENIED = 0x414D58
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,12 @@ class QConvSpec:
     epilogue: Callable | None = None
     bufs_holder: list | None = None
     bias_buf: int | None = None  # the accumulators start from this per-channel int32 table
+    kq: int = 0  # AMX (dot.kind "amx"): K quads per weight tile; chunks of kq cover groups_k
+
+    @property
+    def chunks(self) -> int:
+        """AMX: K chunks of kq channel groups (the last padded with zero weights)."""
+        return -(-self.groups_k // self.kq)
 
     @property
     def groups_k(self) -> int:
@@ -240,8 +259,10 @@ class QConvSpec:
         return ph * self.plane + (kh * dh // sh) * self.wp_p + kw * dw // sw
 
     def packed_words(self) -> int:
-        # slack: the last tile's vectors run up to a tile past the last position
-        return self.groups_k * self.group_words + self.nv * self.dot.lanes + self.wp_p
+        # slack: the last tile's vectors run up to a tile past the last position; AMX's last
+        # chunk reads whole planes past the last group (zero weights multiply them)
+        past = (self.chunks * self.kq - self.groups_k) * self.group_words if self.kq else 0
+        return self.groups_k * self.group_words + past + self.nv * self.dot.lanes + self.wp_p
 
     def packed_bytes(self) -> int:
         return self.packed_words() * self.dot.kg
@@ -255,6 +276,20 @@ def pack_conv_weights(w: np.ndarray, groups: int, kg: int, mr: int) -> np.ndarra
     out = np.zeros((groups, mb * mr, cgk * kg, kh * kw), np.int8)
     out[:, :m, :cg, :] = w.reshape(groups, m, cg, kh * kw)
     out = out.reshape(groups, mb, mr, cgk, kg, kh * kw)
+    return np.ascontiguousarray(out.transpose(0, 1, 3, 5, 2, 4))
+
+
+def pack_conv_weights_amx(w: np.ndarray, groups: int, mr: int, kq: int) -> np.ndarray:
+    """[G*M, Cg, KH, KW] int8 -> [G][M/MR][chunks][KH*KW][MR][kq*4]: per chunk and tap the
+    weight tiles' rows (one output channel each, kq quads of input channels), zeros past M and
+    past the channels."""
+    oc, cg, kh, kw = w.shape
+    m = oc // groups
+    mb, cgk = -(-m // mr), -(-cg // 4)
+    chunks = -(-cgk // kq)
+    out = np.zeros((groups, mb * mr, chunks * kq * 4, kh * kw), np.int8)
+    out[:, :m, :cg, :] = w.reshape(groups, m, cg, kh * kw)
+    out = out.reshape(groups, mb, mr, chunks, kq * 4, kh * kw)
     return np.ascontiguousarray(out.transpose(0, 1, 3, 5, 2, 4))
 
 
@@ -298,6 +333,10 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
     body = b.append_basic_block("body")
     b.branch(body)
     b.position_at_end(body)
+    amx = d.kind == "amx"
+    if amx:
+        _amx_permission(b)
+        b.call(_amx_fn(module, "ldtilecfg", [PTR]), [_amx_config(module, name, spec)])
     X, Wt, C = bufs[spec.x_buf], bufs[spec.w_buf], bufs[spec.c_buf]
     Bias = bufs[spec.bias_buf] if spec.bias_buf is not None else None
     row_units = -(-spec.OH // spec.rows)
@@ -323,11 +362,14 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
         with for_range(b, m_lo, m_hi, MR, "mb") as mb:
             def tiles(mr: int):
                 with for_range(b, 0, vlen, NR, "tc") as col0:
-                    _tile(b, spec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0, mb, mr,
-                          col0, vlen)
+                    tile = _tile_amx if amx else _tile
+                    tile(b, spec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0, mb, mr,
+                         col0, vlen)
 
             _whole_or_tail(b, spec.M, MR, lambda: b.icmp_signed("<", b.sdiv(mb, I64(MR)),
                                                                I64(full_mb)), tiles)
+    if amx:
+        b.call(_amx_fn(module, "tilerelease", []), [])
     b.ret(I32(0))
     return fn
 
@@ -519,6 +561,109 @@ def _tile(b, spec: QConvSpec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0,
         for v in range(NV):
             b.store(b.load(accs[r][v], typ=d.vec),
                     gep(b, tilebuf, I64(r * NR + v * L), I32), align=4)
+    _write_tile(b, spec, C, tilebuf, img, grp, oh0, mb, mr, col0, vlen)
+
+
+# -- AMX -------------------------------------------------------------------------------------------
+# tiles: accumulators 0-3 (channel block i, position block v at 2i + v), weights 4-5, activations
+# 6-7
+_A, _B = 4, 6
+
+
+def _amx_fn(module: ir.Module, name: str, args: list) -> ir.Function:
+    return declare(module, f"llvm.x86.{name}", ir.VoidType(), args)
+
+
+def _amx_config(module: ir.Module, name: str, spec: QConvSpec) -> ir.GlobalVariable:
+    """The kernel's tile palette (LDTILECFG's 64 bytes: palette 1, bytes per row of each tile
+    at 16 + 2t, rows at 48 + t)."""
+    cfg = bytearray(64)
+    cfg[0] = 1
+    shapes = {2 * i + v: (AMX_TILE, 64) for i in range(2) for v in range(spec.nv)}
+    shapes.update({_A + i: (AMX_TILE, 4 * spec.kq) for i in range(2)})
+    shapes.update({_B + v: (spec.kq, 64) for v in range(spec.nv)})
+    for t, (rows, colsb) in shapes.items():
+        cfg[16 + 2 * t:18 + 2 * t] = colsb.to_bytes(2, "little")
+        cfg[48 + t] = rows
+    ty = ir.ArrayType(I8, 64)
+    g = ir.GlobalVariable(module, ty, f"{name}.tilecfg")
+    g.global_constant = True
+    g.linkage = "internal"
+    g.align = 64
+    g.initializer = ir.Constant(ty, cfg)
+    return g
+
+
+def _amx_permission(b: ir.IRBuilder) -> None:
+    """Linux gives a process the tile state only once it asks (arch_prctl(ARCH_REQ_XCOMP_PERM,
+    XFEATURE_XTILEDATA)); the first AMX kernel to run asks, the answer stays in a flag the
+    module's kernels share. Refused: the kernel returns AMX_DENIED before any tile instruction."""
+    module = b.module
+    flag = module.globals.get("neo.amx_permission")
+    if flag is None:
+        flag = ir.GlobalVariable(module, I32, "neo.amx_permission")
+        flag.linkage = "internal"
+        flag.initializer = I32(0)  # 0 not asked yet, 1 granted, 2 refused
+    with b.if_then(b.icmp_signed("==", b.load_atomic(flag, "monotonic", 4, typ=I32), I32(0))):
+        syscall = module.globals.get("syscall") or ir.Function(
+            module, ir.FunctionType(I64, [I64], var_arg=True), "syscall")  # libc's
+        rc = b.call(syscall, [I64(158), I64(0x1023), I64(18)])  # arch_prctl(REQ_XCOMP_PERM)
+        b.store_atomic(b.select(b.icmp_signed("==", rc, I64(0)), I32(1), I32(2)), flag,
+                       "monotonic", 4)
+    granted = b.icmp_signed("==", b.load_atomic(flag, "monotonic", 4, typ=I32), I32(1))
+    go, denied = b.append_basic_block("amx.granted"), b.append_basic_block("amx.denied")
+    b.cbranch(granted, go, denied)
+    b.position_at_end(denied)
+    b.ret(I32(AMX_DENIED))
+    b.position_at_end(go)
+
+
+def _tile_amx(b, spec: QConvSpec, Wt, C, Bias, packed, tilebuf, accs, img, grp, oh0, mb, mr: int,
+              col0, vlen):
+    """The vector path's tile (MR channels x NV * 16 positions) on AMX accumulators: per K chunk
+    and tap, ceil(mr / 16) weight tiles and NV activation tiles, a TDPBSUD for each pair; then
+    to the tile buffer and out through the epilogue as the vector path's tiles leave."""
+    module = b.module
+    load = _amx_fn(module, "tileloadd64", [I8, PTR, I64])
+    dp = _amx_fn(module, "tdpbsud", [I8, I8, I8])
+    L, NV, MR, kq = spec.dot.lanes, spec.nv, spec.mr, spec.kq
+    NR = NV * L
+    nmt = -(-mr // AMX_TILE)
+    for i in range(nmt):
+        for v in range(NV):
+            b.call(_amx_fn(module, "tilezero", [I8]), [I8(2 * i + v)])
+    khw = spec.KH * spec.KW
+    taps = [spec.tap_offset(j // spec.KW, j % spec.KW) for j in range(khw)]
+    mblocks = -(-spec.M // MR)
+    block = MR * kq * 4  # bytes of a chunk's tap
+    wbase = b.mul(b.add(b.mul(grp, I64(mblocks)), b.sdiv(mb, I64(MR))),
+                  I64(spec.chunks * khw * block))
+    xstride = I64(spec.group_words * 4)
+    with for_range(b, 0, spec.chunks, 1, "kc") as c:
+        xc = b.add(col0, b.mul(c, I64(kq * spec.group_words)))
+        wc = b.add(wbase, b.mul(c, I64(khw * block)))
+        for j, off in enumerate(taps):
+            for i in range(nmt):
+                at = b.add(wc, I64(j * block + i * AMX_TILE * kq * 4))
+                b.call(load, [I8(_A + i), gep(b, Wt, at, I8), I64(kq * 4)])
+            for v in range(NV):
+                at = b.add(xc, I64(off + v * L))
+                b.call(load, [I8(_B + v), gep(b, packed, at, I32), xstride])
+            for i in range(nmt):
+                for v in range(NV):
+                    b.call(dp, [I8(2 * i + v), I8(_A + i), I8(_B + v)])
+    store = _amx_fn(module, "tilestored64", [I8, PTR, I64])
+    for i in range(nmt):
+        for v in range(NV):
+            at = I64(i * AMX_TILE * NR + v * L)
+            b.call(store, [I8(2 * i + v), gep(b, tilebuf, at, I32), I64(NR * 4)])
+    if spec.wp_p == spec.OW:
+        for r in range(mr):
+            for v in range(NV):
+                b.store(b.load(gep(b, tilebuf, I64(r * NR + v * L), I32), typ=spec.dot.vec,
+                               align=64), accs[r][v])
+        _write_direct(b, spec, C, accs, img, grp, oh0, mb, mr, col0, vlen)
+        return
     _write_tile(b, spec, C, tilebuf, img, grp, oh0, mb, mr, col0, vlen)
 
 

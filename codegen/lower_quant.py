@@ -16,6 +16,8 @@ from neo.ir.ops_nn import _spatial
 
 from . import isa, te
 from .kernel_qconv import (
+    AMX_TILE,
+    Dot,
     QConvSpec,
     QMatmulSpec,
     conv_weight_groups,
@@ -26,6 +28,7 @@ from .kernel_qconv import (
     matmul_weight_groups,
     offset,
     pack_conv_weights,
+    pack_conv_weights_amx,
     pack_matmul_weights,
     unit_costs,
 )
@@ -155,9 +158,13 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
         computed += -(-vlen // nr) * nr
         if block_weights > tun.l1_bytes // 2 and len(geom.phases_h) * len(geom.phases_w) > 1:
             rereads += (-(-vlen // nr) - 1) * block_weights
-    per_dot = max(1.0, (nv * -(-geom.dot.lanes * 32 // tun.pipe_bits) + mr / 2 + 1) / (mr * nv))
     mtiles = -(-geom.M // mr)
-    dots = computed / L * mtiles * mr * steps * per_dot
+    if geom.dot.kind == "amx":
+        dots = computed / nr * _amx_tile_cost(geom)
+    else:
+        per_dot = max(1.0, (nv * -(-geom.dot.lanes * 32 // tun.pipe_bits) + mr / 2 + 1)
+                      / (mr * nv))
+        dots = computed / L * mtiles * mr * steps * per_dot
     # a tile written straight out (no dropped positions: _write_direct) renders a channel's
     # epilogue values (multiplier, shifts) once for its vectors: with few dot products per
     # output (1x1 convs of 16-32 channels) one vector per channel and tile spends a third of
@@ -185,6 +192,30 @@ def _units_cost(geom: QConvSpec, tun: Tuning) -> float:
     l2 = rereads * -(-geom.M // mr) / 16
     return (dots + epilogue + pack + stream + l2 + units * 200) * geom.images * geom.groups
 
+
+def _amx_tile_cost(geom: QConvSpec) -> float:
+    """An AMX kernel's dot products for one column of tiles (every channel block at one block
+    of positions): per K chunk and tap a TDPBSUD per accumulator tile (or the wait on the last
+    one, where a channel block has too few to hide it) or the tile loads, whichever is longer;
+    then the accumulators stored and read back as vectors."""
+    nv, steps = geom.nv, geom.chunks * geom.KH * geom.KW
+
+    def block(m: int) -> float:
+        nmt = -(-m // 16)
+        step = max(nmt * nv * AMX_DP, AMX_CHAIN, (nmt + nv) * AMX_MOVE)
+        return steps * step + nmt * nv * AMX_MOVE + m * nv
+
+    full, tail = divmod(geom.M, geom.mr)
+    return full * block(geom.mr) + (block(tail) if tail else 0)
+
+
+# AMX in the planner's units (a vector dot product, about half a cycle): a TDPBSUD keeps the
+# tile unit 16 cycles, the next one into the same accumulators waits for it about 52, a tile
+# load or store takes about 8
+AMX_DP, AMX_CHAIN, AMX_MOVE = 32, 104, 16
+# whether int8 convs use AMX where the target has it: "auto" where the planner's estimate says
+# so, "always" or "never" (tests)
+AMX_POLICY = "auto"
 
 # instructions (as dot products) per channel and tile to set up the epilogue
 EPILOGUE_PER_CHANNEL = 5
@@ -214,16 +245,22 @@ def _registers(tun: Tuning, lanes: int) -> int:
     return 32 if tun.arch == "aarch64" else 16
 
 
-def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
+def _tile_shapes(spec: QConvSpec, tun: Tuning) -> list[tuple[int, int]]:
+    """(mr, nv) a kernel may take: AMX's one or two blocks of 16 channels by one or two of 16
+    positions; the vector kernel's as many channels as the registers hold beside nv vectors."""
+    if spec.dot.kind == "amx":
+        return [(mr, nv) for nv in (2, 1) for mr in ((32, 16) if spec.M > 16 else (16,))]
+    regs = _registers(tun, spec.dot.lanes)
+    return [(min(spec.M, max(1, (regs - 2 - nv) // nv), 16), nv) for nv in (4, 3, 2, 1)]
+
+
+def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> tuple[float, QConvSpec] | None:
     """Rows per unit, tile shape and channel chunks: the cheapest estimate among the shapes
     whose packed input fits the stack budget; units split further by output channels where
-    there are fewer than `min_units` (the threads need some each)."""
-    L = spec.dot.lanes
-    regs = _registers(tun, L)
+    there are fewer than `min_units` (the threads need some each). Returns (estimate, spec)."""
     best = None
     for rows in range(1, spec.OH + 1):
-        for nv in (4, 3, 2, 1):
-            mr = min(spec.M, max(1, (regs - 2 - nv) // nv), 16)
+        for mr, nv in _tile_shapes(spec, tun):
             geom = replace(spec, rows=rows, mr=mr, nv=nv, mchunk=spec.M)
             if geom.packed_bytes() > PACK_BUDGET and rows > 1:
                 continue
@@ -241,7 +278,7 @@ def _plan(spec: QConvSpec, tun: Tuning, min_units: int = 8) -> QConvSpec | None:
                     best = (cost, g)
     if best is None or best[1].packed_bytes() > 4 * PACK_BUDGET:
         return None
-    return best[1]
+    return best
 
 
 def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
@@ -292,21 +329,34 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
                      strides=tuple(strides), dilations=tuple(dil), pads=tuple(pads), x_buf=xi,
                      w_buf=wi, c_buf=0, dot=dot, mr=1, nv=1, rows=1, mchunk=M, xor=fl,
                      pad_byte=pad_byte, out_dtype=node.outputs[0].dtype)
-    spec = _plan(spec, tun)
-    if spec is None:
+    plan = _plan(spec, tun)
+    if isa.has_amx_int8(tun) and AMX_POLICY != "never":
+        gk = spec.groups_k
+        amx = _plan(replace(spec, dot=Dot("amx", 16, 4, False), kq=-(-gk // -(-gk // AMX_TILE))),
+                    tun)
+        if amx is not None and (plan is None or AMX_POLICY == "always" or amx[0] < plan[0]):
+            plan = amx
+    if plan is None:
         return None
-    packed = pack_conv_weights(wdata, g, kg, spec.mr)
+    spec = plan[1]
+    amx = spec.dot.kind == "amx"
+    if amx:
+        packed = pack_conv_weights_amx(wdata, g, spec.mr, spec.kq)
+    else:
+        packed = pack_conv_weights(wdata, g, kg, spec.mr)
     holder: list = [None]
+    # AMX starts its accumulators from zero: the epilogue adds the bias
     epi, tables, dtypes = int_epilogue(node, ext, M, OH * OW, L, holder, [bias_table],
-                                       bias_in_acc=True)
+                                       bias_in_acc=not amx)
     spec.c_buf, spec.epilogue, spec.bufs_holder = len(dtypes) - 1, epi, holder
-    spec.bias_buf = len(ext)
+    spec.bias_buf = None if amx else len(ext)
     emit_qconv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)
     args += [("param", f"{node.name}.bias", bias_table)]
     args += [("param", f"{node.name}.table{i}", t) for i, t in enumerate(tables)]
-    return KernelInfo(func, _describe(node), args + [node.outputs[0]], kernel=f"int8-{dot.kind}")
+    return KernelInfo(func, _describe(node), args + [node.outputs[0]],
+                      kernel=f"int8-{spec.dot.kind}")
 
 
 def lower_depthwise_integer(module, node: Node, func: str, tun: Tuning, slots) -> object | None:

@@ -1495,7 +1495,11 @@ static int run_nodes(NeoModel *m, double *node_seconds) {
         int32_t krc = n->parallel ? pool_run(m->pool, n->fn, n->args, &task) : n->fn(n->args, 0, 1);
         if (node_seconds) node_seconds[i] += now_seconds() - t0;
         if (checked) rc = check_guards(m, n); /* damage is worse news than a failure code */
-        if (rc == 0 && krc != 0)
+        if (rc == 0 && krc == NEO_KERNEL_AMX_DENIED)
+            rc = fail("node '%s' (kernel %s) uses AMX, which the operating system refused this "
+                      "process (arch_prctl ARCH_REQ_XCOMP_PERM; Linux grants it since 5.16): "
+                      "compile for a target without AMX, e.g. --target ml_c5", n->name, n->func);
+        else if (rc == 0 && krc != 0)
             rc = fail("node '%s' (kernel %s) failed with code %d in task %d", n->name, n->func,
                       (int)krc, task);
     }

@@ -72,6 +72,12 @@ NEO_API int neo_model_load(const char *dir, int num_threads, NeoModel **out);
 #define NEO_LOAD_CHECKED 0x1u
 #define NEO_GUARD_BYTES 1024
 
+/* What a kernel built for x86 AMX (int8 convolutions for a CPU with AMX-INT8, e.g. --target host
+ * on a Sapphire Rapids) returns where the operating system refuses the process the tile state
+ * (Linux grants it on request since 5.16; the first such kernel asks). neo_model_run() then fails
+ * with a message saying so. */
+#define NEO_KERNEL_AMX_DENIED 0x414D58
+
 /* neo_model_load() with flags (NEO_LOAD_*; unknown bits are an error). */
 NEO_API int neo_model_load_ex(const char *dir, int num_threads, unsigned flags, NeoModel **out);
 

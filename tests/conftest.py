@@ -344,14 +344,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 VECTOR_WIDTHS = ("w128", "w256", "w512", "avx512")
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux lists them (/proc/cpuinfo), empty where unknown."""
+    try:
+        return set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                        if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return set()
+
+
 def cpu_has_avx512() -> bool:
     """AVX-512 F/BW/DQ/VL on this CPU (skylake-avx512's set, what ml_c5 code uses)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags)
+    return {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu_flags()
 
 
 def width_target(width: str):

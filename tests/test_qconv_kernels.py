@@ -4,6 +4,8 @@ equal to the numpy references bit for bit; and their machine code uses each targ
 | target | instruction | run |
 |---|---|---|
 | host (AVX-512 VNNI: Zen 4, Zen 5) | vpdpbusd zmm | natively, skipped on a CPU without VNNI |
+| host (AMX-INT8: Sapphire Rapids) | tdpbsud | natively, skipped on a CPU without AMX |
+| a Sapphire Rapids target | tdpbsud, ldtilecfg | machine code only, anywhere |
 | x86_64 (x86-64-v3: AVX2) | vpmaddubsw + vpmaddwd (weights within 7 bits), vpmaddwd (any) | natively |
 | ml_c6g (Neoverse-N1: dotprod) | sdot | qemu-aarch64 |
 | rasp4b (Cortex-A72: no dotprod) | smull + sadalp | qemu-aarch64 |
@@ -78,12 +80,36 @@ def kernels_of(g, target) -> list[str]:
 
 
 def _has_vnni() -> bool:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
+    from conftest import cpu_flags
+
+    return "avx512_vnni" in cpu_flags()
+
+
+def _has_amx() -> bool:
+    """AMX-INT8 on this CPU and the OS willing to give this process the tile state."""
+    import ctypes
+    import platform
+
+    from conftest import cpu_flags
+
+    if platform.machine() != "x86_64" or not {"amx_int8", "amx_tile"} <= cpu_flags():
         return False
-    return "avx512_vnni" in flags
+    return ctypes.CDLL(None, use_errno=True).syscall(158, 0x1023, 18) == 0
+
+
+@pytest.fixture
+def amx_policy(monkeypatch):
+    """Set lower_quant.AMX_POLICY for one test (the planner decides otherwise)."""
+    from neo.codegen import lower_quant
+
+    return lambda policy: monkeypatch.setattr(lower_quant, "AMX_POLICY", policy)
+
+
+def sapphire_rapids():
+    """An AMX-INT8 target (Sapphire Rapids), for machine code and planning on any machine."""
+    from dataclasses import replace
+
+    return replace(get_target("ml_c5"), name="spr", cpu="sapphirerapids", features="")
 
 
 def _check_local(g, feeds, target, tmp_path, expect_kernel):
@@ -97,11 +123,78 @@ def _check_local(g, feeds, target, tmp_path, expect_kernel):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_vnni_conv_matches_reference(case, tmp_path):
+def test_vnni_conv_matches_reference(case, tmp_path, amx_policy):
     if not _has_vnni():
         pytest.skip("vpdpbusd needs an AVX-512 VNNI CPU (the x86 AVX2 forms run everywhere)")
+    amx_policy("never")
     g, feeds = conv_graph(*case)
     _check_local(g, feeds, get_target("host"), tmp_path, "int8-vnni")
+
+
+# beyond CASES: K chunks (100 channels: 2 of 13 quads, the last padded), 7x7 planes (positions
+# off the tile), a stride-2 3x3 on 72 channels, 48 output channels (a block of 32 and a tail of
+# 16), more than two blocks of 32 output channels with a tail of 8
+AMX_CASES = CASES + [(64, 48, 7, 7, 3, 1, 1, 1), (100, 40, 6, 30, 1, 1, 0, 1),
+                     (72, 20, 11, 11, 3, 2, 1, 1), (40, 72, 9, 9, 1, 1, 0, 1)]
+
+
+@pytest.mark.parametrize("xdt", ["uint8", "int8"])
+@pytest.mark.parametrize("case", AMX_CASES, ids=_id)
+def test_amx_conv_matches_reference(case, xdt, tmp_path, amx_policy):
+    if not _has_amx():
+        pytest.skip("tdpbsud needs an AMX-INT8 CPU and Linux 5.16+ (its machine code is "
+                    "checked everywhere)")
+    amx_policy("always")
+    g, feeds = conv_graph(*case, xdt=xdt, seed=case[1])
+    _check_local(g, feeds, get_target("host"), tmp_path, "int8-amx")
+
+
+def test_amx_planner_keeps_vnni_where_tiles_waste():
+    """AMX for a 3x3 conv on 64 channels; VNNI for a stem's 7x7 on 3 channels (one K quad per
+    tap: a tile instruction would do a sixteenth of its work) and for 1x1 convs on 8."""
+    t = sapphire_rapids()
+    assert kernels_of(conv_graph(64, 64, 28, 28, 3, 1, 1, 1)[0], t) == ["int8-amx"]
+    assert kernels_of(conv_graph(64, 256, 28, 28, 1, 1, 0, 1)[0], t) == ["int8-amx"]
+    assert kernels_of(conv_graph(3, 64, 112, 112, 7, 2, 3, 1)[0], t) == ["int8-vnni"]
+    assert kernels_of(conv_graph(8, 16, 56, 56, 1, 1, 0, 1)[0], t) == ["int8-vnni"]
+
+
+def test_amx_refused_by_the_os_is_a_clear_error(tmp_path, amx_policy):
+    """Where the OS refuses the tile state the kernel stops before any tile instruction and the
+    run fails with the runtime's message, on any x86-64 machine: a preloaded syscall() refuses
+    arch_prctl here as a kernel older than 5.16 (or a CPU without AMX) would."""
+    import platform
+    import subprocess
+
+    from neo.codegen.kernel_qconv import AMX_DENIED
+    from neo.codegen.toolchain import zig_cc
+
+    if platform.machine() != "x86_64":
+        pytest.skip("an x86-64 test")
+    header = (Path(__file__).parents[1] / "runtime" / "neort.h").read_text()
+    assert f"#define NEO_KERNEL_AMX_DENIED {AMX_DENIED:#X}".replace("0X", "0x") in header
+    shim = tmp_path / "refuse.c"
+    shim.write_text(
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\n#include <errno.h>\n#include <stdarg.h>\n"
+        "long syscall(long n, ...) {\n  va_list ap; va_start(ap, n); long a[6];\n"
+        "  for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);\n  va_end(ap);\n"
+        "  if (n == 158 && a[0] == 0x1023) { errno = EPERM; return -1; }\n"
+        "  long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, \"syscall\");\n"
+        "  return real(n, a[0], a[1], a[2], a[3], a[4], a[5]);\n}\n")
+    subprocess.run([*zig_cc(), "-target", "x86_64-linux-gnu", "-shared", "-fPIC", "-o",
+                    str(tmp_path / "refuse.so"), str(shim)], check=True, capture_output=True)
+    amx_policy("always")
+    g, feeds = conv_graph(64, 64, 14, 14, 3, 1, 1, 1)
+    art = tmp_path / "a"
+    meta = {"inputs": [{"name": "x", "dtype": "uint8", "shape": [1, 64, 14, 14]}],
+            "outputs": [{"name": g.out_names()[0], "dtype": "int8", "shape": [1, 64, 14, 14]}]}
+    build_artifact(run_pipeline(g, 3), sapphire_rapids(), art, meta, 3)
+    np.save(tmp_path / "x.npy", feeds["x"])
+    r = subprocess.run([str(art / "neo-run"), str(art), "--input", f"x={tmp_path / 'x.npy'}"],
+                       capture_output=True, text=True,
+                       env={"LD_PRELOAD": str(tmp_path / "refuse.so"), "PATH": "/usr/bin:/bin"})
+    assert r.returncode != 0
+    assert "uses AMX, which the operating system refused this process" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("small", [False, True], ids=["exact", "pmaddubsw"])
@@ -143,6 +236,7 @@ def test_arm_conv_matches_reference(target, kernel, tmp_path, require_qemu):
 # -- machine code ---------------------------------------------------------------------------------
 INSTRUCTIONS = {
     "host": [r"\bvpdpbusd\s+[^\n]*%zmm"],
+    "spr": [r"\btdpbsud\s+%tmm", r"\bldtilecfg\b", r"\btilerelease\b"],
     "x86_64": [r"\bvpmaddwd\b"],
     "ml_c6g": [r"\bsdot\s+v\d+\.4s"],
     "rasp4b": [r"\bsmull2?\s+v\d+\.8h", r"\bsadalp\s+v\d+\.4s"],
@@ -151,8 +245,9 @@ INSTRUCTIONS = {
 
 
 @pytest.mark.parametrize("target", list(INSTRUCTIONS))
-def test_int8_conv_uses_the_dot_product_instruction(target):
-    t = get_target(target)
+def test_int8_conv_uses_the_dot_product_instruction(target, amx_policy):
+    amx_policy("never" if target == "host" else "auto")
+    t = sapphire_rapids() if target == "spr" else get_target(target)
     g, _ = conv_graph(32, 64, 14, 14, 3, 1, 1, 1)
     module, _ = generate_kernels(run_pipeline(g, 3), t)
     asm = emit_assembly(module, t)
