@@ -457,14 +457,16 @@ def write_section(doc: Path, section: str, begin: str, end: str) -> None:
 
 def vnni_info() -> tuple[bool, str]:
     """(whether the CPU has AVX-512 VNNI or AVX-VNNI, the int8 dot products neo's host target
-    uses)."""
-    from neo.codegen.isa import int8_dot
+    uses: "vnni + AMX tiles" where its int8 convs may take AMX)."""
+    from neo.codegen.isa import has_amx_int8, int8_dot
     from neo.codegen.tuning import tuning_for
     from neo.targets import get_target
 
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     flags = set((re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE) or ["", ""])[1].split())
-    return bool({"avx512_vnni", "avx_vnni"} & flags), int8_dot(tuning_for(get_target("host")))
+    tun = tuning_for(get_target("host"))
+    dots = int8_dot(tun) + (" + AMX tiles" if has_amx_int8(tun) else "")
+    return bool({"avx512_vnni", "avx_vnni"} & flags), dots
 
 
 def host_cpu() -> str:

@@ -93,11 +93,15 @@ def prepare(log) -> tuple[Path, Path, Path]:
 def compile_neo(fp32: Path, calib: Path, log, reuse: bool) -> dict[str, tuple[Path, float, dict]]:
     """fp32, int8 and fp16 artifacts: (directory, compile seconds, compile result); with `reuse`,
     the artifacts of the last run (compile seconds NaN, the result read from compiled.meta)."""
+    from neo.codegen import lower_quant
     from neo.compiler import CompileOptions, compile_model
 
     out = {}
-    for kind, kw in (("fp32", {}), ("int8", {"quantize": "int8", "calibration": calib}),
-                     ("fp16", {"precision": "fp16"})):
+    int8 = {"quantize": "int8", "calibration": calib}
+    kinds = [("fp32", {}), ("int8", int8), ("fp16", {"precision": "fp16"})]
+    if host_has_amx():  # and the figure of a CPU with VNNI only
+        kinds.append(("int8-vnni", int8))
+    for kind, kw in kinds:
         art = WORK / f"neo-{kind}"
         secs = WORK / f"neo-{kind}.compile_s"
         if reuse and (art / "compiled.meta").exists():
@@ -105,13 +109,26 @@ def compile_neo(fp32: Path, calib: Path, log, reuse: bool) -> dict[str, tuple[Pa
             out[kind] = (art, took, json.loads((art / "compiled.meta").read_text()))
             continue
         t0 = time.perf_counter()
-        res = compile_model(CompileOptions(framework="onnx", model=str(fp32), target="host",
-                                           shape=json.dumps({"input": list(SHAPE)}), output=art,
-                                           use_cache=False, **kw))
+        policy = lower_quant.AMX_POLICY
+        lower_quant.AMX_POLICY = "never" if kind == "int8-vnni" else policy
+        try:
+            res = compile_model(CompileOptions(framework="onnx", model=str(fp32), target="host",
+                                               shape=json.dumps({"input": list(SHAPE)}),
+                                               output=art, use_cache=False, **kw))
+        finally:
+            lower_quant.AMX_POLICY = policy
         out[kind] = (art, time.perf_counter() - t0, res)
         secs.write_text(f"{out[kind][1]:.1f}\n")
         log(f"neo {kind}: compiled in {out[kind][1]:.0f} s")
     return out
+
+
+def host_has_amx() -> bool:
+    from neo.codegen.isa import has_amx_int8
+    from neo.codegen.tuning import tuning_for
+    from neo.targets import get_target
+
+    return has_amx_int8(tuning_for(get_target("host")))
 
 
 def _sqnr(ref: np.ndarray, got: np.ndarray) -> float:
@@ -143,6 +160,8 @@ def measure(arts, fp32: Path, qdq: Path, x: np.ndarray, threads: int, settings, 
                    Engine("neo-fp32", lambda: models["fp32"].run(x)),
                    Engine("ort-fp32", lambda: sessions["ort-fp32"].run(None, {"input": x})),
                    Engine("neo-fp16", lambda: models["fp16"].run(x))]
+        if "int8-vnni" in models:
+            engines.append(Engine("neo-int8-vnni", lambda: models["int8-vnni"].run(x)))
         times = time_interleaved(engines, settings)
         acc = None
         if first:
@@ -225,6 +244,14 @@ def write(rows, acc, arts, load0, seconds, args) -> None:
                      f"{ms['neo-fp32']:.2f} | {ms['ort-fp32']:.2f} | {ms['neo-fp16']:.2f} | "
                      f"**{ms['neo-int8'] / ms['ort-int8']:.2f}** | "
                      f"**{ms['neo-fp32'] / ms['neo-int8']:.2f}x** |")
+    vnni = {t: r["neo-int8-vnni"]["median_ms"] for t, r in rows.items() if "neo-int8-vnni" in r}
+    if vnni:
+        lines += ["", ("neo's int8 convs on AMX tiles where its planner prefers them (most of "
+                       "resnet50's); the same int8 model compiled with AMX off, as a CPU with "
+                       "AVX-512 VNNI and no AMX runs it: "
+                       + ", ".join(f"{ms:.2f} ms at {t} thread{'s' if t > 1 else ''} "
+                                   f"({ms / rows[t]['ort-int8']['median_ms']:.2f} of "
+                                   "onnxruntime's int8)" for t, ms in vnni.items()) + ".")]
     lines += ["", (f"Accuracy against onnxruntime fp32 on {N_EVAL} other image-like inputs "
                    f"({next(iter(acc.values()))['classes']} different fp32 top-1 classes: a "
                    "random resnet50 gives most inputs one class, so the SQNR is the informative "
