@@ -36,6 +36,9 @@ CASES = [
     ((12, 20, 16, 40, 1, 1, 0, 1, 1), "gemm"),  # 1x1 on a wide plane: GEMM
     ((160, 24, 7, 7, 1, 1, 0, 1, 1), "channel"),  # 1x1 on a 7x7 plane: two reduction chunks
     ((64, 24, 9, 9, 3, 1, 2, 2, 1), "channel"),  # two reduction chunks, channel tail of 8
+    # 1.3 MB of weights: each tile prefetches a share of the next chunk's (past the last one's
+    # end on the last), several reduction chunks, a channel tail
+    ((512, 72, 5, 5, 3, 1, 1, 1, 1), "channel"),
     # strided 1x1: im2col; native AVX-512 (the cycle model): channel tiles read the strided
     # positions in place
     ((12, 20, 15, 15, 1, 2, 0, 1, 1), {128: "gemm", 256: "gemm", 512: "gemm", "avx512": "channel"}),
@@ -178,6 +181,25 @@ def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeyp
     # 4 lanes: several panels for every shape
     _check_at_threads(gr, feeds, width_target("w128"), threads, tmp_path)
     assert seen == [outer]
+
+
+@pytest.mark.parametrize("target", ["x86_64", "arm64"])
+def test_channel_conv_prefetches_the_next_weights_only_past_l2_scale(target):
+    """Past PREFETCH_BYTES of weights every tile prefetches a share of the next chunk's weights
+    (prefetcht1 / prfm pldl2keep); below, the weights stay in cache and nothing is prefetched."""
+    import re
+
+    from neo.codegen.build import emit_assembly
+
+    t = get_target(target)
+    want = r"\bprefetcht1\b" if target == "x86_64" else r"\bprfm\s+pldl2keep\b"
+    rng = np.random.default_rng(0)
+    for shape, expect in (((512, 160, 7, 7, 3, 1, 2, 2, 1), True),
+                          ((80, 40, 7, 7, 1, 1, 0, 1, 1), False)):
+        gr, _ = _graph(*shape, rng)
+        module, ks = generate_kernels(run_pipeline(gr, 3), t)
+        assert [i.kernel for _, i in ks if i is not None][-1] == "channel"  # (a pad before)
+        assert bool(re.search(want, emit_assembly(module, t))) == expect, shape
 
 
 def _record_specs(monkeypatch, module, emitter: str, what) -> list:
