@@ -34,15 +34,14 @@ from .llvm_util import (
     I32,
     I8,
     I64,
-    PTR,
     STORAGE,
     convert_float,
-    declare,
     for_range,
     gep,
     kernel_function,
     load_float,
     masked_store,
+    prefetch_lines,
     splat,
     split_last,
     stack_buffer,
@@ -363,11 +362,10 @@ def _prefetch_ahead(b, spec: ChannelConvSpec, W, wbase, c0, c1, c, ahead) -> Non
     size = b.mul(b.sub(c1, c0), I64(step))
     last = b.sub(size, I64(64))
     at = b.mul(b.add(b.mul(idx, b.sub(c1, c0)), b.sub(c, c0)), I64(lines * 64))
-    fn = declare(b.module, "llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
     for i in range(lines):
         off = b.add(at, I64(64 * i))
         off = b.select(b.icmp_signed("<", off, last), off, last)
-        b.call(fn, [gep(b, W, b.add(start, off), I8), I32(0), I32(2), I32(1)])
+        prefetch_lines(b, gep(b, W, b.add(start, off), I8), 64)
 
 
 def _write_out(b, spec: ChannelConvSpec, C, accs, img, grp, panel, p0, rows: int, chans: int, vt):

@@ -38,6 +38,7 @@ from .llvm_util import (
     load_strided,
     masked_load,
     masked_store,
+    prefetch_lines,
     splat,
     stack_buffer,
     task_range,
@@ -229,8 +230,8 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
             last = b.icmp_signed(">=", b.add(kb, I64(kc)), I64(spec.K))
 
             def tile(mb: ir.Value, mr: int):
-                _tile(b, spec, A, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first, last,
-                      vt)
+                _tile(b, spec, A, B, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first,
+                      last, vt)
 
             if spec.M >= MR:
                 with for_range(b, m_lo, m_hi, MR, "mb") as mb:
@@ -333,6 +334,10 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
                     scalar_row()
 
 
+# panels ahead whose B rows a contiguous-B tile prefetches (0: none)
+PREFETCH_PANELS = 1
+
+
 def _al(elem) -> int:
     return 2 if elem == F16 else 4
 
@@ -350,8 +355,8 @@ def _guarded_scalar(b, ptr, ok, elem=F32):
     return b.load(out, typ=elem)
 
 
-def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb, kcur, first,
-          last, vt):
+def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb, kcur,
+          first, last, vt):
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
     E, cs = spec.elem, STORAGE[spec.c_dtype]
@@ -395,7 +400,22 @@ def _tile(b, spec: GemmSpec, A, bp, C, accs, mb, mr: int, img, grp, n0, valid, k
         aist, agst, a_mst, a_kst = spec.a_strides
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
+    ahead = None
+    if spec.b_kind == "contig" and PREFETCH_PANELS:
+        # B's rows lie a plane apart (a 1x1 conv's input channels): the hardware prefetchers,
+        # which follow a 4 KiB page, lose them between one panel and the next; the tiles fetch
+        # the next panel's part of each row while they compute
+        ist, gst, kst = spec.b_strides
+        ahead = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))),
+                      b.add(b.mul(kb, I64(kst)), b.add(n0, I64(PREFETCH_PANELS * NR))))
+        xs = STORAGE[spec.x_dtype]
     with for_range(b, 0, kcur, 1, "k") as k:
+        if ahead is not None:
+            prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
+            # and the next panel's output rows (to write), one per step (the last again past mr)
+            r = b.select(b.icmp_signed("<", k, I64(mr)), k, I64(mr - 1))
+            at = b.add(cbase, b.add(b.mul(b.add(mb, r), I64(mst)), I64(PREFETCH_PANELS * NR)))
+            prefetch_lines(b, gep(b, C, at, cs), NR * _al(cs), write=True)
         bdt = (spec.b_dtype if spec.b_kind == "prepacked"
                else "float16" if E == F16 else "float32")  # the panel
         bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L, reg=E)

@@ -184,9 +184,10 @@ def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("target", ["x86_64", "arm64"])
-def test_channel_conv_prefetches_the_next_weights_only_past_l2_scale(target):
-    """Past PREFETCH_BYTES of weights every tile prefetches a share of the next chunk's weights
-    (prefetcht1 / prfm pldl2keep); below, the weights stay in cache and nothing is prefetched."""
+def test_conv_kernels_prefetch_what_the_hardware_does_not(target):
+    """Channel-vector convs: past PREFETCH_BYTES of weights every tile prefetches a share of the
+    next chunk's weights (prefetcht1 / prfm pldl2keep); below, the weights stay in cache and
+    nothing is prefetched. The 1x1 GEMM prefetches the next panel's rows of its input."""
     import re
 
     from neo.codegen.build import emit_assembly
@@ -200,6 +201,11 @@ def test_channel_conv_prefetches_the_next_weights_only_past_l2_scale(target):
         module, ks = generate_kernels(run_pipeline(gr, 3), t)
         assert [i.kernel for _, i in ks if i is not None][-1] == "channel"  # (a pad before)
         assert bool(re.search(want, emit_assembly(module, t))) == expect, shape
+    # the 1x1 GEMM with B read in place prefetches the next panel's rows of B (and of C)
+    gr, _ = _graph(12, 20, 16, 40, 1, 1, 0, 1, 1, rng)
+    module, ks = generate_kernels(run_pipeline(gr, 3), t)
+    assert [i.kernel for _, i in ks if i is not None] == ["gemm"]
+    assert re.search(want, emit_assembly(module, t))
 
 
 def _record_specs(monkeypatch, module, emitter: str, what) -> list:
