@@ -334,8 +334,10 @@ def _pack_panel(b, spec: GemmSpec, B, panel, img, grp, n0, valid, kb, kcur):
                     scalar_row()
 
 
-# panels ahead whose B rows a contiguous-B tile prefetches (0: none)
+# panels ahead whose B rows a contiguous-B tile prefetches (0: none), where B has this many
+# bytes at least (smaller ones stay in L2)
 PREFETCH_PANELS = 1
+PREFETCH_B_BYTES = 512 << 10
 
 
 def _al(elem) -> int:
@@ -401,10 +403,12 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
     ahead = None
-    if spec.b_kind == "contig" and PREFETCH_PANELS:
+    if (spec.b_kind == "contig" and PREFETCH_PANELS and L >= 16
+            and spec.K * spec.N * _al(STORAGE[spec.x_dtype]) >= PREFETCH_B_BYTES):
         # B's rows lie a plane apart (a 1x1 conv's input channels): the hardware prefetchers,
         # which follow a 4 KiB page, lose them between one panel and the next; the tiles fetch
-        # the next panel's part of each row while they compute
+        # the next panel's part of each row while they compute. (16-lane tiles: their steps
+        # have load slots to spare; AVX2's 6 x 2 tiles have none.)
         ist, gst, kst = spec.b_strides
         ahead = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))),
                       b.add(b.mul(kb, I64(kst)), b.add(n0, I64(PREFETCH_PANELS * NR))))
@@ -412,10 +416,6 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
     with for_range(b, 0, kcur, 1, "k") as k:
         if ahead is not None:
             prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
-            # and the next panel's output rows (to write), one per step (the last again past mr)
-            r = b.select(b.icmp_signed("<", k, I64(mr)), k, I64(mr - 1))
-            at = b.add(cbase, b.add(b.mul(b.add(mb, r), I64(mst)), I64(PREFETCH_PANELS * NR)))
-            prefetch_lines(b, gep(b, C, at, cs), NR * _al(cs), write=True)
         bdt = (spec.b_dtype if spec.b_kind == "prepacked"
                else "float16" if E == F16 else "float32")  # the panel
         bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L, reg=E)
