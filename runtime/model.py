@@ -80,6 +80,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "neo_runtime_arch": (cs, []),
         "neo_model_row_batch": (ctypes.c_int64, [p]),
         "neo_model_run_rows": (i, [p, ctypes.c_int64, ctypes.POINTER(p), ctypes.POINTER(p)]),
+        "neo_model_bind_input_index": (i, [p, i, p, sz]),
     }
     for name, (restype, argtypes) in {**sigs, **optional}.items():
         fn = getattr(lib, name, None)
@@ -106,6 +107,9 @@ class Model:
                  check: bool = False) -> None:
         self._handle: ctypes.c_void_p | None = None
         self._lock = threading.Lock()
+        # the arrays the model reads its inputs from (bound, not copied), kept alive until the
+        # next run sets others: profile() reruns on them
+        self._bound: list[np.ndarray] = []
         self.path = Path(path)
         graph_path = self.path / "compiled_model.json"
         if not self.path.is_dir():
@@ -217,7 +221,10 @@ class Model:
 
     def run(self, data: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
             ) -> list[np.ndarray]:
-        """Run on one array (single-input models), a list in input order, or a dict by name."""
+        """Run on one array (single-input models), a list in input order, or a dict by name.
+        The kernels read the (C-contiguous) arrays in place, never writing them: do not change
+        them from another thread while run() runs. The model keeps them until the next run
+        (profile() reruns on them)."""
         arrays = []
         rows = set()
         for value, (name, dname, shape, dtype) in zip(self._arrange(data), self._inputs):
@@ -236,9 +243,14 @@ class Model:
             return self._run_rows(arrays, rows)
         with self._lock:
             handle = self._live()
+            # zero copy where the runtime can read the arrays in place (kernels never write an
+            # input); runtimes before neo_model_bind_input_index copy
+            put = getattr(self._lib, "neo_model_bind_input_index", None)
+            put = put or self._lib.neo_model_set_input_index
             for i, arr in enumerate(arrays):
-                if self._lib.neo_model_set_input_index(handle, i, arr.ctypes.data, arr.nbytes):
+                if put(handle, i, arr.ctypes.data, arr.nbytes):
                     raise ValueError(self._error())
+            self._bound = arrays
             if self._lib.neo_model_run(handle) != 0:
                 raise RuntimeError(self._error())
             outputs = []
@@ -290,6 +302,7 @@ class Model:
             if self._handle is not None:
                 self._lib.neo_model_free(self._handle)
                 self._handle = None
+            self._bound = []
 
     def __enter__(self) -> Self:
         return self

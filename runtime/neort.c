@@ -402,7 +402,8 @@ typedef struct {
     int ndim;
     int64_t *shape;
     size_t nbytes;
-    void *buf;
+    void *buf;  /* the value's bytes: `own`, or an input's caller memory (neo_model_bind_input) */
+    void *own;  /* the model's own buffer */
     bool set; /* inputs: has a value been given */
 } NeoIO;
 
@@ -412,6 +413,7 @@ typedef struct {
     NeoKernelFn fn;
     void **args;
     bool parallel;
+    int num_in_args; /* args[0..num_in_args) are read, the rest written */
     int num_args;
     int *arg_tensor; /* checked mode: the tensor id of each arg, to name a damaged buffer */
 } NeoNode;
@@ -1129,6 +1131,7 @@ static int load_node(Loader *L, NeoModel *m, const JVal *jn, int pos, bool *outp
     n->func = xstrdup(func->s);
     n->args = calloc((size_t)args->n + 1, sizeof(void *));
     n->parallel = par->b;
+    n->num_in_args = (int)nin->i;
     if (!n->name || !n->func || !n->args) return fail("out of memory");
     if ((m->flags & NEO_LOAD_CHECKED) &&
         !(n->arg_tensor = calloc((size_t)args->n + 1, sizeof(int))))
@@ -1246,6 +1249,10 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
         rc = load_tensor(L, m, tensors->items[k], k, m->workspace, ws->i, inputs, outputs);
     if (rc == 0) rc = bind_views(L, m);
     for (int k = 0; rc == 0 && k < m->num_inputs + m->num_outputs; k++) {
+        NeoIO *io = k < m->num_inputs ? &m->inputs[k] : &m->outputs[k - m->num_inputs];
+        io->own = io->buf;
+    }
+    for (int k = 0; rc == 0 && k < m->num_inputs + m->num_outputs; k++) {
         bool is_in = k < m->num_inputs;
         NeoIO *io = is_in ? &m->inputs[k] : &m->outputs[k - m->num_inputs];
         if (!io->buf)
@@ -1328,7 +1335,7 @@ static void free_io(NeoIO *io, int n, bool own_buf) {
     for (int i = 0; io && i < n; i++) {
         free(io[i].name);
         free(io[i].shape);
-        if (own_buf) free(io[i].buf);
+        if (own_buf) free(io[i].own ? io[i].own : io[i].buf);
     }
     free(io);
 }
@@ -1420,6 +1427,15 @@ NEO_API int neo_model_output_info(const NeoModel *m, int i, const char **name, c
     return io_info(io_at(m, i, false), name, dtype, ndim, shape);
 }
 
+/* Point input io's readers (the args of the nodes that read it) at `to` instead of io->buf. */
+static void rebind_input(NeoModel *m, NeoIO *io, void *to) {
+    if (io->buf == to) return;
+    for (int i = 0; i < m->num_nodes; i++)
+        for (int k = 0; k < m->nodes[i].num_in_args; k++)
+            if (m->nodes[i].args[k] == io->buf) m->nodes[i].args[k] = to;
+    io->buf = to;
+}
+
 NEO_API int neo_model_set_input_index(NeoModel *m, int i, const void *data, size_t nbytes) {
     NeoIO *io = (NeoIO *)io_at(m, i, true);
     if (!io) return -1;
@@ -1427,7 +1443,22 @@ NEO_API int neo_model_set_input_index(NeoModel *m, int i, const void *data, size
         return fail("input '%s' needs %zu bytes (%s), got %zu", io->name, io->nbytes,
                     DTYPES[io->dtype].name, nbytes);
     if (nbytes && !data) return fail("input '%s': data is NULL", io->name);
+    rebind_input(m, io, io->own);
     if (nbytes) memcpy(io->buf, data, nbytes);
+    io->set = true;
+    return 0;
+}
+
+NEO_API int neo_model_bind_input_index(NeoModel *m, int i, const void *data, size_t nbytes) {
+    NeoIO *io = (NeoIO *)io_at(m, i, true);
+    if (!io) return -1;
+    /* checked mode keeps its guarded copy; an empty input has no bytes to share */
+    if ((m->flags & NEO_LOAD_CHECKED) || nbytes == 0 || !data)
+        return neo_model_set_input_index(m, i, data, nbytes);
+    if (nbytes != io->nbytes)
+        return fail("input '%s' needs %zu bytes (%s), got %zu", io->name, io->nbytes,
+                    DTYPES[io->dtype].name, nbytes);
+    rebind_input(m, io, (void *)data); /* kernels never write an input (the loader checks) */
     io->set = true;
     return 0;
 }
@@ -1525,6 +1556,7 @@ NEO_API int neo_model_run_rows(NeoModel *m, int64_t rows, const void *const *inp
     if (rows < 0) return fail("rows must not be negative, got %lld", (long long)rows);
     if (rows && (!inputs || !outputs)) return fail("neo_model_run_rows: NULL inputs or outputs");
     int64_t n = m->row_batch;
+    for (int i = 0; i < m->num_inputs; i++) rebind_input(m, &m->inputs[i], m->inputs[i].own);
     for (int64_t done = 0; done < rows; done += n) {
         int64_t take = rows - done < n ? rows - done : n;
         for (int i = 0; i < m->num_inputs; i++) {

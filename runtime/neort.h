@@ -101,6 +101,14 @@ NEO_API int neo_model_output_info(const NeoModel *m, int i, const char **name, c
 NEO_API int neo_model_set_input(NeoModel *m, const char *name, const void *data, size_t nbytes);
 NEO_API int neo_model_set_input_index(NeoModel *m, int i, const void *data, size_t nbytes);
 
+/* Let the model read input i from the caller's memory (C order, the model's dtype, nbytes equal
+ * to the input's size; any alignment) instead of copying it: no copy, and the bytes stay where
+ * the caller's cache has them. Kernels never write an input. The memory must stay valid and
+ * unchanged until the last run that reads it returns; neo_model_set_input*() or
+ * neo_model_run_rows() go back to the model's own buffer. In checked mode (guarded buffers)
+ * this copies, as neo_model_set_input_index() does. */
+NEO_API int neo_model_bind_input_index(NeoModel *m, int i, const void *data, size_t nbytes);
+
 /* Run all nodes in order. Fails if an input was never set or a kernel returns non-zero. */
 NEO_API int neo_model_run(NeoModel *m);
 

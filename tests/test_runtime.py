@@ -222,6 +222,41 @@ def test_python_model_runs_and_describes(native: Path) -> None:
         m.run(inputs)
 
 
+def test_inputs_are_read_in_place_not_copied(native: Path) -> None:
+    """Model.run binds its arrays (neo_model_bind_input_index): the kernels read the caller's
+    memory and never write it; neo_model_set_input_index goes back to a copy in the model's own
+    buffer; checked mode keeps copying into its guarded buffers."""
+    inputs = make_inputs(3)
+    x, bias = inputs["x"], inputs["bias"]
+    keep = x.copy()
+    with Model(native, num_threads=2) as m:
+        lib, h = m._lib, m._live()
+        y0 = m.run(inputs)
+        np.testing.assert_array_equal(x, keep)  # not written
+        out = np.empty_like(y0[0])
+
+        def run_y() -> np.ndarray:
+            assert lib.neo_model_run(h) == 0
+            assert lib.neo_model_get_output(h, 0, out.ctypes.data, out.nbytes) == 0
+            return out.copy()
+
+        x *= 2  # the model reads the bound array itself
+        np.testing.assert_array_equal(run_y(), reference(x, bias)[0])
+        assert m.profile(2)  # reruns on the bound arrays
+        assert lib.neo_model_set_input_index(h, 0, keep.ctypes.data, keep.nbytes) == 0
+        x *= 3  # a copy now: the bound array no longer matters
+        np.testing.assert_array_equal(run_y(), reference(keep, bias)[0])
+        assert lib.neo_model_bind_input_index(h, 0, x.ctypes.data, x.nbytes - 4) != 0  # size
+    x[:] = keep
+    with Model(native, check=True) as m:  # guarded buffers: copied
+        m.run(inputs)
+        x *= 2
+        assert m._lib.neo_model_run(m._live()) == 0
+        out = np.empty_like(y0[0])
+        assert m._lib.neo_model_get_output(m._live(), 0, out.ctypes.data, out.nbytes) == 0
+        np.testing.assert_array_equal(out, y0[0])
+
+
 def test_threads_give_identical_results(native: Path) -> None:
     inputs = make_inputs(2)
     results = []

@@ -355,6 +355,15 @@ def test_any_number_of_rows_runs_in_chunks(cases, rows, tmp_path):
     if rows:
         _, outs, _ = run_artifact(art, {"data": x}, check=True)
         np.testing.assert_array_equal(outs[0], ref)
+    # a run of exactly 16 rows reads its array in place; chunked runs copy into the model's own
+    # buffer, never into that array
+    exact = np.resize(case.x, (16, case.x.shape[1]))
+    keep = exact.copy()
+    with Model(art) as m:
+        m.run(exact)
+        got, = m.run(x)
+        np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(exact, keep)
 
 
 def test_other_models_keep_exact_shapes(small_cnn, compile_cached):
