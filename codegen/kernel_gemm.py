@@ -175,6 +175,8 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     bufs = [b.load(gep(b, fn.args[0], I64(i), PTR), typ=PTR) for i in range(nbufs)]
     if "bufs_holder" in spec.extra:  # the epilogue renders loads from these pointers
         spec.extra["bufs_holder"][0] = bufs
+    # the epilogue's operands laid out as the output (a residual; "out_like": their buffers)
+    spec.extra["out_like_ptrs"] = [bufs[i] for i in spec.extra.get("out_like", ())]
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
     E = spec.elem
@@ -416,6 +418,13 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
     with for_range(b, 0, kcur, 1, "k") as k:
         if ahead is not None:
             prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
+            # the output's rows (and a residual's, which the epilogue reads) lie a plane apart
+            # too: one row of the next panel's per step (the tile's last again past mr)
+            r = b.select(b.icmp_signed("<", k, I64(mr)), k, I64(mr - 1))
+            at = b.add(cbase, b.add(b.mul(b.add(mb, r), I64(mst)), I64(PREFETCH_PANELS * NR)))
+            for buf in spec.extra["out_like_ptrs"]:
+                prefetch_lines(b, gep(b, buf, at, cs), NR * _al(cs))
+            prefetch_lines(b, gep(b, C, at, cs), NR * _al(cs), write=True)
         bdt = (spec.b_dtype if spec.b_kind == "prepacked"
                else "float16" if E == F16 else "float32")  # the panel
         bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L, reg=E)

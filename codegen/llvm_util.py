@@ -344,12 +344,13 @@ def load_float(b: ir.IRBuilder, ptr: ir.Value, index: ir.Value, dtype: str, lane
     raise TypeError(f"load_float of {dtype}")
 
 
-def prefetch_lines(b: ir.IRBuilder, ptr: ir.Value, nbytes: int) -> None:
+def prefetch_lines(b: ir.IRBuilder, ptr: ir.Value, nbytes: int, write: bool = False) -> None:
     """Prefetch the 64-byte lines of nbytes from ptr into L2 (prefetcht1 on x86, prfm pldl2keep
-    on AArch64); a prefetch never faults, past a buffer's end too."""
+    on AArch64; to write: prefetchw, prfm pstl2keep); a prefetch never faults, past a buffer's
+    end too."""
     fn = declare(b.module, "llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
     for off in range(0, nbytes, 64):
-        b.call(fn, [gep(b, ptr, I64(off), I8), I32(0), I32(2), I32(1)])
+        b.call(fn, [gep(b, ptr, I64(off), I8), I32(int(write)), I32(2), I32(1)])
 
 
 def kernel_function(module: ir.Module, name: str, nbufs: int):

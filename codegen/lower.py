@@ -234,6 +234,10 @@ def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, st
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(buf_dtypes) - 1,
                     c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
                     mchunk=row_chunk(M, K, P, blk, elem, l2_bytes), **dtypes)
+    out = node.outputs[0]  # a residual the epilogue adds: read as the output is written
+    spec.extra["out_like"] = [i for i, v in enumerate(ext) if i not in (xi, wi, bi)
+                              and v.shape == out.shape and v.dtype == out.dtype
+                              and not v.is_const]
     _emit_with_bufs(module, func, spec, len(buf_dtypes), bufs_holder)
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)

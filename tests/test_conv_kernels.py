@@ -206,8 +206,9 @@ def test_channel_conv_prefetches_the_next_weights(target):
 
 def test_gemm_prefetches_the_next_panels_input_rows():
     """A 1x1 conv on the GEMM reads its input in place, rows a plane apart: with 16-lane tiles
-    and 512 KB of input or more, each step prefetches the next panel's part of its row; AVX2's
-    tiles (no load slot to spare) and small inputs do not."""
+    and 512 KB of input or more, each step prefetches the next panel's part of its row, and of
+    one row of the output and of a residual; AVX2's tiles (no load slot to spare) and small
+    inputs do not."""
     import re
 
     from neo.codegen.build import emit_assembly
@@ -220,7 +221,24 @@ def test_gemm_prefetches_the_next_panels_input_rows():
         gr, _ = _graph(*shape, rng)
         module, ks = generate_kernels(run_pipeline(gr, 3), t)
         assert [i.kernel for _, i in ks if i is not None] == ["gemm"], (target, shape)
-        assert bool(re.search(r"\bprefetcht1\b", emit_assembly(module, t))) == expect
+        asm = emit_assembly(module, t)
+        assert bool(re.search(r"\bprefetcht1\b", asm)) == expect
+        assert bool(re.search(r"\bprefetchw\b", asm)) == expect  # the output's rows
+    # a residual the epilogue adds is prefetched as the output is
+    t = get_target("ml_c5")
+    counts = []
+    for residual in (False, True):
+        g2 = ir.Graph()
+        x = g2.input("x", (1, 256, 28, 28), "float32")
+        w = g2.const(rng.standard_normal((64, 256, 1, 1)).astype(np.float32), "w")
+        y = g2.op("conv", x, w, strides=(1, 1), pads=(0,) * 4, dilations=(1, 1), groups=1)
+        if residual:
+            y = g2.op("add", y, g2.input("r", y.shape, "float32"))
+        g2.outputs = [g2.op("relu", y)]
+        module, ks = generate_kernels(run_pipeline(g2, 3), t)
+        assert [i.kernel for _, i in ks if i is not None] == ["gemm"]
+        counts.append(len(re.findall(r"\bprefetcht1\b", emit_assembly(module, t))))
+    assert counts[1] > counts[0], counts
 
 
 def _record_specs(monkeypatch, module, emitter: str, what) -> list:
