@@ -419,12 +419,13 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
         if ahead is not None:
             prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
             # the output's rows (and a residual's, which the epilogue reads) lie a plane apart
-            # too: one row of the next panel's per step (the tile's last again past mr)
-            r = b.select(b.icmp_signed("<", k, I64(mr)), k, I64(mr - 1))
-            at = b.add(cbase, b.add(b.mul(b.add(mb, r), I64(mst)), I64(PREFETCH_PANELS * NR)))
-            for buf in spec.extra["out_like_ptrs"]:
-                prefetch_lines(b, gep(b, buf, at, cs), NR * _al(cs))
-            prefetch_lines(b, gep(b, C, at, cs), NR * _al(cs), write=True)
+            # too: the first mr steps take one row of the next panel's each
+            with b.if_then(b.icmp_signed("<", k, I64(mr))):
+                at = b.add(cbase, b.add(b.mul(b.add(mb, k), I64(mst)),
+                                        I64(PREFETCH_PANELS * NR)))
+                for buf in spec.extra["out_like_ptrs"]:
+                    prefetch_lines(b, gep(b, buf, at, cs), NR * _al(cs))
+                prefetch_lines(b, gep(b, C, at, cs), NR * _al(cs), write=True)
         bdt = (spec.b_dtype if spec.b_kind == "prepacked"
                else "float16" if E == F16 else "float32")  # the panel
         bv = [load_float(b, bp, b.add(b.mul(k, I64(NR)), I64(v * L)), bdt, L, reg=E)

@@ -622,7 +622,8 @@ def _tile_amx(b, spec: QConvSpec, Wt, C, Bias, packed, tilebuf, accs, img, grp, 
               col0, vlen):
     """The vector path's tile (MR channels x NV * 16 positions) on AMX accumulators: per K chunk
     and tap, ceil(mr / 16) weight tiles and NV activation tiles, a TDPBSUD for each pair; then
-    to the tile buffer and out through the epilogue as the vector path's tiles leave."""
+    to the tile buffer and out through the epilogue as the vector path's tiles leave. (Bias is
+    None: AMX accumulators start from zero and the epilogue adds it.)"""
     module = b.module
     load = _amx_fn(module, "tileloadd64", [I8, PTR, I64])
     dp = _amx_fn(module, "tdpbsud", [I8, I8, I8])

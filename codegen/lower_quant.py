@@ -331,9 +331,9 @@ def lower_conv_integer(module, node: Node, func: str, tun: Tuning):
                      pad_byte=pad_byte, out_dtype=node.outputs[0].dtype)
     plan = _plan(spec, tun)
     if isa.has_amx_int8(tun) and AMX_POLICY != "never":
-        gk = spec.groups_k
-        amx = _plan(replace(spec, dot=Dot("amx", 16, 4, False), kq=-(-gk // -(-gk // AMX_TILE))),
-                    tun)
+        chunks = -(-spec.groups_k // AMX_TILE)  # K in equal chunks of at most 16 quads
+        amx = _plan(replace(spec, dot=Dot("amx", 16, 4, False),
+                            kq=-(-spec.groups_k // chunks)), tun)
         if amx is not None and (plan is None or AMX_POLICY == "always" or amx[0] < plan[0]):
             plan = amx
     if plan is None:
