@@ -107,6 +107,60 @@ static void *alloc_aligned(size_t nbytes) {
     return p;
 }
 
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+/* An anonymous mapping of nbytes (zeroed, not yet faulted in) on its own 2 MiB boundary, which
+ * the kernel is asked to back with transparent huge pages: THP in "madvise" mode, the common
+ * default, gives them only on request. The workspace and the parameters then take a few TLB
+ * entries instead of thousands of 4 KiB ones (resnet50's 9 MiB of activations and 114 MiB of
+ * weights: 2-4% of a run on a Xeon). NULL under one huge page, or if the mapping fails; *map
+ * and *span are what to munmap. */
+static size_t huge_pages_bytes(size_t nbytes) {
+    return (nbytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+}
+
+static void *map_huge(size_t nbytes, void **map, size_t *span) {
+#ifdef MADV_HUGEPAGE
+    if (nbytes < HUGE_PAGE_BYTES || nbytes > SIZE_MAX - 2 * HUGE_PAGE_BYTES) return NULL;
+    size_t size = huge_pages_bytes(nbytes);
+    uint8_t *base = mmap(NULL, size + HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    uintptr_t at = ((uintptr_t)base + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    madvise((void *)at, size, MADV_HUGEPAGE); /* advice: 4 KiB pages where it is refused */
+    *map = base;
+    *span = size + HUGE_PAGE_BYTES;
+    return (void *)at;
+#else
+    (void)nbytes; (void)map; (void)span;
+    return NULL;
+#endif
+}
+
+/* the workspace, zeroed and faulted in (not in the first run) */
+static void *alloc_workspace(size_t nbytes, void **map, size_t *span) {
+    void *p = map_huge(nbytes, map, span);
+    if (!p) return alloc_aligned(nbytes);
+    memset(p, 0, nbytes);
+    return p;
+}
+
+/* all of fd's nbytes into buf; false (errno set) on a read error or a short file */
+static bool read_all(int fd, void *buf, size_t nbytes) {
+    uint8_t *at = buf;
+    while (nbytes > 0) {
+        ssize_t got = read(fd, at, nbytes > (1u << 30) ? (1u << 30) : nbytes);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            if (got == 0) errno = EIO;
+            return false;
+        }
+        at += got;
+        nbytes -= (size_t)got;
+    }
+    return true;
+}
+
 /* ---- a small strict JSON parser; values live in an arena freed in one go after loading ---- */
 
 typedef struct ArenaBlock {
@@ -461,8 +515,12 @@ struct NeoPool {
 struct NeoModel {
     void *lib;
     void *params;
+    void *params_map; /* the mapping params lies in, and its size (to munmap) */
+    size_t params_map_size;
     size_t params_size;
     void *workspace; /* NULL in checked mode: every storage is a GuardBuf instead */
+    void *workspace_map; /* the mapping the workspace was carved from, and its size */
+    size_t workspace_map_size;
     int num_inputs, num_outputs, num_nodes;
     NeoIO *inputs, *outputs;
     NeoNode *nodes;
@@ -1202,12 +1260,25 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
     }
     m->params_size = (size_t)st.st_size;
     if (m->params_size > 0) {
-        void *map = mmap(NULL, m->params_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return fail("cannot map %s: %s", path, strerror(errno));
+        /* read into huge pages where there is a huge page's worth, else mapped (read-only) */
+        m->params = map_huge(m->params_size, &m->params_map, &m->params_map_size);
+        if (m->params) {
+            if (!read_all(fd, m->params, m->params_size)) {
+                close(fd);
+                return fail("cannot read %s: %s", path, strerror(errno));
+            }
+            /* read-only, as mapped: a kernel writing into its weights faults (the whole
+             * pages: a part would split the mapping) */
+            mprotect(m->params, huge_pages_bytes(m->params_size), PROT_READ);
+        } else {
+            void *map = mmap(NULL, m->params_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (map == MAP_FAILED) {
+                close(fd);
+                return fail("cannot map %s: %s", path, strerror(errno));
+            }
+            m->params = m->params_map = map;
+            m->params_map_size = m->params_size;
         }
-        m->params = map;
     }
     close(fd);
     if (params_parse(path, m->params, m->params_size, &L->params, &L->num_params, &L->param_data))
@@ -1226,7 +1297,9 @@ static int load_graph(Loader *L, NeoModel *m, const JVal *root) {
         if (!m->tensor_names || !m->tensor_gbuf) return fail("out of memory");
         for (int k = 0; k < tensors->n; k++) m->tensor_gbuf[k] = -1;
     } else {
-        if ((uint64_t)ws->i <= SIZE_MAX) m->workspace = alloc_aligned((size_t)ws->i);
+        if ((uint64_t)ws->i <= SIZE_MAX)
+            m->workspace = alloc_workspace((size_t)ws->i, &m->workspace_map,
+                                           &m->workspace_map_size);
         if (!m->workspace)
             return fail("cannot allocate the %lld-byte workspace", (long long)ws->i);
     }
@@ -1353,14 +1426,15 @@ NEO_API void neo_model_free(NeoModel *m) {
     bool checked = m->flags & NEO_LOAD_CHECKED; /* then the I/O buffers are GuardBufs */
     free_io(m->inputs, m->num_inputs, !checked);
     free_io(m->outputs, m->num_outputs, !checked);
-    free(m->workspace);
+    if (m->workspace_map) munmap(m->workspace_map, m->workspace_map_size);
+    else free(m->workspace);
     for (int b = 0; b < m->num_gbufs; b++) munmap(m->gbufs[b].map, m->gbufs[b].map_size);
     free(m->gbufs);
     for (int t = 0; m->tensor_names && t < m->num_tensors; t++) free(m->tensor_names[t]);
     free(m->tensor_names);
     free(m->tensor_gbuf);
     if (m->lib) dlclose(m->lib);
-    if (m->params) munmap(m->params, m->params_size);
+    if (m->params_map) munmap(m->params_map, m->params_map_size);
     free(m);
 }
 

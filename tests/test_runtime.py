@@ -67,8 +67,14 @@ int32_t k_finish(void **args, int32_t task, int32_t ntasks) {
 """
 
 
-def graph_json(arch: str) -> dict:
+# Where the parameters and the workspace span huge pages the runtime reads and maps them
+# differently (map_huge in neort.c): the "big" artifact puts its tensors past the first 2 MiB.
+BIG_NBYTES = 3 << 20
+
+
+def graph_json(arch: str, big: bool = False) -> dict:
     f32 = 4 * ROWS * COLS
+    at = BIG_NBYTES if big else 64
     return {
         "format": "neo-graph",
         "format_version": 1,
@@ -76,7 +82,7 @@ def graph_json(arch: str) -> dict:
         "triple": ARCH_FACTS[arch].triple(),
         "library": "compiled.so",
         "params": "compiled.params",
-        "workspace_nbytes": 64 + (f32 + 63) // 64 * 64,
+        "workspace_nbytes": at + (f32 + 63) // 64 * 64,
         "tensors": [
             {"id": 0, "name": "x", "shape": [ROWS, COLS], "dtype": "float32", "nbytes": f32,
              "storage": "input", "index": 0},
@@ -85,7 +91,7 @@ def graph_json(arch: str) -> dict:
             {"id": 2, "name": "scale", "shape": [ROWS, COLS], "dtype": "float32", "nbytes": f32,
              "storage": "param", "param": "scale"},
             {"id": 3, "name": "scale_add:0", "shape": [ROWS, COLS], "dtype": "float32",
-             "nbytes": f32, "storage": "workspace", "storage_id": 0, "offset": 64},
+             "nbytes": f32, "storage": "workspace", "storage_id": 0, "offset": at},
             {"id": 4, "name": "y", "shape": [ROWS, COLS], "dtype": "float32", "nbytes": f32,
              "storage": "output", "index": 0},
             {"id": 5, "name": "mask", "shape": [ROWS, COLS], "dtype": "bool",
@@ -102,12 +108,15 @@ def graph_json(arch: str) -> dict:
     }
 
 
-def params_entries() -> dict[str, np.ndarray]:
+def params_entries(big: bool = False) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {
+    entries = {
         "scale": rng.uniform(-2, 2, (ROWS, COLS)).astype(np.float32),
         "unused.zz": np.arange(5, dtype=np.int64),  # entries the graph does not use are fine
     }
+    if big:  # sorts first: "scale" lands past it (the checksum covers every byte read)
+        entries["bulk"] = rng.integers(0, 256, BIG_NBYTES, dtype=np.uint8)
+    return entries
 
 
 def reference(x: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
@@ -128,14 +137,14 @@ def write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def make_artifact(arch: str, out: Path) -> Path:
+def make_artifact(arch: str, out: Path, big: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     # no fp contraction: the numpy reference rounds after the multiply too
     obj = compile_c(KERNELS, arch, flags=["-ffp-contract=off"])
     link_shared([obj], arch, out / "compiled.so")
-    graph = graph_json(arch)
+    graph = graph_json(arch, big)
     write_json(out / "compiled_model.json", graph)
-    write_params(out / "compiled.params", params_entries())
+    write_params(out / "compiled.params", params_entries(big))
     write_json(out / "compiled.meta", {
         "format_version": 1, "compiler": "hand-made", "framework": "none", "model": "test",
         "target": {"name": arch, "arch": arch, "triple": graph["triple"]},
@@ -155,6 +164,14 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # the zig invocations are independent subprocesses: build the arches side by side
     with ThreadPoolExecutor(len(ARCHES)) as pool:
         futures = {a: pool.submit(make_artifact, a, root / a) for a in ARCHES}
+        return {a: f.result() for a, f in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def big_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("big")
+    with ThreadPoolExecutor(len(ARCHES)) as pool:
+        futures = {a: pool.submit(make_artifact, a, root / a, True) for a in ARCHES}
         return {a: f.result() for a, f in futures.items()}
 
 
@@ -220,6 +237,31 @@ def test_python_model_runs_and_describes(native: Path) -> None:
         assert y2 is not y
     with pytest.raises(RuntimeError, match="closed"):
         m.run(inputs)
+
+
+def huge_advised_mappings() -> dict[str, str]:
+    """start address -> permissions of this process's mappings advised MADV_HUGEPAGE"""
+    found, head = {}, None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0]:
+            head = line.split()
+        elif line.startswith("VmFlags:") and " hg" in line:
+            found[head[0].split("-")[0]] = head[1]
+    return found
+
+
+def test_large_params_and_workspace_ask_for_huge_pages(big_artifacts: dict[str, Path]) -> None:
+    """Past 2 MiB the parameters are read into, and the workspace carved from, mappings advised
+    MADV_HUGEPAGE (whether the kernel grants them is its choice); the parameters stay
+    read-only, as the file mapping they replace was."""
+    before = huge_advised_mappings()
+    with Model(big_artifacts[host_arch()], num_threads=2) as m:
+        new = {a: perms for a, perms in huge_advised_mappings().items() if a not in before}
+        assert sorted(new.values()) == ["r--p", "rw-p"], new
+        inputs = make_inputs(5)
+        for got, want in zip(m.run(inputs), reference(**inputs)):
+            np.testing.assert_array_equal(got, want)
+    assert huge_advised_mappings().keys() <= before.keys()  # unmapped on close
 
 
 def test_inputs_are_read_in_place_not_copied(native: Path) -> None:
@@ -444,12 +486,14 @@ def test_foreign_artifact_in_c(broken: Path) -> None:
 # -- neo-run, natively and under qemu -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["small", "huge-pages"])
 @pytest.mark.parametrize("arch", ARCHES)
-def test_neo_run(artifacts: dict[str, Path], arch: str, tmp_path: Path) -> None:
+def test_neo_run(artifacts: dict[str, Path], big_artifacts: dict[str, Path], arch: str, big: bool,
+                 tmp_path: Path) -> None:
     inputs = make_inputs(3)
     args = save_inputs(tmp_path, inputs)
     outdir = tmp_path / "out"
-    proc = neo_run(artifacts[arch], arch, "--threads", "2", "--warmup", "1", "--repeat", "3",
+    proc = neo_run((big_artifacts if big else artifacts)[arch], arch, "--threads", "2", "--warmup", "1", "--repeat", "3",
                    *args, "--outdir", str(outdir))
     assert proc.returncode == 0, proc.stderr
     timing = json.loads(proc.stdout)
