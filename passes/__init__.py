@@ -47,12 +47,12 @@ def pipeline(opt_level: int, precision: Pass | None = None, tuning=None) -> list
 
 
 def _winograd_for(tuning) -> Pass:
-    from .winograd import min_tiles
+    from .winograd import min_channels, min_tiles
 
-    tiles = min_tiles(tuning)
+    tiles, channels = min_tiles(tuning), min_channels(tuning)
 
     def winograd_convs_for_target(g: Graph) -> Graph:
-        return winograd_convs(g, tiles)
+        return winograd_convs(g, tiles, channels)
 
     winograd_convs_for_target.__name__ = "winograd_convs"  # the pass log and --dump-ir names
     return winograd_convs_for_target

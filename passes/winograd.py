@@ -2,7 +2,8 @@
 weights transformed at compile time, output transform (ir/ops_nn.py has the ops and matrices).
 
 2.25x fewer multiplies; the output transform takes the conv's epilogue (bias, residual add,
-activation) when fusion runs. Only where it pays: 16 channels, and enough 2x2 tiles that the
+activation) when fusion runs. Only where it pays: 16 channels (32 where the FMAs outpace the streams:
+`min_channels`), and enough 2x2 tiles that the
 multiplies saved outweigh the transformed weights, which are 16/9 the size of the direct ones and
 must stream through the cache once per image (`min_tiles`).
 """
@@ -15,6 +16,11 @@ from neo.ir.rewrite import Rewriter, rewrite
 MIN_TILES = 16
 MIN_CHANNELS = 16
 MAX_PLANE = 64 * 1024  # floats: the input transform pads one plane at a time on the stack
+
+
+def _fmas_outpace_streams(tun) -> bool:
+    """Whether the FMAs do more than 16 floats per cycle, or the core streams slowly (Intel)."""
+    return tun is not None and (tun.fma_per_cycle * tun.lanes > 16 or tun.core_bandwidth_low)
 
 
 def min_tiles(tun=None) -> int:
@@ -30,12 +36,23 @@ def min_tiles(tun=None) -> int:
     won (a Xeon: 1.55 ms against 1.95 ms for the Winograd GEMM alone with AVX-512; 5.24 -> 4.67
     ms per resnet50 last-stage block with AVX-512 hidden). There the next tile count up, 25 (a
     9x9 or 10x10 output), is the least; 14x14 outputs (49 tiles) gain on every CPU."""
-    if tun is not None and (tun.fma_per_cycle * tun.lanes > 16 or tun.core_bandwidth_low):
-        return 25
-    return MIN_TILES
+    return 25 if _fmas_outpace_streams(tun) else MIN_TILES
 
 
-def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES) -> bool:
+def min_channels(tun=None) -> int:
+    """The fewest input channels a Winograd conv needs on a CPU. The GEMM between the transforms
+    does one MAC per input channel for each transformed output value it writes and the output
+    transform reads back (16 per 2x2 tile and output channel): at 16 input channels that
+    traffic, not the multiplies, sets its speed where the FMAs outpace the streams. On the
+    Xeon with AVX-512, squeezenet's 16 -> 64 3x3 convs on 55x55 took 0.38 ms as Winograd (0.22
+    of it the GEMM) and 0.26-0.30 as direct channel-vector convs: the whole network 4-5%
+    faster at 1 and 2 threads with them direct; at 32 channels (its 27x27 convs) the two are
+    even. AMD's AVX2 cores keep 16."""
+    return 32 if _fmas_outpace_streams(tun) else MIN_CHANNELS
+
+
+def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES,
+                     channels_at_least: int = MIN_CHANNELS) -> bool:
     if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
         return False
     w = n.inputs[1]
@@ -49,15 +66,16 @@ def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES) -> bool:
     oc, c = w.shape[:2]
     oh, ow = n.outputs[0].shape[2:]
     th, tw = winograd_tiles(oh, ow)
-    return (oc >= MIN_CHANNELS and c >= MIN_CHANNELS and th * tw >= tiles_at_least
+    return (oc >= MIN_CHANNELS and c >= channels_at_least and th * tw >= tiles_at_least
             and (2 * th + 2) * (2 * tw + 2) <= MAX_PLANE)
 
 
-def winograd_convs(g: Graph, tiles_at_least: int = MIN_TILES) -> Graph:
+def winograd_convs(g: Graph, tiles_at_least: int = MIN_TILES,
+                   channels_at_least: int = MIN_CHANNELS) -> Graph:
     """conv3x3(x, w, b) -> winograd_output(conv1x1_g16(winograd_input(x), U)) + b."""
 
     def emit(rw: Rewriter, n: Node):
-        if not winograd_applies(n, tiles_at_least):
+        if not winograd_applies(n, tiles_at_least, channels_at_least):
             return None
         x = rw.get(n.inputs[0])
         w = n.inputs[1].data

@@ -354,3 +354,29 @@ def test_winograd_needs_more_tiles_where_512_bit_fmas_are_full_rate_or_cores_str
 
     assert [winograds(t) for t in full_rate] == [1, 1, 1, 1]
     assert [winograds(t) for t in others] == [2] * 5
+
+
+def test_winograd_needs_32_input_channels_where_fmas_outpace_streams():
+    """At 16 input channels the Winograd GEMM is bound by the transformed values it writes and
+    the output transform reads back, where the FMAs are fast (as for min_tiles): squeezenet's
+    16 -> 64 3x3 convs stay direct there, on AMD's AVX2 and NEON they turn Winograd."""
+    from neo.codegen.tuning import tuning_for
+    from neo.passes.winograd import min_channels
+    from neo.targets import resolve_target
+
+    fast, slow = (tuning_for(resolve_target(n, None, None)[0]) for n in ("ml_c5", "x86_64"))
+    assert (min_channels(fast), min_channels(slow), min_channels(None)) == (32, 16, 16)
+    rng = np.random.default_rng(7)
+    g = parse(HEADER + """
+      g (float[1,16,28,28] x, float[1,32,28,28] u) => (float[1,64,28,28] y, float[1,64,28,28] v) {
+        y = Conv <pads = [1, 1, 1, 1]> (x, w16)
+        v = Conv <pads = [1, 1, 1, 1]> (u, w32)
+      }""", w16=rng.normal(size=(64, 16, 3, 3)).astype(np.float32),
+               w32=rng.normal(size=(64, 32, 3, 3)).astype(np.float32))
+
+    def convs(t):  # (input channels, whether a Winograd GEMM: 16 groups of 1x1) per conv
+        return sorted((n.inputs[1].shape[1], n.inputs[1].shape[2:] == (1, 1))
+                      for n in run_pipeline(g, 3, tuning=t).nodes if n.attrs["anchor"] == "conv")
+
+    assert convs(fast) == [(16, False), (32, True)]
+    assert convs(slow) == [(16, True), (32, True)]
