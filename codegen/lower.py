@@ -565,7 +565,8 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
                            w_dtype=ext[wi].dtype,
                            chunk_bytes=chunk_bytes, x_dtype=ext[xi].dtype,
                            c_dtype=node.outputs[0].dtype,
-                           arith="float16" if half else "float32")
+                           arith="float16" if half else "float32",
+                           straight_tiles=tun.arch == "x86_64")
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)

@@ -33,6 +33,10 @@ CASES = [
     ((8, 16, 20, 20, 5, 1, 2, 2, 1), "channel"),  # dilated
     ((3, 16, 32, 32, 7, 2, 3, 1, 1), "channel"),  # stem conv, stride 2
     ((8, 16, 15, 15, 3, 2, 1, 1, 1), "channel"),  # stride 2
+    # rows of 51 and 53 outputs: tiles within a row (one input pointer, x86) beside tiles that
+    # wrap to the next row, which may also be a channel tail or the short last tile
+    ((3, 16, 9, 101, 3, 2, 1, 1, 1), "channel"),
+    ((8, 20, 6, 53, 3, 1, 1, 1, 1), "channel"),
     ((12, 20, 16, 40, 1, 1, 0, 1, 1), "gemm"),  # 1x1 on a wide plane: GEMM
     ((160, 24, 7, 7, 1, 1, 0, 1, 1), "channel"),  # 1x1 on a 7x7 plane: two reduction chunks
     ((64, 24, 9, 9, 3, 1, 2, 2, 1), "channel"),  # two reduction chunks, channel tail of 8
