@@ -10,7 +10,7 @@ from neo.ir.verify import verify
 
 from .basic import eliminate_dead_code, fold_constants, simplify
 from .batchnorm import decompose_batchnorm, fold_batchnorm_into_conv
-from .conv_padding import make_conv_padding_explicit
+from .conv_padding import make_conv_padding_explicit, subsample_pays, subsample_strided_1x1
 from .decompose import decompose_softmax
 from .fusion import fuse_operators
 from .layout import convert_layout
@@ -40,6 +40,8 @@ def pipeline(opt_level: int, precision: Pass | None = None, tuning=None) -> list
     if opt_level >= 3:
         passes += [_winograd_for(tuning)]
     if opt_level >= 2:
+        if subsample_pays(tuning):
+            passes += [subsample_strided_1x1]
         passes += [make_conv_padding_explicit, fuse_operators]
     else:
         passes += [fuse_nothing]

@@ -380,3 +380,62 @@ def test_winograd_needs_32_input_channels_where_fmas_outpace_streams():
 
     assert convs(fast) == [(16, False), (32, True)]
     assert convs(slow) == [(16, True), (32, True)]
+
+
+def _strided_1x1_graph() -> Graph:
+    rng = np.random.default_rng(8)
+    return parse(HEADER + """
+      g (float[1,24,27,27] x, float[1,8,60,60] u) => (float[1,40,14,14] y, float[1,16,30,30] v) {
+        y = Conv <strides = [2, 2]> (x, w, b)
+        v = Conv <strides = [2, 2]> (u, w2)
+      }""", w=rng.normal(size=(40, 24, 1, 1)).astype(np.float32),
+               b=rng.normal(size=40).astype(np.float32),
+               w2=rng.normal(size=(16, 8, 1, 1)).astype(np.float32))
+
+
+def test_strided_1x1_convs_read_a_subsampled_copy_on_avx512():
+    """A strided 1x1 conv with an output plane under 784 (27x27 -> 14x14: an odd input, a last
+    row and column kept) becomes slice + a plain 1x1 conv where the channel-vector tiles take
+    it (native AVX-512); a 30x30 output stays strided, as does everything under AVX2."""
+    from neo.codegen.tuning import tuning_for
+    from neo.passes.conv_padding import subsample_pays, subsample_strided_1x1
+    from neo.targets import resolve_target
+
+    fast, avx2 = (tuning_for(resolve_target(n, None, None)[0]) for n in ("ml_c5", "x86_64"))
+    assert subsample_pays(fast) and not subsample_pays(avx2) and not subsample_pays(None)
+    g = _strided_1x1_graph()
+    out = subsample_strided_1x1(g)
+    assert ops(out) == ["slice", "conv", "conv"]
+    sliced, kept = out.nodes[1], out.nodes[2]
+    assert sliced.inputs[0].shape == (1, 24, 14, 14) and sliced.attrs["strides"] == (1, 1)
+    assert kept.attrs["strides"] == (2, 2)
+    same_numbers(g, out, atol=1e-5)
+
+    def sliced_convs(t):
+        return sum(n.op == "fused" and "slice" in [m.op for m in n.attrs["body"].nodes]
+                   for n in run_pipeline(g, 3, tuning=t).nodes)
+
+    assert (sliced_convs(fast), sliced_convs(avx2)) == (1, 0)
+
+
+@pytest.mark.parametrize("width", ["w128", "w256", "w512"])
+def test_subsampled_1x1_conv_compiles_to_the_interpreters_numbers(width, tmp_path):
+    from conftest import run_artifact_checked, width_target
+
+    from neo.codegen.build import build_artifact
+    from neo.passes.conv_padding import subsample_strided_1x1
+
+    g = _strided_1x1_graph()
+    out = fuse_operators(subsample_strided_1x1(g))
+    meta = {"compiler": "test", "framework": "onnx",
+            "inputs": [{"name": v.name, "dtype": "float32", "shape": list(v.shape)}
+                       for v in g.inputs],
+            "outputs": [{"name": n, "dtype": "float32", "shape": list(v.shape)}
+                        for n, v in zip(out.out_names(), out.outputs)]}
+    target = width_target(width)
+    meta["target"] = {"name": target.name, "arch": target.arch, "triple": target.triple}
+    build_artifact(out, target, tmp_path / "a", meta)
+    rng = np.random.default_rng(2)
+    feeds = {v.name: rng.normal(size=v.shape).astype(np.float32) for v in g.inputs}
+    for got, want in zip(run_artifact_checked(tmp_path / "a", feeds), interpret(g, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
