@@ -138,7 +138,7 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
                 masked_store(b, r2.to_storage(v, out_dtype), gep(b, outp, b.add(base, n_full), st),
                              lane_mask(b, left, lanes))
         else:
-            r = Renderer(b, bufs, buf_dtypes, 1, None, entry)
+            r = Renderer(b, bufs, buf_dtypes, 1, None, entry, reduce_lanes=vector_lanes)
             for x in row_invariant:
                 r.render(x, env)
             with for_range(b, j_lo, j_hi, 1, "j") as j:

@@ -73,8 +73,11 @@ def _fields(cls) -> tuple[str, ...]:
 class Renderer:
     def __init__(self, b: ir.IRBuilder, bufs: list[ir.Value], buf_dtypes: list[str], lanes: int = 1,
                  vec_var: str | None = None, entry: ir.Block | None = None,
-                 interner: Interner | None = None):
+                 interner: Interner | None = None, reduce_lanes: int | None = None):
         self.canon = interner if interner is not None else Interner()
+        # lanes for a reduction whose result is one value (not a vector over vec_var): its
+        # terms are summed in vectors along the reduction's contiguous innermost variable
+        self.reduce_lanes = reduce_lanes if reduce_lanes is not None else lanes
         self.b = b
         self.bufs = bufs
         self.buf_dtypes = buf_dtypes
@@ -358,6 +361,10 @@ class Renderer:
         if all(e.extents):  # what does not depend on the reduction's variables runs once, before
             for x in te.invariants(e.body, frozenset(e.vars)):  # (a per-row value in a row sum)
                 self.render(x, env)
+            if not vec:
+                vr = self._vector_reduce(e, env, wide, acc_dtype)
+                if vr is not None:
+                    return vr, False
         env = dict(env)
 
         def nest(k):
@@ -382,6 +389,79 @@ class Renderer:
         if wide:
             total = b.fptrunc(total, reg_type(e.dtype, lanes))
         return total, vec
+
+    def _vector_reduce(self, e: te.Reduce, env, wide: bool, acc_dtype: str):
+        """A float32 sum/max/min with a single result, its terms taken `reduce_lanes` at a time
+        along the innermost reduction variable (trailing variables merged while the loads read
+        them as one contiguous run: a 13x13 plane is 169 consecutive floats): vector
+        accumulators, a scalar loop for the last extent % lanes terms, then a halving tree
+        across the lanes. One scalar chain of 169 dependent adds (squeezenet's global average
+        pool over 1000 planes: 0.053 ms at 12.7 GB/s on the Xeon) becomes ~11 vector steps.
+        None where that does not apply; the caller then runs the scalar nest."""
+        L = self.reduce_lanes
+        if L <= 1 or e.op not in ("sum", "max", "min") or e.dtype != "float32":
+            return None
+        vars_, extents, body = list(e.vars), list(e.extents), e.body
+        while len(vars_) > 1 and te.mergeable(body, vars_[-2], vars_[-1], extents[-1]):
+            body = te.substitute(body, {vars_[-2]: te.const(0), vars_[-1]: te.Var(vars_[-2])})
+            extents[-2:] = [extents[-2] * extents[-1]]
+            vars_.pop()
+        var, n = vars_[-1], extents[-1]
+        if n < L or not te.unit_stride(body, var):
+            return None
+        b = self.b
+        vt = reg_type(acc_dtype, L)
+        with b.goto_block(self.entry):
+            b.position_at_start(self.entry)
+            vacc = b.alloca(vt)
+            sacc = b.alloca(reg_type(acc_dtype, 1))
+        b.store(self._identity(e.op, acc_dtype, L), vacc)
+        b.store(self._identity(e.op, acc_dtype, 1), sacc)
+        # the vector renderer starts from what this one has rendered (the body's invariants,
+        # scalars: none of it depends on this renderer's vector variable)
+        vr = Renderer(b, self.bufs, self.buf_dtypes, L, var, self.entry, self.canon)
+        vr.scopes = [{k: v for scope in self.scopes for k, v in scope.items()}]
+        full = n // L * L
+        env = dict(env)
+
+        def nest(k):
+            if k < len(vars_) - 1:
+                with for_range(b, 0, extents[k], name=vars_[k]) as i:
+                    env[vars_[k]] = i
+                    nest(k + 1)
+                return
+            with for_range(b, 0, full, L, name=var) as j:
+                vr.scopes.append({})
+                v = vr.vec(vr.render(body, {**env, var: j, var + "#base": j}))
+                vr.scopes.pop()
+                if wide:
+                    v = b.fpext(v, vt)
+                b.store(self._combine(e.op, b.load(vacc, typ=vt), v, acc_dtype), vacc)
+            if full < n:
+                with for_range(b, full, n, name=var) as j:
+                    self.scopes.append({})
+                    v, _ = self.render(body, {**env, var: j})
+                    self.scopes.pop()
+                    if wide:
+                        v = b.fpext(v, reg_type(acc_dtype, 1))
+                    cur = b.load(sacc, typ=reg_type(acc_dtype, 1))
+                    b.store(self._combine(e.op, cur, v, acc_dtype), sacc)
+
+        nest(0)
+        v, width = b.load(vacc, typ=vt), L
+        while width > 1:
+            width //= 2
+            lo = b.shuffle_vector(v, ir.Constant(v.type, None),
+                                  ir.Constant(ir.VectorType(I32, width), list(range(width))))
+            hi = b.shuffle_vector(v, ir.Constant(v.type, None),
+                                  ir.Constant(ir.VectorType(I32, width),
+                                              list(range(width, 2 * width))))
+            v = self._combine(e.op, lo, hi, acc_dtype)
+        total = b.extract_element(v, I32(0))
+        total = self._combine(e.op, total, b.load(sacc, typ=reg_type(acc_dtype, 1)), acc_dtype)
+        if wide:
+            total = b.fptrunc(total, reg_type(e.dtype, 1))
+        return total
 
     def _identity(self, op, dtype, lanes):
         v = IDENTITY[op]

@@ -482,6 +482,31 @@ def substitute(e: Expr, env: dict[str, Expr]) -> Expr:
     return go(e, env)
 
 
+def unit_stride(e: Expr, var: str) -> bool:
+    """True when `var` appears only in unguarded affine load addresses with coefficient 1 (it
+    walks consecutive elements of every buffer it reads), and nowhere else."""
+    memo: dict[int, bool] = {}
+
+    def go(x):
+        r = memo.get(id(x))
+        if r is None:
+            if isinstance(x, Load):
+                if not uses_var(x.index, var):
+                    r = x.guard is None or not uses_var(x.guard, var)
+                else:
+                    aff = affine(x.index)
+                    r = (aff is not None and aff[0].get(var, 0) == 1
+                         and (x.guard is None or not uses_var(x.guard, var)))
+            elif isinstance(x, Var):
+                r = x.name != var
+            else:
+                r = all(go(c) for c in children(x))
+            memo[id(x)] = r
+        return r
+
+    return go(e)
+
+
 def mergeable(e: Expr, outer: str, inner: str, inner_extent: int) -> bool:
     """True when (outer, inner) appear only in affine load addresses as c*(outer*extent + inner),
     so the two loops can run as one of outer_extent*inner_extent iterations."""
