@@ -185,7 +185,28 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
             return info
     if K < 4 or (M < 4 and g > 1):
         return None  # depthwise-like: the direct tensor-expression kernel is better
-    direct = KH == KW == 1 and strides == (1, 1) and not any(pads)
+    pays, blk = channel_tiles_pay(tun, M, K, (H, W), (OH, OW), (KH, KW), strides, pads, g)
+    packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr).astype(w.dtype)
+    if pays:
+        return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
+                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, tun)
+    if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
+            and dil[1] == 1 and OW >= 2 * blk.lanes):
+        return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
+                            (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
+    return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, (N_img, C, H, W),
+                      (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun.l2_bytes,
+                      a_dtype=w.dtype)
+
+
+def channel_tiles_pay(tun: Tuning, M: int, K: int, plane, out, kernel, strides, pads,
+                      g: int) -> tuple[bool, Blocking]:
+    """Whether a float32 conv (M output channels per group, a reduction of K, on an H x W
+    `plane` to an OH x OW `out`) runs on channel-vector tiles (kernel_convc), not the GEMM or
+    direct kernels; and the GEMM blocking."""
+    (H, W), (OH, OW), (KH, KW) = plane, out, kernel
+    P = OH * OW
+    direct = KH == KW == 1 and tuple(strides) == (1, 1) and not any(pads)
     if _modelled(tun):
         # AVX-512: GEMM tile and family from the cycle model (codegen/blocking.py)
         gs = gemm_shape(tun, M, P, K, "contig" if direct else "im2col", strides[1],
@@ -200,20 +221,9 @@ def _try_conv_gemm(module, node: Node, func: str, tun: Tuning) -> KernelInfo | N
         far = KH * KW == 1 and K >= 128 and H * W >= 784 and tun.core_bandwidth_low
         pays = not any(pads) and full > 0.5 and not far and (
             KH * KW > 1 or 0.97 * channel_shape(tun, M, P, K).cycles <= gs.cycles)
-    else:
-        blk = choose_blocking(tun.vector_bits, K, M)
-        pays = _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g)
-    packed = pack_a(w.data.astype(np.float32).reshape(OC, K), g, M, K, blk.mr).astype(w.dtype)
-    if pays:
-        return _channel_conv(module, node, func, ext, xi, wi, bi, blk, (N_img, C, H, W),
-                             (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, tun)
-    if (KH * KW > 1 and strides[1] == 1 and not any(pads) and blk.lanes > 1
-            and dil[1] == 1 and OW >= 2 * blk.lanes):
-        return _direct_conv(module, node, func, ext, xi, wi, bi, packed, blk, (N_img, C, H, W),
-                            (OC, Cg, KH, KW), (OH, OW), strides, dil, g, M, K)
-    return _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, (N_img, C, H, W),
-                      (OC, Cg, KH, KW), (OH, OW), strides, dil, pads, g, tun.l2_bytes,
-                      a_dtype=w.dtype)
+        return pays, blk
+    blk = choose_blocking(tun.vector_bits, K, M)
+    return _channel_kernel_pays(blk, KH * KW, K, M, P, strides, pads, g), blk
 
 
 def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, strides, dil, pads,

@@ -41,7 +41,7 @@ def pipeline(opt_level: int, precision: Pass | None = None, tuning=None) -> list
         passes += [_winograd_for(tuning)]
     if opt_level >= 2:
         if subsample_pays(tuning):
-            passes += [subsample_strided_1x1]
+            passes += [_subsample_for(tuning)]
         passes += [make_conv_padding_explicit, fuse_operators]
     else:
         passes += [fuse_nothing]
@@ -58,6 +58,14 @@ def _winograd_for(tuning) -> Pass:
 
     winograd_convs_for_target.__name__ = "winograd_convs"  # the pass log and --dump-ir names
     return winograd_convs_for_target
+
+
+def _subsample_for(tuning) -> Pass:
+    def subsample_strided_1x1_for_target(g: Graph) -> Graph:
+        return subsample_strided_1x1(g, tuning)
+
+    subsample_strided_1x1_for_target.__name__ = "subsample_strided_1x1"
+    return subsample_strided_1x1_for_target
 
 
 def fuse_nothing(g: Graph) -> Graph:

@@ -383,39 +383,51 @@ def test_winograd_needs_32_input_channels_where_fmas_outpace_streams():
 
 
 def _strided_1x1_graph() -> Graph:
+    """Three stride-2 1x1 convs: 64 -> 128 from 13x13 (an odd input: its last row and column
+    kept) and 32 -> 48 from 14x14 to 7x7, 8 -> 16 from 60x60 to 30x30."""
     rng = np.random.default_rng(8)
     return parse(HEADER + """
-      g (float[1,24,27,27] x, float[1,8,60,60] u) => (float[1,40,14,14] y, float[1,16,30,30] v) {
+      g (float[1,64,13,13] x, float[1,32,14,14] u, float[1,8,60,60] t)
+          => (float[1,128,7,7] y, float[1,48,7,7] v, float[1,16,30,30] z) {
         y = Conv <strides = [2, 2]> (x, w, b)
         v = Conv <strides = [2, 2]> (u, w2)
-      }""", w=rng.normal(size=(40, 24, 1, 1)).astype(np.float32),
-               b=rng.normal(size=40).astype(np.float32),
-               w2=rng.normal(size=(16, 8, 1, 1)).astype(np.float32))
+        z = Conv <strides = [2, 2]> (t, w3)
+      }""", w=rng.normal(size=(128, 64, 1, 1)).astype(np.float32),
+               b=rng.normal(size=128).astype(np.float32),
+               w2=rng.normal(size=(48, 32, 1, 1)).astype(np.float32),
+               w3=rng.normal(size=(16, 8, 1, 1)).astype(np.float32))
 
 
-def test_strided_1x1_convs_read_a_subsampled_copy_on_avx512():
-    """A strided 1x1 conv with an output plane under 784 (27x27 -> 14x14: an odd input, a last
-    row and column kept) becomes slice + a plain 1x1 conv where the channel-vector tiles take
-    it (native AVX-512); a 30x30 output stays strided, as does everything under AVX2."""
+def _tun(name):
     from neo.codegen.tuning import tuning_for
-    from neo.passes.conv_padding import subsample_pays, subsample_strided_1x1
     from neo.targets import resolve_target
 
-    fast, avx2 = (tuning_for(resolve_target(n, None, None)[0]) for n in ("ml_c5", "x86_64"))
-    assert subsample_pays(fast) and not subsample_pays(avx2) and not subsample_pays(None)
+    return tuning_for(resolve_target(name, None, None)[0])
+
+
+def test_strided_1x1_convs_read_a_subsampled_copy_where_channel_tiles_take_them():
+    """A strided 1x1 conv becomes slice + a plain 1x1 conv on x86 where the plain conv runs on
+    channel-vector tiles (`codegen.lower.channel_tiles_pay`): 64 -> 128 on 7x7 with AVX-512 and
+    AVX2, 32 -> 48 on 7x7 only with AVX-512 (AVX2 runs it as a GEMM), 8 -> 16 on 30x30
+    nowhere; arm is unmeasured and keeps them all strided."""
+    from neo.passes.conv_padding import subsample_pays, subsample_strided_1x1
+
+    fast, avx2, arm = _tun("ml_c5"), _tun("x86_64"), _tun("arm64")
+    assert subsample_pays(fast) and subsample_pays(avx2) and not subsample_pays(arm)
+    assert not subsample_pays(None)
     g = _strided_1x1_graph()
-    out = subsample_strided_1x1(g)
-    assert ops(out) == ["slice", "conv", "conv"]
-    sliced, kept = out.nodes[1], out.nodes[2]
-    assert sliced.inputs[0].shape == (1, 24, 14, 14) and sliced.attrs["strides"] == (1, 1)
-    assert kept.attrs["strides"] == (2, 2)
-    same_numbers(g, out, atol=1e-5)
+    out = subsample_strided_1x1(g, fast)
+    assert ops(out) == ["slice", "conv", "slice", "conv", "conv"]
+    assert out.nodes[1].inputs[0].shape == (1, 64, 7, 7) and out.nodes[1].attrs["strides"] == (1, 1)
+    assert out.nodes[4].attrs["strides"] == (2, 2)
+    same_numbers(g, out, atol=1e-4)
+    assert ops(subsample_strided_1x1(g, avx2)) == ["slice", "conv", "conv", "conv"]
 
     def sliced_convs(t):
         return sum(n.op == "fused" and "slice" in [m.op for m in n.attrs["body"].nodes]
                    for n in run_pipeline(g, 3, tuning=t).nodes)
 
-    assert (sliced_convs(fast), sliced_convs(avx2)) == (1, 0)
+    assert (sliced_convs(fast), sliced_convs(avx2), sliced_convs(arm)) == (2, 1, 0)
 
 
 @pytest.mark.parametrize("width", ["w128", "w256", "w512"])
@@ -426,7 +438,7 @@ def test_subsampled_1x1_conv_compiles_to_the_interpreters_numbers(width, tmp_pat
     from neo.passes.conv_padding import subsample_strided_1x1
 
     g = _strided_1x1_graph()
-    out = fuse_operators(subsample_strided_1x1(g))
+    out = fuse_operators(subsample_strided_1x1(g, _tun("ml_c5")))
     meta = {"compiler": "test", "framework": "onnx",
             "inputs": [{"name": v.name, "dtype": "float32", "shape": list(v.shape)}
                        for v in g.inputs],
