@@ -187,6 +187,30 @@ def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeyp
     assert seen == [outer]
 
 
+# One image, weights past L2 and 16 position blocks or more: each thread takes a run of the
+# positions and every panel over it (ChannelConvSpec.spatial): runs that end mid-row, on a short
+# last block, several reduction chunks and a channel tail, at 1 to 4 threads.
+@pytest.mark.parametrize("width", ["w128", "w512"])
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_channel_conv_spatial_partitions(width, threads, tmp_path, monkeypatch):
+    from neo.codegen import kernel_convc
+
+    rng = np.random.default_rng(5)
+    gr = ir.Graph()
+    x = gr.input("x", (1, 256, 24, 26))
+    w = gr.const(rng.normal(size=(76, 256, 3, 3)).astype("float32"), "w")  # 700 KB
+    # stride 2 (not a Winograd conv): 12 x 13 outputs
+    y = gr.op("conv", x, w, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), groups=1)
+    gr.outputs = [gr.op("relu", gr.op("add", y, gr.input("r", y.shape)))]
+    feeds = {"x": rng.normal(size=(1, 256, 24, 26)).astype("float32"),
+             "r": rng.normal(size=y.shape).astype("float32")}
+    seen = _record_specs(monkeypatch, kernel_convc, "emit_channel_conv_kernel",
+                         lambda spec: (spec.spatial, -(-spec.M // spec.blocking.nr) > 1,
+                                       kernel_convc.chunking(spec)[0] < spec.Cg))
+    _check_at_threads(gr, feeds, width_target(width), threads, tmp_path)
+    assert seen == [(True, True, True)]
+
+
 @pytest.mark.parametrize("target", ["x86_64", "arm64"])
 def test_channel_conv_prefetches_the_next_weights(target):
     """Channel-vector convs: past PREFETCH_BYTES of weights every tile prefetches a share of the
