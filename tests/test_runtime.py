@@ -254,10 +254,13 @@ def test_large_params_and_workspace_ask_for_huge_pages(big_artifacts: dict[str, 
     """Past 2 MiB the parameters are read into, and the workspace carved from, mappings advised
     MADV_HUGEPAGE (whether the kernel grants them is its choice); the parameters stay
     read-only, as the file mapping they replace was."""
+    # a kernel built without transparent huge pages refuses the advice (EINVAL): the runtime
+    # then runs on the mappings as they are, which the results below check
+    thp = Path("/sys/kernel/mm/transparent_hugepage").is_dir()
     before = huge_advised_mappings()
     with Model(big_artifacts[host_arch()], num_threads=2) as m:
         new = {a: perms for a, perms in huge_advised_mappings().items() if a not in before}
-        assert sorted(new.values()) == ["r--p", "rw-p"], new
+        assert sorted(new.values()) == (["r--p", "rw-p"] if thp else []), new
         inputs = make_inputs(5)
         for got, want in zip(m.run(inputs), reference(**inputs)):
             np.testing.assert_array_equal(got, want)
