@@ -1,7 +1,8 @@
-"""How a conv reads its input. Convolution padding as its own `pad` node for convs the direct kernels run (every 2-D kernel
-larger than 1x1 but depthwise ones, which pad in cache): the conv then reads a padded buffer without bounds checks, so its loads are
-plain (or strided) vector loads and scalar broadcasts. And, on x86, a strided 1x1 conv reading a
-subsampled copy (`subsample_strided_1x1`)."""
+"""How a conv reads its input. Convolution padding as its own `pad` node for convs the direct
+kernels run (every 2-D kernel larger than 1x1 but depthwise ones, which pad in cache): the conv
+then reads a padded buffer without bounds checks, so its loads are plain (or strided) vector
+loads and scalar broadcasts. And, on x86, a strided 1x1 conv reading a subsampled copy
+(`subsample_strided_1x1`)."""
 from __future__ import annotations
 
 from neo.ir import Graph, Node
