@@ -404,24 +404,25 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
         aist, agst, a_mst, a_kst = spec.a_strides
         a_base = b.add(b.add(b.mul(img, I64(aist)), b.mul(grp, I64(agst))),
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
+    # B's rows lie a plane apart (a 1x1 conv's input channels): the hardware prefetchers, which
+    # follow a 4 KiB page, lose them between one panel and the next; the tiles fetch the next
+    # panel's part of each row while they compute. (16-lane tiles only: their steps have load
+    # slots to spare; AVX2's 6 x 2 tiles have none, and ran 10% slower.) The output's and a
+    # residual's rows, a few prefetches per tile, pay at 8 lanes too: with AVX-512 hidden,
+    # resnet50's 64 -> 256 1x1 on 56x56 plus its residual add took 1.55 ms without them, 1.26
+    # with (0.97 without the residual).
+    planes = (spec.b_kind == "contig" and PREFETCH_PANELS
+              and spec.K * spec.N * _al(STORAGE[spec.x_dtype]) >= PREFETCH_B_BYTES)
     ahead = None
-    if (spec.b_kind == "contig" and PREFETCH_PANELS and L >= 8
-            and spec.K * spec.N * _al(STORAGE[spec.x_dtype]) >= PREFETCH_B_BYTES):
-        # B's rows lie a plane apart (a 1x1 conv's input channels): the hardware prefetchers,
-        # which follow a 4 KiB page, lose them between one panel and the next; the tiles fetch
-        # the next panel's part of each row while they compute. (16-lane tiles only: their
-        # steps have load slots to spare; AVX2's 6 x 2 tiles have none, and ran 10% slower.)
-        # The output's and a residual's rows, a few prefetches per tile, pay at 8 lanes too:
-        # with AVX-512 hidden, resnet50's 64 -> 256 1x1 on 56x56 plus its residual add took
-        # 1.55 ms without them, 1.26 with (0.97 without the residual).
+    if planes and L >= 16:
         ist, gst, kst = spec.b_strides
         ahead = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))),
                       b.add(b.mul(kb, I64(kst)), b.add(n0, I64(PREFETCH_PANELS * NR))))
         xs = STORAGE[spec.x_dtype]
     with for_range(b, 0, kcur, 1, "k") as k:
         if ahead is not None:
-            if L >= 16:
-                prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
+            prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
+        if planes and L >= 8:
             # the output's rows (and a residual's, which the epilogue reads) lie a plane apart
             # too: the first mr steps take one row of the next panel's each
             with b.if_then(b.icmp_signed("<", k, I64(mr))):

@@ -160,14 +160,7 @@ def emit_te_kernel(module: ir.Module, name: str, out_shape: tuple[int, ...], out
 def coalesce(expr: te.Expr, shape: tuple[int, ...]) -> tuple[te.Expr, tuple[int, ...]]:
     """Merge trailing loop dimensions while every load reads them contiguously (e.g. the H and W
     of a channel concat), so rows are long and vectorize; the output is row-major either way."""
-    shape = list(shape)
-    while len(shape) > 1:
-        r = len(shape)
-        outer, inner = f"i{r - 2}", f"i{r - 1}"
-        if not te.mergeable(expr, outer, inner, shape[-1]):
-            break
-        expr = te.substitute(expr, {outer: te.const(0), inner: te.Var(outer)})
-        shape[-2:] = [shape[-2] * shape[-1]]
+    expr, _, shape = te.merge_trailing(expr, [f"i{d}" for d in range(len(shape))], shape)
     return expr, tuple(shape)
 
 

@@ -401,11 +401,7 @@ class Renderer:
         L = self.reduce_lanes
         if L <= 1 or e.op not in ("sum", "max", "min") or e.dtype != "float32":
             return None
-        vars_, extents, body = list(e.vars), list(e.extents), e.body
-        while len(vars_) > 1 and te.mergeable(body, vars_[-2], vars_[-1], extents[-1]):
-            body = te.substitute(body, {vars_[-2]: te.const(0), vars_[-1]: te.Var(vars_[-2])})
-            extents[-2:] = [extents[-2] * extents[-1]]
-            vars_.pop()
+        body, vars_, extents = te.merge_trailing(e.body, e.vars, e.extents)
         var, n = vars_[-1], extents[-1]
         if n < L or not te.unit_stride(body, var):
             return None

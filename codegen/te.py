@@ -482,6 +482,19 @@ def substitute(e: Expr, env: dict[str, Expr]) -> Expr:
     return go(e, env)
 
 
+def merge_trailing(e: Expr, names: list[str], extents: list[int]
+                   ) -> tuple[Expr, list[str], list[int]]:
+    """Merge the last two loop variables into one (named as the outer, extent their product)
+    while every load reads them as one contiguous run (`mergeable`): the H and W of a plane
+    become one loop of H*W."""
+    names, extents = list(names), list(extents)
+    while len(names) > 1 and mergeable(e, names[-2], names[-1], extents[-1]):
+        e = substitute(e, {names[-2]: const(0), names[-1]: Var(names[-2])})
+        extents[-2:] = [extents[-2] * extents[-1]]
+        names.pop()
+    return e, names, extents
+
+
 def unit_stride(e: Expr, var: str) -> bool:
     """True when `var` appears only in unguarded affine load addresses with coefficient 1 (it
     walks consecutive elements of every buffer it reads), and nowhere else."""

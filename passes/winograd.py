@@ -2,10 +2,10 @@
 weights transformed at compile time, output transform (ir/ops_nn.py has the ops and matrices).
 
 2.25x fewer multiplies; the output transform takes the conv's epilogue (bias, residual add,
-activation) when fusion runs. Only where it pays: 16 channels (32 where the FMAs outpace the streams:
-`min_channels`), and enough 2x2 tiles that the
-multiplies saved outweigh the transformed weights, which are 16/9 the size of the direct ones and
-must stream through the cache once per image (`min_tiles`).
+activation) when fusion runs. Only where it pays: 16 channels (32 input channels where the FMAs
+outpace the streams: `min_channels`), and enough 2x2 tiles that the multiplies saved outweigh the
+transformed weights, which are 16/9 the size of the direct ones and must stream through the
+cache once per image (`min_tiles`).
 """
 from __future__ import annotations
 

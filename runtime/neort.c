@@ -109,16 +109,17 @@ static void *alloc_aligned(size_t nbytes) {
 
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
+/* nbytes rounded up to whole huge pages */
+static size_t huge_pages_bytes(size_t nbytes) {
+    return (nbytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+}
+
 /* An anonymous mapping of nbytes (zeroed, not yet faulted in) on its own 2 MiB boundary, which
  * the kernel is asked to back with transparent huge pages: THP in "madvise" mode, the common
  * default, gives them only on request. The workspace and the parameters then take a few TLB
  * entries instead of thousands of 4 KiB ones (resnet50's 9 MiB of activations and 114 MiB of
  * weights: 2-4% of a run on a Xeon). NULL under one huge page, or if the mapping fails; *map
  * and *span are what to munmap. */
-static size_t huge_pages_bytes(size_t nbytes) {
-    return (nbytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-}
-
 static void *map_huge(size_t nbytes, void **map, size_t *span) {
 #ifdef MADV_HUGEPAGE
     if (nbytes < HUGE_PAGE_BYTES || nbytes > SIZE_MAX - 2 * HUGE_PAGE_BYTES) return NULL;
