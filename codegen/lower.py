@@ -541,7 +541,8 @@ def _rows_per_tile(P: int, mr: int, nv: int) -> int:
 
 def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides, dil, g, M,
                   tun: Tuning, half: bool = False) -> KernelInfo:
-    from .kernel_convc import ChannelConvSpec, emit_channel_conv_kernel, pack_weights
+    from .kernel_convc import (INPUT_PREFETCH_BLOCKS, ChannelConvSpec, emit_channel_conv_kernel,
+                               pack_weights)
     from .kernel_gemm import Blocking, fit_columns
 
     N_img, C, H, W = xs
@@ -581,7 +582,8 @@ def _channel_conv(module, node, func, ext, xi, wi, bi, blk, xs, ws, os_, strides
                            chunk_bytes=chunk_bytes, x_dtype=ext[xi].dtype,
                            c_dtype=node.outputs[0].dtype,
                            arith="float16" if half else "float32",
-                           straight_tiles=tun.arch == "x86_64")
+                           straight_tiles=tun.arch == "x86_64",
+                           input_prefetch=INPUT_PREFETCH_BLOCKS if tun.arch == "x86_64" else 0)
     emit_channel_conv_kernel(module, func, spec, len(dtypes))
     args: list = list(ext)
     args[wi] = ("param", f"{node.name}.w_packed", packed)

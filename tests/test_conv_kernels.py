@@ -212,14 +212,16 @@ def test_channel_conv_spatial_partitions(width, threads, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("target", ["x86_64", "arm64"])
-def test_channel_conv_prefetches_the_next_weights(target):
+def test_channel_conv_prefetches_the_next_weights(target, monkeypatch):
     """Channel-vector convs: past PREFETCH_BYTES of weights every tile prefetches a share of the
     next chunk's weights (prefetcht1 / prfm pldl2keep); below, the weights stay in cache and
-    nothing is prefetched."""
+    nothing is prefetched (the input's prefetch, x86, off here: the next test)."""
     import re
 
+    from neo.codegen import kernel_convc
     from neo.codegen.build import emit_assembly
 
+    monkeypatch.setattr(kernel_convc, "INPUT_PREFETCH_BLOCKS", 0)
     t = get_target(target)
     want = r"\bprefetcht1\b" if target == "x86_64" else r"\bprfm\s+pldl2keep\b"
     rng = np.random.default_rng(0)
@@ -230,6 +232,29 @@ def test_channel_conv_prefetches_the_next_weights(target):
         assert [i.kernel for _, i in ks if i is not None][-1] == "channel"  # (a pad before)
         assert bool(re.search(want, emit_assembly(module, t))) == expect, shape
 
+
+@pytest.mark.parametrize("target", ["x86_64", "ml_c5", "arm64"])
+def test_channel_conv_prefetches_the_input_ahead(target):
+    """x86 channel-vector convs prefetch, per reduction step, the input line of each kernel row
+    that the tile INPUT_PREFETCH_BLOCKS position blocks on will read (read, into L2): one call
+    per kernel row in every copy of the step; arm64 none. Small weights: no weight prefetch."""
+    import re
+
+    t = get_target(target)
+    rng = np.random.default_rng(0)
+    counts = {}
+    for shape in ((80, 40, 7, 7, 1, 1, 0, 1, 1), (80, 40, 9, 9, 3, 2, 1, 1, 1)):
+        gr, _ = _graph(*shape, rng)
+        module, ks = generate_kernels(run_pipeline(gr, 3), t)
+        assert [i.kernel for _, i in ks if i is not None][-1] == "channel", shape
+        calls = re.findall(r'call void @"?llvm\.prefetch[.\w]*"?\(ptr [^,]+, i32 (\d), i32 (\d)',
+                           str(module))
+        assert set(calls) <= {("0", "2")}, calls
+        counts[shape[4]] = len(calls)
+    if target == "arm64":
+        assert counts == {1: 0, 3: 0}
+    else:  # three kernel rows: three lines per step, in as many copies of the step as a 1x1
+        assert counts[1] > 0 and counts[3] % 3 == 0 and counts[3] > 0, counts
 
 
 def test_gemm_prefetches_the_next_panels_input_rows():
