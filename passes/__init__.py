@@ -49,12 +49,13 @@ def pipeline(opt_level: int, precision: Pass | None = None, tuning=None) -> list
 
 
 def _winograd_for(tuning) -> Pass:
-    from .winograd import min_channels, min_tiles
+    from .winograd import max_transformed_bytes, min_channels, min_tiles
 
     tiles, channels = min_tiles(tuning), min_channels(tuning)
+    max_bytes = max_transformed_bytes(tuning)
 
     def winograd_convs_for_target(g: Graph) -> Graph:
-        return winograd_convs(g, tiles, channels)
+        return winograd_convs(g, tiles, channels, max_bytes)
 
     winograd_convs_for_target.__name__ = "winograd_convs"  # the pass log and --dump-ir names
     return winograd_convs_for_target

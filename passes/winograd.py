@@ -3,9 +3,10 @@ weights transformed at compile time, output transform (ir/ops_nn.py has the ops 
 
 2.25x fewer multiplies; the output transform takes the conv's epilogue (bias, residual add,
 activation) when fusion runs. Only where it pays: 16 channels (32 input channels where the FMAs
-outpace the streams: `min_channels`), and enough 2x2 tiles that the multiplies saved outweigh the
+outpace the streams: `min_channels`), enough 2x2 tiles that the multiplies saved outweigh the
 transformed weights, which are 16/9 the size of the direct ones and must stream through the
-cache once per image (`min_tiles`).
+cache once per image (`min_tiles`), and, with full-rate 512-bit FMAs, transformed planes that
+fit in L2 (`max_transformed_bytes`).
 """
 from __future__ import annotations
 
@@ -51,8 +52,24 @@ def min_channels(tun=None) -> int:
     return 32 if _fmas_outpace_streams(tun) else MIN_CHANNELS
 
 
+# The largest transformed input or output (16 values per 2x2 tile and channel) a Winograd conv may
+# stream where the FMAs outpace the streams (`max_transformed_bytes`)
+MAX_TRANSFORMED_BYTES = 2 << 20
+
+
+def max_transformed_bytes(tun=None) -> int | None:
+    """The most bytes the transformed input, or the GEMM's transformed output, of a Winograd conv
+    may take on a CPU (None: no limit). Past L2 the three passes stream them through L3 twice,
+    and where the FMAs outpace the streams that costs more than the multiplies saved: on the
+    Xeon (2 MB L2) resnet's 64 -> 64 convs on 56x56 (3.2 MB each way) ran direct 5% faster over
+    resnet50's layer1 at 1 and 2 threads, resnet18's 9-12%, while its 128-channel convs on 28x28
+    (1.6 MB) lost 16% without Winograd. Only with full-rate 512-bit FMAs (32 floats per cycle):
+    with AVX-512 hidden the same Xeon ran resnet18's layer1 1.7x slower direct."""
+    return MAX_TRANSFORMED_BYTES if tun is not None and tun.fma_per_cycle * tun.lanes > 16 else None
+
+
 def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES,
-                     channels_at_least: int = MIN_CHANNELS) -> bool:
+                     channels_at_least: int = MIN_CHANNELS, max_bytes: int | None = None) -> bool:
     if n.op != "conv" or n.inputs[0].type.rank != 4 or n.inputs[0].dtype != "float32":
         return False
     w = n.inputs[1]
@@ -66,16 +83,18 @@ def winograd_applies(n: Node, tiles_at_least: int = MIN_TILES,
     oc, c = w.shape[:2]
     oh, ow = n.outputs[0].shape[2:]
     th, tw = winograd_tiles(oh, ow)
+    streamed = 16 * max(c, oc) * th * tw * 4  # float32
     return (oc >= MIN_CHANNELS and c >= channels_at_least and th * tw >= tiles_at_least
-            and (2 * th + 2) * (2 * tw + 2) <= MAX_PLANE)
+            and (2 * th + 2) * (2 * tw + 2) <= MAX_PLANE
+            and (max_bytes is None or streamed <= max_bytes))
 
 
 def winograd_convs(g: Graph, tiles_at_least: int = MIN_TILES,
-                   channels_at_least: int = MIN_CHANNELS) -> Graph:
+                   channels_at_least: int = MIN_CHANNELS, max_bytes: int | None = None) -> Graph:
     """conv3x3(x, w, b) -> winograd_output(conv1x1_g16(winograd_input(x), U)) + b."""
 
     def emit(rw: Rewriter, n: Node):
-        if not winograd_applies(n, tiles_at_least, channels_at_least):
+        if not winograd_applies(n, tiles_at_least, channels_at_least, max_bytes):
             return None
         x = rw.get(n.inputs[0])
         w = n.inputs[1].data

@@ -324,18 +324,28 @@ def test_memory_plan_shares_storage_between_non_overlapping_lifetimes():
     assert plan.workspace_nbytes == 2 * 1024  # 64-byte aligned
 
 
+def _tuning(name, mcpu=None):
+    """The Tuning of a named target, or of x86_64 for another -mcpu."""
+    from neo.codegen.tuning import tuning_for
+    from neo.targets import resolve_target
+
+    return tuning_for(resolve_target(name, None, f'{{"mcpu": "{mcpu}"}}' if mcpu else None)[0])
+
+
+def _convs(g: Graph, t) -> list:
+    """(input channels, whether a Winograd GEMM: 16 groups of 1x1) of each conv g compiles to."""
+    return sorted((n.inputs[1].shape[1], n.inputs[1].shape[2:] == (1, 1))
+                  for n in run_pipeline(g, 3, tuning=t).nodes if n.attrs["anchor"] == "conv")
+
+
 def test_winograd_needs_more_tiles_where_512_bit_fmas_are_full_rate_or_cores_stream_slowly():
     """A 7x7 output (16 tiles) pays on AMD's AVX2, NEON and Zen 4's half-rate zmm; with two
     full-width 512-bit FMA pipes (Intel Xeon, Zen 5) or on Intel cores at any width its larger
     transformed weights cost more than the multiplies saved, so it stays a direct conv there;
     14x14 (49 tiles) pays everywhere."""
-    from neo.codegen.tuning import tuning_for
     from neo.passes.winograd import min_tiles
-    from neo.targets import resolve_target
 
-    def tun(name, mcpu=None):
-        return tuning_for(resolve_target(name, None, f'{{"mcpu": "{mcpu}"}}' if mcpu else None)[0])
-
+    tun = _tuning
     full_rate = [tun("ml_c5"), tun("x86_64", "sapphirerapids"), tun("x86_64", "znver5"),
                  tun("x86_64", "haswell")]  # the last: an Intel AVX2 core
     others = [tun("x86_64"), tun("x86_64", "znver4"), tun("arm64"), tun("ml_c6g"), None]
@@ -360,11 +370,9 @@ def test_winograd_needs_32_input_channels_where_fmas_outpace_streams():
     """At 16 input channels the Winograd GEMM is bound by the transformed values it writes and
     the output transform reads back, where the FMAs are fast (as for min_tiles): squeezenet's
     16 -> 64 3x3 convs stay direct there, on AMD's AVX2 and NEON they turn Winograd."""
-    from neo.codegen.tuning import tuning_for
     from neo.passes.winograd import min_channels
-    from neo.targets import resolve_target
 
-    fast, slow = (tuning_for(resolve_target(n, None, None)[0]) for n in ("ml_c5", "x86_64"))
+    fast, slow = _tuning("ml_c5"), _tuning("x86_64")
     assert (min_channels(fast), min_channels(slow), min_channels(None)) == (32, 16, 16)
     rng = np.random.default_rng(7)
     g = parse(HEADER + """
@@ -373,13 +381,31 @@ def test_winograd_needs_32_input_channels_where_fmas_outpace_streams():
         v = Conv <pads = [1, 1, 1, 1]> (u, w32)
       }""", w16=rng.normal(size=(64, 16, 3, 3)).astype(np.float32),
                w32=rng.normal(size=(64, 32, 3, 3)).astype(np.float32))
+    assert _convs(g, fast) == [(16, False), (32, True)]
+    assert _convs(g, slow) == [(16, True), (32, True)]
 
-    def convs(t):  # (input channels, whether a Winograd GEMM: 16 groups of 1x1) per conv
-        return sorted((n.inputs[1].shape[1], n.inputs[1].shape[2:] == (1, 1))
-                      for n in run_pipeline(g, 3, tuning=t).nodes if n.attrs["anchor"] == "conv")
 
-    assert convs(fast) == [(16, False), (32, True)]
-    assert convs(slow) == [(16, True), (32, True)]
+def test_winograd_keeps_its_transformed_planes_in_l2_with_full_rate_512_bit_fmas():
+    """With two 512-bit FMA pipes, a conv whose transformed input or output (16 floats per 2x2
+    tile and channel) passes 2 MB stays direct: resnet's 64-channel 56x56 convs (3.2 MB), not
+    its 128-channel 28x28 ones (1.6 MB); AVX2 (also Intel's) and NEON keep both Winograd."""
+    from neo.passes.winograd import MAX_TRANSFORMED_BYTES, max_transformed_bytes
+
+    tun = _tuning
+    full_rate = [tun("ml_c5"), tun("x86_64", "sapphirerapids")]
+    others = [tun("x86_64"), tun("x86_64", "haswell"), tun("x86_64", "znver4"), tun("arm64"),
+              None]
+    assert [max_transformed_bytes(t) for t in full_rate] == [MAX_TRANSFORMED_BYTES] * 2
+    assert [max_transformed_bytes(t) for t in others] == [None] * 5
+    rng = np.random.default_rng(9)
+    g = parse(HEADER + """
+      g (float[1,64,56,56] x, float[1,128,28,28] u) => (float[1,64,56,56] y, float[1,128,28,28] v) {
+        y = Conv <pads = [1, 1, 1, 1]> (x, w64)
+        v = Conv <pads = [1, 1, 1, 1]> (u, w128)
+      }""", w64=rng.normal(size=(64, 64, 3, 3)).astype(np.float32),
+               w128=rng.normal(size=(128, 128, 3, 3)).astype(np.float32))
+    assert [_convs(g, t) for t in full_rate] == [[(64, False), (128, True)]] * 2
+    assert [_convs(g, t) for t in others] == [[(64, True), (128, True)]] * 5
 
 
 def _strided_1x1_graph() -> Graph:
