@@ -257,7 +257,7 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
                 def by_chans(rows: int):
                     def tile(chans, straight):
                         _tile(b, spec, W, X, C, accs, img, grp, panel, p0, rows, chans, vt, c0,
-                              c1, scratch, part, first, last, ahead, straight)
+                              c1, scratch, part, first, last, ahead, straight, pb_hi)
 
                     def by_row(chans):
                         if straight_rows(spec) or rows == 1:
@@ -335,7 +335,8 @@ STRAIGHT_MIN_ROWS = 3
 # latency. On the Xeon: squeezenet's 256 -> 32 1x1 on 27x27 with its input in L3 0.154 -> 0.103
 # ms (1 thread), 0.166 -> 0.057 ms (2 threads); the networks on 2 threads: squeezenet 4%,
 # resnet18 5%, resnet50 3% faster, mobilenet_v2 unchanged. 2 and 8 blocks ahead measured within
-# 1% of 4.
+# 1% of 4. The prefetch stays within the unit's positions: past them, into the rows another thread
+# reads (a 3x3 conv's), squeezenet's next 1x1 conv but one ran 0.04 -> 0.08 ms on 2 threads.
 INPUT_PREFETCH_BLOCKS = 4
 
 
@@ -346,13 +347,14 @@ def straight_rows(spec: ChannelConvSpec) -> bool:
 
 
 def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: int, chans: int, vt,
-          c0, c1, scratch, part, first, last, ahead=None, straight=False):
+          c0, c1, scratch, part, first, last, ahead=None, straight=False, pb_end=None):
     """One tile over input channels [c0, c1). With a scratch (several chunks), partial sums start
     from it unless `first` and go back to it unless `last`; only the last chunk runs the
     epilogue and writes the output. `ahead` (the tile's index among its unit's tiles, their
     number): prefetch that share of the weights that follow this chunk's, a few lines per input
     channel. `straight`: the tile's positions lie in one output row (or wrapping moves like a
-    column: straight_rows), so position r's window is the first's plus r strides."""
+    column: straight_rows), so position r's window is the first's plus r strides. `pb_end`: the
+    unit's end (position blocks), past which the input is not prefetched."""
     blk = spec.blocking
     L, NR = blk.lanes, blk.nr
     nv = -(-chans // L)
@@ -375,10 +377,12 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
     else:
         corners = [corner(b.add(p0, I64(r))) for r in range(rows)]
     ahead_corner = None
-    if spec.input_prefetch:  # the window of the position input_prefetch blocks on (or the last)
+    if spec.input_prefetch:  # the window input_prefetch blocks on, within the unit's positions
         P = spec.OH * spec.OW
         pa = b.add(p0, I64(spec.input_prefetch * blk.mr))
-        ahead_corner = corner(b.select(b.icmp_signed("<", pa, I64(P)), pa, I64(P - 1)))
+        end = b.sub(b.mul(pb_end, I64(blk.mr)), I64(1))
+        end = b.select(b.icmp_signed("<", end, I64(P - 1)), end, I64(P - 1))
+        ahead_corner = corner(b.select(b.icmp_signed("<", pa, end), pa, end))
 
     E = spec.elem
 
