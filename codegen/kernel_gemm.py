@@ -231,16 +231,22 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
             first = b.icmp_signed("==", kb, I64(0))
             last = b.icmp_signed(">=", b.add(kb, I64(kc)), I64(spec.K))
 
-            def tile(mb: ir.Value, mr: int):
+            def tile(mb: ir.Value, mr: int, share):
                 _tile(b, spec, A, B, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first,
-                      last, vt)
+                      last, vt, share)
 
+            # the next panel's B rows each row tile prefetches (where they split them): the
+            # whole MR blocks share them, a short last block alone takes them all
             if spec.M >= MR:
+                ntiles = b.sdiv(b.sub(m_hi, m_lo), I64(MR))
+                ntiles = b.select(b.icmp_signed(">", ntiles, I64(1)), ntiles, I64(1))
+                rows = b.sdiv(b.add(kcur, b.sub(ntiles, I64(1))), ntiles)
                 with for_range(b, m_lo, m_hi, MR, "mb") as mb:
-                    tile(mb, MR)
+                    tile(mb, MR, (b.sdiv(b.sub(mb, m_lo), I64(MR)), rows))
             if m_rem:
                 with b.if_then(b.icmp_signed("==", mc, I64(n_chunks - 1))):
-                    tile(I64(spec.M - m_rem), m_rem)
+                    tile(I64(spec.M - m_rem), m_rem,
+                         (I64(0), kcur if spec.M < MR else I64(0)))
     b.ret(I32(0))
     return fn
 
@@ -360,7 +366,9 @@ def _guarded_scalar(b, ptr, ok, elem=F32):
 
 
 def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid, kb, kcur,
-          first, last, vt):
+          first, last, vt, share):
+    """One MR x NR tile over the K block at kb. `share` (its index among the unit's row tiles,
+    the B rows each prefetches): where the tiles split the prefetch of the next panel's rows."""
     blk = spec.blocking
     L, NV, MR, NR = blk.lanes, blk.nv, blk.mr, blk.nr
     E, cs = spec.elem, STORAGE[spec.c_dtype]
@@ -406,22 +414,31 @@ def _tile(b, spec: GemmSpec, A, B, bp, C, accs, mb, mr: int, img, grp, n0, valid
                        b.add(b.mul(mb, I64(a_mst)), b.mul(kb, I64(a_kst))))
     # B's rows lie a plane apart (a 1x1 conv's input channels): the hardware prefetchers, which
     # follow a 4 KiB page, lose them between one panel and the next; the tiles fetch the next
-    # panel's part of each row while they compute. (16-lane tiles only: their steps have load
-    # slots to spare; AVX2's 6 x 2 tiles have none, and ran 10% slower.) The output's and a
-    # residual's rows, a few prefetches per tile, pay at 8 lanes too: with AVX-512 hidden,
-    # resnet50's 64 -> 256 1x1 on 56x56 plus its residual add took 1.55 ms without them, 1.26
-    # with (0.97 without the residual).
+    # panel's part of each row while they compute. 16-lane tiles have load slots to spare and
+    # each prefetches every row (a share each measured 4% slower on the Xeon); AVX2's 6 x 2
+    # tiles have none (every row in every tile ran 10% slower), so there the panel's row tiles
+    # split the rows, each prefetching its share in its first steps: with AVX-512 hidden,
+    # resnet50's 256 -> 64 1x1 on 56x56 (its input in L3) 1.24 -> 1.02 ms, 1.5 -> 1.3 ms in
+    # the network. The output's and a residual's rows, a few prefetches per tile, pay at 8 lanes
+    # too: with AVX-512 hidden, resnet50's 64 -> 256 1x1 on 56x56 plus its residual add took
+    # 1.55 ms without them, 1.26 with (0.97 without the residual).
     planes = (spec.b_kind == "contig" and PREFETCH_PANELS
               and spec.K * spec.N * _al(STORAGE[spec.x_dtype]) >= PREFETCH_B_BYTES)
     ahead = None
-    if planes and L >= 16:
+    if planes and L >= 8:
         ist, gst, kst = spec.b_strides
         ahead = b.add(b.add(b.mul(img, I64(ist)), b.mul(grp, I64(gst))),
                       b.add(b.mul(kb, I64(kst)), b.add(n0, I64(PREFETCH_PANELS * NR))))
         xs = STORAGE[spec.x_dtype]
     with for_range(b, 0, kcur, 1, "k") as k:
-        if ahead is not None:
+        if ahead is not None and L >= 16:
             prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(k, I64(kst))), xs), NR * _al(xs))
+        elif ahead is not None:
+            index, rows = share
+            with b.if_then(b.icmp_signed("<", k, rows)):
+                row = b.add(b.mul(index, rows), k)
+                row = b.select(b.icmp_signed("<", row, kcur), row, b.sub(kcur, I64(1)))
+                prefetch_lines(b, gep(b, B, b.add(ahead, b.mul(row, I64(kst))), xs), NR * _al(xs))
         if planes and L >= 8:
             # the output's rows (and a residual's, which the epilogue reads) lie a plane apart
             # too: the first mr steps take one row of the next panel's each

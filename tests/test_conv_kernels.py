@@ -260,8 +260,8 @@ def test_channel_conv_prefetches_the_input_ahead(target):
 def test_gemm_prefetches_the_next_panels_input_rows():
     """A 1x1 conv on the GEMM reads its input in place, rows a plane apart: with 16-lane tiles
     and 512 KB of input or more, each step prefetches the next panel's part of its row, and of
-    one row of the output and of a residual; AVX2's tiles (no load slot to spare) prefetch
-    only the output's rows, and small inputs nothing."""
+    one row of the output and of a residual (AVX2's tiles, with no load slot to spare, split
+    the next panel's rows between them); small inputs nothing."""
     import re
 
     from neo.codegen.build import emit_assembly
@@ -269,7 +269,7 @@ def test_gemm_prefetches_the_next_panels_input_rows():
     rng = np.random.default_rng(0)
     for target, shape, rows, out in (("ml_c5", (256, 64, 28, 28, 1, 1, 0, 1, 1), True, True),
                                      ("ml_c5", (32, 64, 28, 28, 1, 1, 0, 1, 1), False, False),
-                                     ("x86_64", (256, 64, 28, 28, 1, 1, 0, 1, 1), False, True)):
+                                     ("x86_64", (256, 64, 28, 28, 1, 1, 0, 1, 1), True, True)):
         t = get_target(target)
         gr, _ = _graph(*shape, rng)
         module, ks = generate_kernels(run_pipeline(gr, 3), t)
@@ -298,6 +298,18 @@ def test_gemm_prefetches_the_next_panels_input_rows():
         assert [i.kernel for _, i in ks if i is not None] == ["gemm"]
         counts.append(len(re.findall(r"\bprefetcht1\b", emit_assembly(module, t))))
     assert counts[1] > counts[0], counts
+
+
+@pytest.mark.parametrize("width", ["w128", "w256", "w512"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("oc", [64, 70, 3])
+def test_gemm_with_shared_input_prefetch_at_every_width(width, threads, oc, tmp_path):
+    """1x1 convs on the GEMM whose input (512 KB or more) gets the next panel's rows prefetched:
+    at 8 lanes the row tiles split those rows (whole MR blocks by index, a short last block or a
+    lone one takes them all), on 1-3 threads: the numbers, in checked mode."""
+    rng = np.random.default_rng(oc)
+    gr, feeds = _graph(256, oc, 28, 28, 1, 1, 0, 1, 1, rng)
+    _check_at_threads(gr, feeds, width_target(width), threads, tmp_path)
 
 
 def _record_specs(monkeypatch, module, emitter: str, what) -> list:
