@@ -335,8 +335,9 @@ STRAIGHT_MIN_ROWS = 3
 # latency. On the Xeon: squeezenet's 256 -> 32 1x1 on 27x27 with its input in L3 0.154 -> 0.103
 # ms (1 thread), 0.166 -> 0.057 ms (2 threads); the networks on 2 threads: squeezenet 4%,
 # resnet18 5%, resnet50 3% faster, mobilenet_v2 unchanged. 2 and 8 blocks ahead measured within
-# 1% of 4. The prefetch stays within the unit's positions: past them, into the rows another thread
-# reads (a 3x3 conv's), squeezenet's next 1x1 conv but one ran 0.04 -> 0.08 ms on 2 threads.
+# 1% of 4. The prefetch stays within the unit's positions: prefetched past them, into rows the
+# other thread reads, a 3x3 conv of squeezenet left the GEMM two kernels on (fire4's expand1x1)
+# at 0.08 ms on 2 threads instead of 0.04.
 INPUT_PREFETCH_BLOCKS = 4
 
 

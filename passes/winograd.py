@@ -53,7 +53,7 @@ def min_channels(tun=None) -> int:
 
 
 # The largest transformed input or output (16 values per 2x2 tile and channel) a Winograd conv may
-# stream where the FMAs outpace the streams (`max_transformed_bytes`)
+# stream with full-rate 512-bit FMAs (`max_transformed_bytes`)
 MAX_TRANSFORMED_BYTES = 2 << 20
 
 
