@@ -46,6 +46,7 @@ from .llvm_util import (
     split_last,
     stack_buffer,
     task_range,
+    unravel,
     weighted_task_range,
 )
 
@@ -297,17 +298,9 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
     lo, hi = weighted_task_range(b, unit_costs(spec, pcb), fn.args[1], fn.args[2], name)
     with for_range(b, lo, hi, 1, "unit") as unit:
         if pos_outer:  # panels innermost: a chunk of positions stays on one thread
-            panel = b.srem(unit, I64(panels))
-            rest = b.sdiv(unit, I64(panels))
-            pc = b.srem(rest, I64(pchunks))
-            rest = b.sdiv(rest, I64(pchunks))
+            panel, pc, grp, img = unravel(b, unit, (panels, pchunks, spec.groups))
         else:  # position blocks innermost: a weight chunk is reused while it is hot in cache
-            pc = b.srem(unit, I64(pchunks))
-            rest = b.sdiv(unit, I64(pchunks))
-            panel = b.srem(rest, I64(panels))
-            rest = b.sdiv(rest, I64(panels))
-        grp = b.srem(rest, I64(spec.groups))
-        img = b.sdiv(rest, I64(spec.groups))
+            pc, panel, grp, img = unravel(b, unit, (pchunks, panels, spec.groups))
         pb_lo = b.mul(pc, I64(pcb))
         pb_hi = b.add(pb_lo, I64(pcb))
         unit_body(img, grp, panel, pb_lo,

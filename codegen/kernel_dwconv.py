@@ -49,6 +49,7 @@ from .llvm_util import (
     splat,
     stack_buffer,
     task_range,
+    unravel,
 )
 
 SCRATCH_LIMIT = 64 * 1024  # floats of stack scratch per plane; larger planes use a pad node
@@ -165,10 +166,7 @@ def emit_depthwise_kernel(module: ir.Module, name: str, spec: DepthwiseSpec,
     # is the same for every plane: filled once per task; each plane writes only its data.
     _fill_run(b, scratch, I64(0), spec.scratch_floats(), _fill_vector(vt, fill))
     with for_range(b, lo, hi, 1, "unit") as unit:
-        oc = b.srem(unit, I64(spec.channels))
-        rest = b.sdiv(unit, I64(spec.channels))
-        band = b.srem(rest, I64(nb))
-        img = b.sdiv(rest, I64(nb))
+        oc, band, img = unravel(b, unit, (spec.channels, nb))
         ic = b.sdiv(oc, I64(spec.multiplier))
         xin, src = _source_plane(b, spec, bufs, img, ic)
         rows = _plane_source(spec, xin, src)

@@ -42,6 +42,7 @@ from .llvm_util import (
     splat,
     stack_buffer,
     task_range,
+    unravel,
 )
 
 
@@ -204,10 +205,7 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     m_rem = spec.M % MR
 
     with for_range(b, lo, hi, 1, "unit") as unit:
-        p = b.srem(unit, I64(n_panels))
-        rest = b.sdiv(unit, I64(n_panels))
-        mc = b.srem(rest, I64(n_chunks))
-        bg = b.sdiv(rest, I64(n_chunks))
+        p, mc, bg = unravel(b, unit, (n_panels, n_chunks))
         m_lo = b.mul(mc, I64(mchunk))
         m_hi = b.add(m_lo, I64(mchunk))
         m_hi = b.select(b.icmp_signed("<", m_hi, I64(spec.M - m_rem)), m_hi,

@@ -58,6 +58,7 @@ from .llvm_util import (
     masked_store,
     splat,
     task_range,
+    unravel,
     weighted_task_range,
 )
 from .tuning import Tuning
@@ -343,12 +344,7 @@ def emit_qconv_kernel(module: ir.Module, name: str, spec: QConvSpec, nbufs: int)
     mchunks = -(-spec.M // spec.mchunk)
     lo, hi = weighted_task_range(b, unit_costs(spec), fn.args[1], fn.args[2], name)
     with for_range(b, lo, hi, 1, "unit") as unit:
-        mc = b.srem(unit, I64(mchunks))
-        rest = b.sdiv(unit, I64(mchunks))
-        ru = b.srem(rest, I64(row_units))
-        rest = b.sdiv(rest, I64(row_units))
-        grp = b.srem(rest, I64(spec.groups))
-        img = b.sdiv(rest, I64(spec.groups))
+        mc, ru, grp, img = unravel(b, unit, (mchunks, row_units, spec.groups))
         oh0 = b.mul(ru, I64(spec.rows))
         nrows = b.sub(I64(spec.OH), oh0)
         nrows = b.select(b.icmp_signed("<", nrows, I64(spec.rows)), nrows, I64(spec.rows))

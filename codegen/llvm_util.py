@@ -187,6 +187,16 @@ def lane_mask(b, valid: ir.Value, lanes: int) -> ir.Value:
     return b.icmp_signed("<", iota(lanes), splat(b, valid, lanes))
 
 
+def unravel(b: ir.IRBuilder, index: ir.Value, sizes) -> list:
+    """The mixed-radix digits of a unit index, innermost first: [index % s0, index / s0 % s1, ...,
+    index / (s0 * s1 * ...)] for sizes [s0, s1, ...] (the last digit is the rest)."""
+    digits = []
+    for size in sizes:
+        digits.append(b.srem(index, I64(size)))
+        index = b.sdiv(index, I64(size))
+    return digits + [index]
+
+
 def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: int = 1):
     """Static partition of [0, total) into ntasks contiguous chunks (multiples of grain)."""
     total = total if isinstance(total, ir.Value) else I64(total)
