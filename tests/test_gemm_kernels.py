@@ -95,15 +95,37 @@ def test_pointwise_conv_as_gemm(chw, vtarget, tmp_path):
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("M,K,N", [(512, 1024, 196), (2048, 1024, 49), (1000, 512, 169),
+                                   (256, 512, 784), (203, 700, 25)])
+@pytest.mark.parametrize("mr,nv,lanes", [(6, 2, 8), (14, 2, 16), (8, 3, 4)])
+def test_row_chunks_are_equal_and_fit_half_of_l2(M, K, N, mr, nv, lanes):
+    """Weights past half of L2 go in as few chunks of whole MR blocks as fit in half of it, of
+    about equal size (not full chunks and a small remnant), whatever the column count."""
+    from neo.codegen.kernel_gemm import Blocking, row_chunk
+
+    l2 = 2 << 20
+    rows = row_chunk(M, K, N, Blocking(mr, nv, lanes), 4, l2)
+    if M * K * 4 <= l2 // 2:
+        assert rows == 0
+        return
+    assert rows % mr == 0 and 0 < rows < M
+    chunks = -(-M // rows)
+    assert chunks <= -(-(M * K * 4) // (l2 // 2))  # no more than it takes
+    assert (rows - mr) * K * 4 < l2 // 2  # each fits, up to the rounding to MR
+    assert M - (chunks - 1) * rows > rows - 2 * mr * chunks  # equal, not full and a remnant
+
+
+@pytest.mark.parametrize("side", [5, 13])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_gemm_conv_row_chunks(stride, vtarget, tmp_path, monkeypatch):
-    """Weights past half of L2 on a plane of few column panels: the GEMM's units take chunks of
-    rows (kernel_gemm.row_chunk), the last one with the rows past the whole MR blocks; equal
-    to the reference at 1, 2 and 3 threads in checked mode, on both images of a batch."""
+def test_gemm_conv_row_chunks(stride, side, vtarget, tmp_path, monkeypatch):
+    """Weights past half of L2, on a plane of few column panels (5 x 5) or many (13 x 13): the
+    GEMM's units take equal chunks of rows (kernel_gemm.row_chunk), the last one with the rows
+    past the whole MR blocks; equal to the reference at 1, 2 and 3 threads in checked mode, on
+    both images of a batch."""
     from neo.codegen import lower
     from neo.runtime import Model
 
-    M, C, H = 203, 700, 5 * stride
+    M, C, H = 203, 700, side * stride
     rng = np.random.default_rng(M + stride)
     g = ir.Graph()
     x = g.input("x", (2, C, H, H))
