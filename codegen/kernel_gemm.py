@@ -139,7 +139,7 @@ class GemmSpec:
         return F16 if self.arith == "float16" else F32
 
 
-def row_chunk(M: int, K: int, N: int, blk: Blocking, elem_bytes: int, l2_bytes: int) -> int:
+def row_chunk(M: int, K: int, blk: Blocking, elem_bytes: int, l2_bytes: int) -> int:
     """GemmSpec.mchunk for packed weights A [M, K]: all rows in a unit (0) unless the weights
     exceed half of L2; then as few chunks of rows as keep each chunk's weights in half of L2,
     of equal size (whole MR blocks), a thread's units running a chunk's panels one after

@@ -243,7 +243,7 @@ def _gemm_conv(module, node, func, ext, xi, wi, bi, blk, packed, xs, ws, os_, st
                     a_strides=(0, 0, 0, 0), b_buf=xi, b_kind="contig" if direct else "im2col",
                     b_strides=(C * H * W, Cg * H * W, H * W), c_buf=len(buf_dtypes) - 1,
                     c_strides=(OC * P, M * P, P), blocking=blk, im2col=im2col, epilogue=epi,
-                    mchunk=row_chunk(M, K, P, blk, elem, l2_bytes), **dtypes)
+                    mchunk=row_chunk(M, K, blk, elem, l2_bytes), **dtypes)
     out = node.outputs[0]  # a residual the epilogue adds: read as the output is written
     spec.extra["out_like"] = [i for i, v in enumerate(ext) if i not in (xi, wi, bi)
                               and v.shape == out.shape and v.dtype == out.dtype

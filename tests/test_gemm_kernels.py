@@ -95,16 +95,15 @@ def test_pointwise_conv_as_gemm(chw, vtarget, tmp_path):
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("M,K,N", [(512, 1024, 196), (2048, 1024, 49), (1000, 512, 169),
-                                   (256, 512, 784), (203, 700, 25)])
+@pytest.mark.parametrize("M,K", [(512, 1024), (2048, 1024), (1000, 512), (256, 512), (203, 700)])
 @pytest.mark.parametrize("mr,nv,lanes", [(6, 2, 8), (14, 2, 16), (8, 3, 4)])
-def test_row_chunks_are_equal_and_fit_half_of_l2(M, K, N, mr, nv, lanes):
+def test_row_chunks_are_equal_and_fit_half_of_l2(M, K, mr, nv, lanes):
     """Weights past half of L2 go in as few chunks of whole MR blocks as fit in half of it, of
-    about equal size (not full chunks and a small remnant), whatever the column count."""
+    about equal size: not full chunks and a small remnant."""
     from neo.codegen.kernel_gemm import Blocking, row_chunk
 
     l2 = 2 << 20
-    rows = row_chunk(M, K, N, Blocking(mr, nv, lanes), 4, l2)
+    rows = row_chunk(M, K, Blocking(mr, nv, lanes), 4, l2)
     if M * K * 4 <= l2 // 2:
         assert rows == 0
         return
@@ -112,7 +111,7 @@ def test_row_chunks_are_equal_and_fit_half_of_l2(M, K, N, mr, nv, lanes):
     chunks = -(-M // rows)
     assert chunks <= -(-(M * K * 4) // (l2 // 2))  # no more than it takes
     assert (rows - mr) * K * 4 < l2 // 2  # each fits, up to the rounding to MR
-    assert M - (chunks - 1) * rows > rows - 2 * mr * chunks  # equal, not full and a remnant
+    assert M - (chunks - 1) * rows >= rows - mr * chunks  # the last as large, up to rounding
 
 
 @pytest.mark.parametrize("side", [5, 13])
