@@ -30,21 +30,22 @@ WIDTHS = st.sampled_from(["w128", "w256", "w512", "avx512"])
 SIZES = st.sampled_from([1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 20, 23, 31, 32, 33])
 
 
-def _close(out: np.ndarray, ref: np.ndarray) -> None:
+def _close(out: np.ndarray, ref: np.ndarray, scale: float = 0.0) -> None:
+    """Within 2e-5 of the larger of the output's magnitude and `scale`."""
     assert out.shape == ref.shape
-    scale = max(float(np.abs(ref).max()), 1e-6)
+    scale = max(float(np.abs(ref).max()), scale, 1e-6)
     assert np.isfinite(out).all() == np.isfinite(ref).all()
     assert float(np.abs(out - ref).max()) <= 2e-5 * scale, float(np.abs(out - ref).max())
 
 
-def _run(gr: ir.Graph, feeds, width: str, level: int, tmp_path) -> None:
+def _run(gr: ir.Graph, feeds, width: str, level: int, tmp_path, scale: float = 0.0) -> None:
     target = width_target(width)
     ref = interpret(gr, feeds)
     graph = run_pipeline(gr, level)
     out_dir = tmp_path / f"a{np.random.default_rng().integers(1 << 30)}"
     build_artifact(graph, target, out_dir, {"inputs": []}, level)
     for o, r in zip(run_artifact_checked(out_dir, feeds), ref):
-        _close(o, r)
+        _close(o, r, scale)
 
 
 @st.composite
@@ -88,10 +89,18 @@ def test_random_conv(c, width, level, seed, tmp_path):
         r = gr.input("r", y.shape)
         feeds["r"] = rng.normal(size=y.shape).astype("float32")
         y = gr.op("add", y, r)
+    # A sigmoid's error is its slope (1/4 at most) times the conv's, which is rounding that grows
+    # with the conv's magnitude, not the output's (under 1): a 33 -> 33 7x7 conv (sums of 1617
+    # products, up to ~100) missed 2e-5 of 1.0 by 2.19e-5 after its sigmoid, float32 against
+    # float32, the conv itself within 2e-6 of its magnitude. So the bound scales with it.
+    scale = 0.0
+    if c["act"] == "sigmoid":
+        gr.outputs = [y]
+        scale = 0.25 * float(np.abs(interpret(gr, feeds)[0]).max())
     if c["act"]:
         y = gr.op(c["act"], y)
     gr.outputs = [y]
-    _run(gr, feeds, width, level, tmp_path)
+    _run(gr, feeds, width, level, tmp_path, scale)
 
 
 @st.composite
