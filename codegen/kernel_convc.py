@@ -155,6 +155,11 @@ SCRATCH_BYTES = 32 * 1024  # partial sums of one unit's position blocks between 
 # and ran at 2.0 ms on Zen 5, 1.3 ms under an Intel model. A one-row window (1x256 in an audio
 # model) stays one block: wrapped in a loop of one iteration it took LLVM twice as long.
 ROW_LOOP_TAPS = 9
+# Taps of one kernel row up to which the row is unrolled; a longer row (an audio model's 1x256
+# window) loops over groups of this many, the rest unrolled after them. Unrolled whole, each of
+# basic-pitch's 1x256 constant-Q convs was 10 MB of IR and the 200 KB model took 164 s to
+# compile, 132 s of it in LLVM.
+ROW_GROUP_TAPS = 16
 
 
 def chunking(spec: ChannelConvSpec) -> tuple[int, int]:
@@ -412,6 +417,17 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
                 for v in range(nv):
                     b.store(mt.fma(b, a, wv[v], b.load(accs[r][v], typ=vt)), accs[r][v])
 
+    def kernel_row(xc, wc):
+        """The KW taps of one kernel row (its window at xc, its weights at wc)."""
+        if spec.KW <= ROW_GROUP_TAPS:
+            return taps(xc, wc, offs[:spec.KW])
+        full = spec.KW // ROW_GROUP_TAPS * ROW_GROUP_TAPS
+        with for_range(b, 0, full, ROW_GROUP_TAPS, "kw") as kw:
+            taps(b.add(xc, b.mul(kw, I64(dw))), b.add(wc, b.mul(kw, I64(NR))),
+                 offs[:ROW_GROUP_TAPS])
+        if full < spec.KW:
+            taps(b.add(xc, I64(full * dw)), b.add(wc, I64(full * NR)), offs[:spec.KW - full])
+
     with for_range(b, c0, c1, 1, "c") as c:
         xc = b.mul(c, I64(plane))
         wc = b.add(wbase, b.mul(c, I64(KHW * NR)))
@@ -422,12 +438,14 @@ def _tile(b, spec: ChannelConvSpec, W, X, C, accs, img, grp, panel, p0, rows: in
             for kh in range(spec.KH):
                 row = b.add(ahead_corner, b.add(xc, I64(kh * dh * spec.Wp)))
                 prefetch_lines(b, gep(b, X, row, xs), 1)
-        if KHW <= ROW_LOOP_TAPS or spec.KH == 1:  # one row: nothing to loop over
+        if KHW <= ROW_LOOP_TAPS:
             taps(xc, wc, offs)
-        else:  # a loop over the kernel rows, each row's taps unrolled
+        elif spec.KH == 1:  # one row: nothing to loop over
+            kernel_row(xc, wc)
+        else:  # a loop over the kernel rows
             with for_range(b, 0, spec.KH, 1, "kh") as kh:
-                taps(b.add(xc, b.mul(kh, I64(dh * spec.Wp))),
-                     b.add(wc, b.mul(kh, I64(spec.KW * NR))), offs[:spec.KW])
+                kernel_row(b.add(xc, b.mul(kh, I64(dh * spec.Wp))),
+                           b.add(wc, b.mul(kh, I64(spec.KW * NR))))
     write = _write_transposed if spec.transposed else _write_out
     if scratch is None:
         write(b, spec, C, accs, img, grp, panel, p0, rows, chans, vt)

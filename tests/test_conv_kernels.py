@@ -211,6 +211,47 @@ def test_channel_conv_spatial_partitions(width, threads, tmp_path, monkeypatch):
     assert seen == [(True, True, True)]
 
 
+def _long_row_graph(c, oc, kh, kw, w, d, rng):
+    gr = ir.Graph()
+    x = gr.input("x", (1, c, kh + 2, w))
+    wt = gr.const(rng.normal(size=(oc, c, kh, kw)).astype("float32"), "w")
+    bb = gr.const(rng.normal(size=oc).astype("float32"), "b")
+    gr.outputs = [gr.op("neg", gr.op("conv", x, wt, bb, strides=(1, 1), pads=(0, 0, 0, 0),
+                                     dilations=(1, d), groups=1))]
+    return gr, {"x": rng.normal(size=(1, c, kh + 2, w)).astype("float32")}
+
+
+@pytest.mark.parametrize("shape", [(1, 36, 1, 40, 120, 1), (3, 20, 2, 37, 150, 2),
+                                   (1, 17, 1, 16, 60, 1)])
+def test_channel_conv_long_kernel_rows(shape, vtarget, tmp_path):
+    """Kernel rows longer than ROW_GROUP_TAPS (an audio model's 1x256 constant-Q filters) loop
+    over groups of taps, the remainder unrolled after them; one row or several, dilated: equal
+    to the reference at every width in checked mode."""
+    rng = np.random.default_rng(sum(shape))
+    gr, feeds = _long_row_graph(*shape, rng)
+    ref = interpret(gr, feeds)[0]
+    graph = run_pipeline(gr, 3)
+    _, ks = generate_kernels(graph, vtarget)
+    assert [i.kernel for _, i in ks if i is not None] == ["channel"]
+    build_artifact(graph, vtarget, tmp_path, {"inputs": []})
+    out = run_artifact_checked(tmp_path, feeds)[0]
+    assert np.abs(out - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
+def test_channel_conv_code_does_not_grow_with_the_kernel_row():
+    """A 1x256 window compiles to about the code of a 1x32 one: its taps loop in groups."""
+    from neo.codegen import kernel_convc
+
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for kw in (2 * kernel_convc.ROW_GROUP_TAPS, 256):
+        gr, _ = _long_row_graph(1, 36, 1, kw, 600, 1, rng)
+        module, ks = generate_kernels(run_pipeline(gr, 3), get_target("x86_64"))
+        assert [i.kernel for _, i in ks if i is not None] == ["channel"]
+        sizes[kw] = len(str(module))
+    assert sizes[256] < 1.2 * sizes[2 * kernel_convc.ROW_GROUP_TAPS], sizes
+
+
 @pytest.mark.parametrize("target", ["x86_64", "arm64"])
 def test_channel_conv_prefetches_the_next_weights(target, monkeypatch):
     """Channel-vector convs: past PREFETCH_BYTES of weights every tile prefetches a share of the
