@@ -152,8 +152,8 @@ SCRATCH_BYTES = 32 * 1024  # partial sums of one unit's position blocks between 
 # (the 7x7 stem) loops over its rows with one row unrolled. In one long block LLVM's AMD
 # scheduling models (znver3 to znver5) hoist the broadcasts of later taps far ahead of their
 # FMAs and spill the accumulator tile: the 7x7 stride-2 stem of resnet18 made 622 stack accesses
-# and ran at 2.0 ms on Zen 5, 1.3 ms under an Intel model. A one-row window (1x256 in an audio
-# model) stays one block: wrapped in a loop of one iteration it took LLVM twice as long.
+# and ran at 2.0 ms on Zen 5, 1.3 ms under an Intel model. A one-row window gets no loop of one
+# iteration (LLVM took twice as long on one); a long row loops over its taps (ROW_GROUP_TAPS).
 ROW_LOOP_TAPS = 9
 # Taps of one kernel row up to which the row is unrolled; a longer row (an audio model's 1x256
 # window) loops over groups of this many, the rest unrolled after them. Unrolled whole, each of
