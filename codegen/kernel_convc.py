@@ -26,7 +26,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import math_table as mt
-from .kernel_gemm import Blocking
+from .kernel_gemm import MAX_SPLIT_PARTS, Blocking, tile_cost
 from .llvm_util import (
     F16,
     F32,
@@ -45,7 +45,6 @@ from .llvm_util import (
     splat,
     split_last,
     stack_buffer,
-    task_range,
     unravel,
     weighted_task_range,
 )
@@ -188,8 +187,10 @@ SPATIAL_MIN_BLOCKS = 16
 
 def unit_costs(spec: ChannelConvSpec, pcb: int) -> list[int]:
     """The relative cost of each unit (image, group, panel, chunk of pcb position blocks), in
-    the kernel's unit order: FMA vectors per reduction step, a short block costing as much as
-    the rows that hide the FMA latency (as in lower._rows_per_tile), plus a block's overhead."""
+    the kernel's unit order: the sum of its tiles' `tile_cost`. The threads split whole units:
+    parts of one (some blocks on one thread, the rest on another) measured slower where a
+    panel's weights are large, as each thread streamed all of them (resnet50's 3x3 convs on
+    7x7, 885 KB a panel: the second of 2 threads 70 us late)."""
     blk = spec.blocking
     L, MR, NR = blk.lanes, blk.mr, blk.nr
     P = spec.OH * spec.OW
@@ -198,17 +199,35 @@ def unit_costs(spec: ChannelConvSpec, pcb: int) -> list[int]:
     per_panel = []
     for panel in range(panels):
         nv = -(-min(NR, spec.M - panel * NR) // L)
-        floor = -(-8 // nv)
         chunk_costs = []
         for pb0 in range(0, pblocks, pcb):
             rows = [min(MR, P - pb * MR) for pb in range(pb0, min(pb0 + pcb, pblocks))]
-            chunk_costs.append(sum(max(r, floor) * nv + 2 for r in rows))
+            chunk_costs.append(sum(tile_cost(r, nv) for r in rows))
         per_panel.append(chunk_costs)
     if spec.positions_outer:  # chunk-major: [chunk][panel]
         one = [chunks[i] for i in range(len(per_panel[0])) for chunks in per_panel]
     else:
         one = [c for chunks in per_panel for c in chunks]
     return one * (spec.images * spec.groups)
+
+
+def spatial_parts(spec: ChannelConvSpec) -> tuple[int, list[int]]:
+    """(g, costs): the parts a `spatial` conv's threads split, g position blocks of one panel,
+    g = 1 up to MAX_SPLIT_PARTS parts; their costs block-major (the sum of their tiles'
+    `tile_cost`). By whole blocks (a plane of 196 positions is 24 blocks of 8 and one of 4) the
+    first of 2 threads took 104 positions and the second 92, and ran 7% longer; by parts the
+    split falls inside a block, between two panels."""
+    blk = spec.blocking
+    P = spec.OH * spec.OW
+    pblocks, panels = -(-P // blk.mr), -(-spec.M // blk.nr)
+    g = max(1, -(-pblocks * panels // MAX_SPLIT_PARTS))
+    costs = []
+    for pb0 in range(0, pblocks, g):
+        for panel in range(panels):
+            nv = -(-min(blk.nr, spec.M - panel * blk.nr) // blk.lanes)
+            costs.append(sum(tile_cost(min(blk.mr, P - pb * blk.mr), nv)
+                             for pb in range(pb0, min(pb0 + g, pblocks))))
+    return g, costs
 
 
 def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
@@ -291,9 +310,18 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
                 chunk_body(c0, c1, b.icmp_signed("==", c0, I64(0)),
                            b.icmp_signed(">=", c1, I64(spec.Cg)))
 
-    if spec.spatial:  # this task's run of position blocks, every panel over it in turn
-        b_lo, b_hi = task_range(b, pblocks, fn.args[1], fn.args[2])
+    if spec.spatial:  # this task's run of parts (blocks of one panel), block-major; by panel
+        g, costs = spatial_parts(spec)
+        lo, hi = weighted_task_range(b, costs, fn.args[1], fn.args[2], name)
         with for_range(b, 0, panels, 1, "panel") as panel:
+            # the blocks of this panel's parts q with q * panels + panel in [lo, hi)
+            def first_block(u):
+                ahead = b.sub(u, panel)
+                ahead = b.select(b.icmp_signed(">", ahead, I64(0)), ahead, I64(0))
+                pb = b.mul(b.sdiv(b.add(ahead, I64(panels - 1)), I64(panels)), I64(g))
+                return b.select(b.icmp_signed("<", pb, I64(pblocks)), pb, I64(pblocks))
+
+            b_lo, b_hi = first_block(lo), first_block(hi)
             with for_range(b, b_lo, b_hi, pcb, "pchunk") as s0:
                 s1 = b.add(s0, I64(pcb))
                 unit_body(I64(0), I64(0), panel,

@@ -41,8 +41,8 @@ from .llvm_util import (
     prefetch_lines,
     splat,
     stack_buffer,
-    task_range,
     unravel,
+    weighted_task_range,
 )
 
 
@@ -155,6 +155,41 @@ def row_chunk(M: int, K: int, blk: Blocking, elem_bytes: int, l2_bytes: int) -> 
     return rows if rows < M else 0
 
 
+def tile_cost(rows: int, nv: int) -> int:
+    """A tile's relative cost, for splitting work between threads: FMA vectors per reduction
+    step, a short block costing as much as the rows that hide the FMA latency (as in
+    lower._rows_per_tile), plus a block's overhead."""
+    return max(rows, -(-8 // nv)) * nv + 2
+
+
+# The most parts a GEMM's threads split it into (the kernel holds their cost prefix in a table)
+MAX_SPLIT_PARTS = 4096
+
+
+def split_parts(spec: GemmSpec) -> tuple[int, list[int]]:
+    """(g, costs): the threads split a GEMM into parts of g row blocks (MR rows) of one unit
+    (image, group, row chunk, panel), g = 1 up to MAX_SPLIT_PARTS parts; each part's cost in
+    the kernel's order, parts past M (in a last chunk shorter than the others) costing 0.
+    Split by whole units, resnet50's 1x1 convs on 28x28 (784 columns: 25 panels of 32) gave
+    the first of 2 threads 13 panels and the second 12, one of them half empty (7% idle)."""
+    blk = spec.blocking
+    MR = blk.mr
+    n_panels = -(-spec.N // blk.nr)
+    mchunk = spec.mchunk or -(-spec.M // MR) * MR
+    n_chunks = -(-spec.M // mchunk)
+    blocks = mchunk // MR  # per unit
+    units = spec.images * spec.groups * n_chunks * n_panels
+    g = max(1, -(-units * blocks // MAX_SPLIT_PARTS))
+    per_chunk = []
+    for mc in range(n_chunks):
+        firsts = [mc * mchunk + j * MR for j in range(blocks)]
+        block_costs = [tile_cost(min(MR, spec.M - r0), blk.nv) if r0 < spec.M else 0
+                       for r0 in firsts]
+        per_chunk.append([sum(block_costs[j:j + g]) for j in range(0, blocks, g)])
+    one = [c for chunk in per_chunk for _ in range(n_panels) for c in chunk]
+    return g, one * (spec.images * spec.groups)
+
+
 def pack_a(w: np.ndarray, groups: int, M: int, K: int, mr: int) -> np.ndarray:
     """[G*M, K] weights -> [G][ceil(M/MR)][K][MR], zero rows past M."""
     mb = -(-M // mr)
@@ -201,53 +236,71 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     n_panels = -(-spec.N // NR)
     mchunk = spec.mchunk or -(-spec.M // MR) * MR
     n_chunks = -(-spec.M // mchunk)
-    # units (image, group, row chunk, panel): a thread's units share their rows' weights
-    units = spec.images * spec.groups * n_chunks * n_panels
-    lo, hi = task_range(b, units, fn.args[1], fn.args[2])
+    # units (image, group, row chunk, panel): a thread's units share their rows' weights. The
+    # threads split them by parts of g row blocks (split_parts), so a split may fall inside a
+    # unit: both threads then pack its panel, each running its own rows.
+    g, costs = split_parts(spec)
+    spu = len(costs) // (spec.images * spec.groups * n_chunks * n_panels)  # parts per unit
+    lo, hi = weighted_task_range(b, costs, fn.args[1], fn.args[2], name)
     A, B, C = bufs[spec.a_buf], bufs[spec.b_buf], bufs[spec.c_buf]
     m_rem = spec.M % MR
+    whole = I64(spec.M - m_rem)  # the rows in whole MR blocks; the rows past them below
 
-    with for_range(b, lo, hi, 1, "unit") as unit:
+    def clip(v, lo_v, hi_v):
+        v = b.select(b.icmp_signed(">", v, lo_v), v, lo_v)
+        return b.select(b.icmp_signed("<", v, hi_v), v, hi_v)
+
+    u_lo = b.sdiv(lo, I64(spu))
+    u_hi = b.sdiv(b.add(hi, I64(spu - 1)), I64(spu))
+    with for_range(b, u_lo, u_hi, 1, "unit") as unit:
         p, mc, bg = unravel(b, unit, (n_panels, n_chunks))
-        m_lo = b.mul(mc, I64(mchunk))
-        m_hi = b.add(m_lo, I64(mchunk))
-        m_hi = b.select(b.icmp_signed("<", m_hi, I64(spec.M - m_rem)), m_hi,
-                        I64(spec.M - m_rem))  # whole MR blocks; the rows past them below
-        grp = b.srem(bg, I64(spec.groups))
-        img = b.sdiv(bg, I64(spec.groups))
-        n0 = b.mul(p, I64(NR))
-        left = b.sub(I64(spec.N), n0)
-        valid = b.select(b.icmp_signed("<", left, I64(NR)), left, I64(NR))
-        # K blocks: a runtime loop (code size stays one tile whatever K is)
-        with for_range(b, 0, spec.K, kc, "kb") as kb:
-            rest = b.sub(I64(spec.K), kb)
-            kcur = b.select(b.icmp_signed("<", rest, I64(kc)), rest, I64(kc))
-            if packed_b:
-                # [panel][K][NR]: this panel's rows kb.. start here
-                bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), b.mul(kb, I64(NR))),
-                         STORAGE[spec.b_dtype])
-            else:
-                _pack_panel(b, spec, B, panel, img, grp, n0, valid, kb, kcur)
-                bp = panel
-            first = b.icmp_signed("==", kb, I64(0))
-            last = b.icmp_signed(">=", b.add(kb, I64(kc)), I64(spec.K))
+        base = b.mul(unit, I64(spu))
+        c0 = b.mul(mc, I64(mchunk))
+        c1 = b.add(c0, I64(mchunk))
+        # this task's parts of the unit, as rows [m_lo, m_end) of its chunk
+        m_lo = b.add(c0, b.mul(clip(b.sub(lo, base), I64(0), I64(spu)), I64(g * MR)))
+        m_end = b.add(c0, b.mul(clip(b.sub(hi, base), I64(0), I64(spu)), I64(g * MR)))
+        m_end = b.select(b.icmp_signed("<", m_end, c1), m_end, c1)
+        m_hi = b.select(b.icmp_signed("<", m_end, whole), m_end, whole)
+        has_rows = b.icmp_signed("<", m_lo, b.select(b.icmp_signed("<", m_end, I64(spec.M)),
+                                                     m_end, I64(spec.M)))
+        if m_rem:  # the short last block: in the last chunk, in this task's part of it
+            tail = b.and_(b.icmp_signed("<=", m_lo, whole), b.icmp_signed(">", m_end, whole))
+        with b.if_then(has_rows):
+            grp = b.srem(bg, I64(spec.groups))
+            img = b.sdiv(bg, I64(spec.groups))
+            n0 = b.mul(p, I64(NR))
+            left = b.sub(I64(spec.N), n0)
+            valid = b.select(b.icmp_signed("<", left, I64(NR)), left, I64(NR))
+            # K blocks: a runtime loop (code size stays one tile whatever K is)
+            with for_range(b, 0, spec.K, kc, "kb") as kb:
+                rest = b.sub(I64(spec.K), kb)
+                kcur = b.select(b.icmp_signed("<", rest, I64(kc)), rest, I64(kc))
+                if packed_b:
+                    # [panel][K][NR]: this panel's rows kb.. start here
+                    bp = gep(b, B, b.add(b.mul(p, I64(spec.K * NR)), b.mul(kb, I64(NR))),
+                             STORAGE[spec.b_dtype])
+                else:
+                    _pack_panel(b, spec, B, panel, img, grp, n0, valid, kb, kcur)
+                    bp = panel
+                first = b.icmp_signed("==", kb, I64(0))
+                last = b.icmp_signed(">=", b.add(kb, I64(kc)), I64(spec.K))
 
-            def tile(mb: ir.Value, mr: int, share):
-                _tile(b, spec, A, B, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first,
-                      last, vt, share)
+                def tile(mb: ir.Value, mr: int, share):
+                    _tile(b, spec, A, B, bp, C, accs, mb, mr, img, grp, n0, valid, kb, kcur, first,
+                          last, vt, share)
 
-            # the next panel's B rows each row tile prefetches (where they split them): the
-            # whole MR blocks share them, a short last block alone takes them all
-            if spec.M >= MR:
-                ntiles = b.sdiv(b.sub(m_hi, m_lo), I64(MR))
-                ntiles = b.select(b.icmp_signed(">", ntiles, I64(1)), ntiles, I64(1))
-                rows = b.sdiv(b.add(kcur, b.sub(ntiles, I64(1))), ntiles)
-                with for_range(b, m_lo, m_hi, MR, "mb") as mb:
-                    tile(mb, MR, (b.sdiv(b.sub(mb, m_lo), I64(MR)), rows))
-            if m_rem:
-                with b.if_then(b.icmp_signed("==", mc, I64(n_chunks - 1))):
-                    tile(I64(spec.M - m_rem), m_rem,
-                         (I64(0), kcur if spec.M < MR else I64(0)))
+                # the next panel's B rows each row tile prefetches (where they split them): the
+                # whole MR blocks share them, a short last block alone takes them all
+                if spec.M >= MR:
+                    ntiles = b.sdiv(b.sub(m_hi, m_lo), I64(MR))
+                    ntiles = b.select(b.icmp_signed(">", ntiles, I64(1)), ntiles, I64(1))
+                    rows = b.sdiv(b.add(kcur, b.sub(ntiles, I64(1))), ntiles)
+                    with for_range(b, m_lo, m_hi, MR, "mb") as mb:
+                        tile(mb, MR, (b.sdiv(b.sub(mb, m_lo), I64(MR)), rows))
+                if m_rem:
+                    with b.if_then(tail):
+                        tile(whole, m_rem, (I64(0), kcur if spec.M < MR else I64(0)))
     b.ret(I32(0))
     return fn
 

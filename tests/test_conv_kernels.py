@@ -189,11 +189,16 @@ def test_channel_conv_thread_partitions(shape, outer, threads, tmp_path, monkeyp
 
 # One image, weights past L2 and 16 position blocks or more: each thread takes a run of the
 # positions and every panel over it (ChannelConvSpec.spatial): runs that end mid-row, on a short
-# last block, several reduction chunks and a channel tail, at 1 to 4 threads.
+# last block, several reduction chunks and a channel tail, at 1 to 4 threads. The runs split
+# inside a block, between panels (kernel_convc.spatial_parts): parts of one block, or of
+# several where a cap on their number groups them.
 @pytest.mark.parametrize("width", ["w128", "w512"])
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
-def test_channel_conv_spatial_partitions(width, threads, tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_parts", [4096, 9], ids=["block-parts", "grouped-parts"])
+def test_channel_conv_spatial_partitions(width, threads, max_parts, tmp_path, monkeypatch):
     from neo.codegen import kernel_convc
+
+    monkeypatch.setattr(kernel_convc, "MAX_SPLIT_PARTS", max_parts)
 
     rng = np.random.default_rng(5)
     gr = ir.Graph()
@@ -206,9 +211,10 @@ def test_channel_conv_spatial_partitions(width, threads, tmp_path, monkeypatch):
              "r": rng.normal(size=y.shape).astype("float32")}
     seen = _record_specs(monkeypatch, kernel_convc, "emit_channel_conv_kernel",
                          lambda spec: (spec.spatial, -(-spec.M // spec.blocking.nr) > 1,
-                                       kernel_convc.chunking(spec)[0] < spec.Cg))
+                                       kernel_convc.chunking(spec)[0] < spec.Cg,
+                                       kernel_convc.spatial_parts(spec)[0] > 1))
     _check_at_threads(gr, feeds, width_target(width), threads, tmp_path)
-    assert seen == [(True, True, True)]
+    assert seen == [(True, True, True, max_parts < 4096)]
 
 
 def _long_row_graph(c, oc, kh, kw, w, d, rng):

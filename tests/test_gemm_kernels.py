@@ -150,3 +150,43 @@ def test_gemm_conv_row_chunks(stride, side, vtarget, tmp_path, monkeypatch):
         with Model(str(tmp_path), num_threads=threads, check=True) as m:
             out = m.run(feeds)[0]
         assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("max_parts", [4096, 7], ids=["block-parts", "grouped-parts"])
+def test_gemm_threads_split_inside_units(max_parts, vtarget, tmp_path, monkeypatch):
+    """The threads split a GEMM by parts of a unit's row blocks (kernel_gemm.split_parts), so
+    a split may fall inside a panel: a 7 x 7 plane (a last panel part empty), rows in chunks
+    with a short last block, two images; parts of one block, or of several where a cap on
+    their number groups them. Equal to the reference at 1 to 5 threads in checked mode."""
+    from neo.codegen import kernel_gemm, lower
+    from neo.runtime import Model
+
+    M, C, H = 203, 700, 7
+    rng = np.random.default_rng(max_parts)
+    g = ir.Graph()
+    x = g.input("x", (2, C, H, H))
+    w = g.const(rng.normal(size=(M, C, 1, 1)).astype(np.float32) / 20, "w")
+    bias = g.const(rng.normal(size=M).astype(np.float32), "bias")
+    g.outputs = [g.op("relu", g.op("conv", x, w, bias, strides=(1, 1), pads=(0, 0, 0, 0),
+                                   dilations=(1, 1), groups=1))]
+    feeds = {"x": rng.normal(size=(2, C, H, H)).astype(np.float32)}
+    ref = interpret(g, feeds)[0]
+    seen, split = [], kernel_gemm.split_parts
+
+    def spy(spec):
+        seen.append((spec.mchunk, split(spec)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(kernel_gemm, "MAX_SPLIT_PARTS", max_parts)
+    monkeypatch.setattr(kernel_gemm, "split_parts", spy)
+    monkeypatch.setattr(lower, "_channel_kernel_pays", lambda *a, **k: False)
+    monkeypatch.setattr(lower, "_modelled", lambda tun: False)
+    build_artifact(run_pipeline(g, 3), vtarget, tmp_path, {"inputs": []})
+    (mchunk, (parts_of, costs)), = seen
+    assert 0 < mchunk < M and M % mchunk and M % 16  # chunks, the last one short
+    assert (parts_of > 1) == (max_parts < 4096) and len(costs) <= max(max_parts, 100)
+    assert len(set(costs)) > 1  # the short last block: the split is weighted
+    for threads in (1, 2, 3, 4, 5):
+        with Model(str(tmp_path), num_threads=threads, check=True) as m:
+            out = m.run(feeds)[0]
+        assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max(), threads
