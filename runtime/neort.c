@@ -47,9 +47,13 @@
 #define PARAMS_HEADER 48
 #define JSON_MAX_DEPTH 64
 #define POOL_MAX_THREADS 256
-/* A waiter polls POOL_SPIN times, then yields its CPU POOL_YIELD times, then sleeps on a condvar:
- * polling covers the gap between nodes of one run, yielding lets an oversubscribed peer finish. */
-#define POOL_SPIN 2000
+/* A waiter polls for POOL_SPIN_US microseconds, then yields its CPU POOL_YIELD times, then sleeps
+ * on a condvar: polling covers the gap between nodes of one run and between runs called back to
+ * back, yielding lets an oversubscribed peer finish. Polling was 2000 pause instructions, whose
+ * time varies 10x between CPUs (20 us on the Xeon of docs/BENCHMARKS.md): the worker slept
+ * between squeezenet1_1's runs, and the next run's first node waited about 40 us for it to wake
+ * (2 threads: 3.21 -> 3.17 ms a run with 200 us). */
+#define POOL_SPIN_US 200
 #define POOL_YIELD 64
 
 /* ---- errors ---- */
@@ -682,12 +686,28 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* poll, then yield, until (*v == want) == equal; false if that did not happen in time */
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* poll for POOL_SPIN_US (reading the clock every 64 polls), then yield, until
+ * (*v == want) == equal; false if that did not happen in time */
 static bool spin_until(atomic_uint *v, unsigned want, bool equal) {
-    for (int i = 0; i < POOL_SPIN + POOL_YIELD; i++) {
+    double until = 0.0;
+    for (unsigned i = 0;; i++) {
         if ((atomic_load(v) == want) == equal) return true;
-        if (i < POOL_SPIN) cpu_relax();
-        else sched_yield();
+        if ((i & 63u) == 0) {
+            double now = now_seconds();
+            if (i == 0) until = now + POOL_SPIN_US * 1e-6;
+            else if (now > until) break;
+        }
+        cpu_relax();
+    }
+    for (int i = 0; i < POOL_YIELD; i++) {
+        if ((atomic_load(v) == want) == equal) return true;
+        sched_yield();
     }
     return (atomic_load(v) == want) == equal;
 }
@@ -1576,12 +1596,6 @@ NEO_API int neo_model_set_num_threads(NeoModel *m, int n) {
     pool_destroy(m->pool);
     m->pool = p;
     return 0;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int run_nodes(NeoModel *m, double *node_seconds) {
