@@ -112,9 +112,9 @@ class ChannelConvSpec:
 
     @property
     def spatial(self) -> bool:
-        """Whether each thread takes an equal run of the output positions (its share of the
-        position blocks, from its task index at run time) and all the panels for them, rather
-        than a share of the panels: for one image, one group, weights past L2 (more than one
+        """Whether each thread takes a run of the output positions and all the panels for them
+        (its share of the (block, panel) parts by cost, `spatial_parts`), rather than a share
+        of the panels: for one image, one group, weights past L2 (more than one
         panel, not `positions_outer`) and SPATIAL_MIN_BLOCKS position blocks or more. A thread
         then reads the input at its positions only (the part the kernel before it wrote on its
         core, where that kernel split positions too) and writes its positions of every channel
