@@ -42,6 +42,8 @@ from .llvm_util import (
     load_float,
     masked_store,
     prefetch_lines,
+    smax,
+    smin,
     splat,
     split_last,
     stack_buffer,
@@ -185,25 +187,24 @@ POSITIONS_OUTER_WEIGHT_BYTES = 256 * 1024
 SPATIAL_MIN_BLOCKS = 16
 
 
+def _tile_costs(spec: ChannelConvSpec) -> list[list[int]]:
+    """`tile_cost` of every tile, [panel][position block]."""
+    blk = spec.blocking
+    P = spec.OH * spec.OW
+    pblocks, panels = -(-P // blk.mr), -(-spec.M // blk.nr)
+    return [[tile_cost(min(blk.mr, P - pb * blk.mr),
+                       -(-min(blk.nr, spec.M - panel * blk.nr) // blk.lanes))
+             for pb in range(pblocks)] for panel in range(panels)]
+
+
 def unit_costs(spec: ChannelConvSpec, pcb: int) -> list[int]:
     """The relative cost of each unit (image, group, panel, chunk of pcb position blocks), in
     the kernel's unit order: the sum of its tiles' `tile_cost`. The threads split whole units:
     parts of one (some blocks on one thread, the rest on another) measured slower where a
     panel's weights are large, as each thread streamed all of them (resnet50's 3x3 convs on
     7x7, 885 KB a panel: the second of 2 threads 70 us late)."""
-    blk = spec.blocking
-    L, MR, NR = blk.lanes, blk.mr, blk.nr
-    P = spec.OH * spec.OW
-    pblocks = -(-P // MR)
-    panels = -(-spec.M // NR)
-    per_panel = []
-    for panel in range(panels):
-        nv = -(-min(NR, spec.M - panel * NR) // L)
-        chunk_costs = []
-        for pb0 in range(0, pblocks, pcb):
-            rows = [min(MR, P - pb * MR) for pb in range(pb0, min(pb0 + pcb, pblocks))]
-            chunk_costs.append(sum(tile_cost(r, nv) for r in rows))
-        per_panel.append(chunk_costs)
+    per_panel = [[sum(row[pb0:pb0 + pcb]) for pb0 in range(0, len(row), pcb)]
+                 for row in _tile_costs(spec)]
     if spec.positions_outer:  # chunk-major: [chunk][panel]
         one = [chunks[i] for i in range(len(per_panel[0])) for chunks in per_panel]
     else:
@@ -217,17 +218,10 @@ def spatial_parts(spec: ChannelConvSpec) -> tuple[int, list[int]]:
     `tile_cost`). By whole blocks (a plane of 196 positions is 24 blocks of 8 and one of 4) the
     first of 2 threads took 104 positions and the second 92, and ran 7% longer; by parts the
     split falls inside a block, between two panels."""
-    blk = spec.blocking
-    P = spec.OH * spec.OW
-    pblocks, panels = -(-P // blk.mr), -(-spec.M // blk.nr)
-    g = max(1, -(-pblocks * panels // MAX_SPLIT_PARTS))
-    costs = []
-    for pb0 in range(0, pblocks, g):
-        for panel in range(panels):
-            nv = -(-min(blk.nr, spec.M - panel * blk.nr) // blk.lanes)
-            costs.append(sum(tile_cost(min(blk.mr, P - pb * blk.mr), nv)
-                             for pb in range(pb0, min(pb0 + g, pblocks))))
-    return g, costs
+    tiles = _tile_costs(spec)
+    pblocks = len(tiles[0])
+    g = max(1, -(-pblocks * len(tiles) // MAX_SPLIT_PARTS))
+    return g, [sum(row[pb0:pb0 + g]) for pb0 in range(0, pblocks, g) for row in tiles]
 
 
 def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec,
@@ -316,10 +310,9 @@ def emit_channel_conv_kernel(module: ir.Module, name: str, spec: ChannelConvSpec
         with for_range(b, 0, panels, 1, "panel") as panel:
             # the blocks of this panel's parts q with q * panels + panel in [lo, hi)
             def first_block(u):
-                ahead = b.sub(u, panel)
-                ahead = b.select(b.icmp_signed(">", ahead, I64(0)), ahead, I64(0))
-                pb = b.mul(b.sdiv(b.add(ahead, I64(panels - 1)), I64(panels)), I64(g))
-                return b.select(b.icmp_signed("<", pb, I64(pblocks)), pb, I64(pblocks))
+                ahead = smax(b, b.sub(u, panel), I64(0))
+                return smin(b, b.mul(b.sdiv(b.add(ahead, I64(panels - 1)), I64(panels)),
+                                     I64(g)), I64(pblocks))
 
             b_lo, b_hi = first_block(lo), first_block(hi)
             with for_range(b, b_lo, b_hi, pcb, "pchunk") as s0:

@@ -38,6 +38,7 @@ from .llvm_util import (
     I64,
     STORAGE,
     UNSIGNED,
+    clamp,
     for_range,
     gep,
     intrinsic,
@@ -234,19 +235,15 @@ def _fill_band(b, spec: DepthwiseSpec, xin, src, scratch, band, rows, vt, fill: 
     hp = I64(spec.padded[0])
     end = b.select(b.icmp_signed("<", end, hp), end, hp)
 
-    def clamp(v, lo_, hi_):
-        v = b.select(b.icmp_signed("<", v, lo_), lo_, v)
-        return b.select(b.icmp_signed(">", v, hi_), hi_, v)
-
     pad_vec = _fill_vector(vt, fill)
     # padding rows above and below the plane inside [pr0, end): scratch rows pr - pr0
-    for p_lo, p_hi in ((pr0, clamp(I64(top), pr0, end)),
-                       (clamp(I64(top + H), pr0, end), end)):
+    for p_lo, p_hi in ((pr0, clamp(b, I64(top), pr0, end)),
+                       (clamp(b, I64(top + H), pr0, end), end)):
         with for_range(b, b.sub(p_lo, pr0), b.sub(p_hi, pr0), 1, "padrow") as k:
             _fill_run(b, scratch, b.mul(k, I64(pitch)), pitch, pad_vec)
     # data rows r = pr - top
-    r_lo = clamp(b.sub(pr0, I64(top)), I64(0), I64(H))
-    r_hi = clamp(b.sub(end, I64(top)), I64(0), I64(H))
+    r_lo = clamp(b, b.sub(pr0, I64(top)), I64(0), I64(H))
+    r_hi = clamp(b, b.sub(end, I64(top)), I64(0), I64(H))
     if spec.split:
         fill_plane_split(b, xin, src, scratch, H, spec.W, spec.pads, spec.lanes, fill, rows=rows,
                          span=(r_lo, r_hi, pr0))

@@ -30,6 +30,7 @@ from .llvm_util import (
     I64,
     PTR,
     STORAGE,
+    clamp,
     convert_float,
     for_range,
     gep,
@@ -39,6 +40,7 @@ from .llvm_util import (
     masked_load,
     masked_store,
     prefetch_lines,
+    smin,
     splat,
     stack_buffer,
     unravel,
@@ -245,11 +247,6 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
     A, B, C = bufs[spec.a_buf], bufs[spec.b_buf], bufs[spec.c_buf]
     m_rem = spec.M % MR
     whole = I64(spec.M - m_rem)  # the rows in whole MR blocks; the rows past them below
-
-    def clip(v, lo_v, hi_v):
-        v = b.select(b.icmp_signed(">", v, lo_v), v, lo_v)
-        return b.select(b.icmp_signed("<", v, hi_v), v, hi_v)
-
     u_lo = b.sdiv(lo, I64(spu))
     u_hi = b.sdiv(b.add(hi, I64(spu - 1)), I64(spu))
     with for_range(b, u_lo, u_hi, 1, "unit") as unit:
@@ -258,12 +255,11 @@ def emit_gemm_kernel(module: ir.Module, name: str, spec: GemmSpec, nbufs: int) -
         c0 = b.mul(mc, I64(mchunk))
         c1 = b.add(c0, I64(mchunk))
         # this task's parts of the unit, as rows [m_lo, m_end) of its chunk
-        m_lo = b.add(c0, b.mul(clip(b.sub(lo, base), I64(0), I64(spu)), I64(g * MR)))
-        m_end = b.add(c0, b.mul(clip(b.sub(hi, base), I64(0), I64(spu)), I64(g * MR)))
-        m_end = b.select(b.icmp_signed("<", m_end, c1), m_end, c1)
-        m_hi = b.select(b.icmp_signed("<", m_end, whole), m_end, whole)
-        has_rows = b.icmp_signed("<", m_lo, b.select(b.icmp_signed("<", m_end, I64(spec.M)),
-                                                     m_end, I64(spec.M)))
+        m_lo = b.add(c0, b.mul(clamp(b, b.sub(lo, base), I64(0), I64(spu)), I64(g * MR)))
+        m_end = b.add(c0, b.mul(clamp(b, b.sub(hi, base), I64(0), I64(spu)), I64(g * MR)))
+        m_end = smin(b, m_end, c1)
+        m_hi = smin(b, m_end, whole)
+        has_rows = b.icmp_signed("<", m_lo, smin(b, m_end, I64(spec.M)))
         if m_rem:  # the short last block: in the last chunk, in this task's part of it
             tail = b.and_(b.icmp_signed("<=", m_lo, whole), b.icmp_signed(">", m_end, whole))
         with b.if_then(has_rows):

@@ -197,6 +197,21 @@ def unravel(b: ir.IRBuilder, index: ir.Value, sizes) -> list:
     return digits + [index]
 
 
+def smin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """The smaller of two signed integers."""
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def smax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    """The larger of two signed integers."""
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def clamp(b: ir.IRBuilder, v: ir.Value, lo: ir.Value, hi: ir.Value) -> ir.Value:
+    """v limited to [lo, hi] (signed integers, lo <= hi)."""
+    return smin(b, smax(b, v, lo), hi)
+
+
 def task_range(b: ir.IRBuilder, total, task: ir.Value, ntasks: ir.Value, grain: int = 1):
     """Static partition of [0, total) into ntasks contiguous chunks (multiples of grain)."""
     total = total if isinstance(total, ir.Value) else I64(total)
